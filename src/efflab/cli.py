@@ -1,0 +1,83 @@
+"""The `efflab` command. Each subcommand lives in `efflab.commands.<module>` and registers itself.
+
+Exit status: 0 done, 2 bad input (one message naming every problem, no traceback), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from efflab.errors import UserError
+
+# module -> it adds one or more subcommands through register(subparsers)
+COMMAND_MODULES = [
+    "efflab.commands.run",  # list, run
+    "efflab.commands.suite",  # suite, compare, extrapolate
+    "efflab.commands.scaling",  # scaling fit
+    "efflab.commands.accounting",  # flops, cost
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: same exit status as every bad input
+        self.print_usage(sys.stderr)
+        print(f"efflab: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="efflab", description=__doc__.splitlines()[0])
+    from efflab import __version__
+
+    parser.add_argument("--version", action="version", version=f"efflab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:  # a command module not built yet
+            if e.name == name:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def emit_json(obj) -> None:
+    """Print one JSON object on stdout (the `--json` contract)."""
+    print(json.dumps(obj, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(o):
+    import math
+
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    return str(o)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except UserError as e:
+        print(f"efflab: error: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("efflab: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
