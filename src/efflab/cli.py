@@ -10,7 +10,7 @@ import importlib
 import json
 import sys
 
-from efflab.errors import UserError
+from efflab.errors import RunFailed, UserError
 
 # module -> it adds one or more subcommands through register(subparsers)
 COMMAND_MODULES = [
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"efflab: error: {e.message}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"efflab: run failed: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("efflab: interrupted", file=sys.stderr)
         return 130

@@ -58,3 +58,8 @@ def parse_count(text: str | float | int, what: str = "value") -> float:
         return float(str(text).replace("_", "").replace(",", ""))
     except ValueError:
         raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 2000)") from None
+
+
+class RunFailed(Exception):
+    """A run stopped for a reason that is neither a bug nor bad input (e.g. the loss diverged).
+    The CLI prints the message (no traceback) and exits 1; the run directory says `status: failed`."""

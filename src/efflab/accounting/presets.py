@@ -1,0 +1,481 @@
+"""Published models and frontier training runs: facts, each with its source (DESIGN.md section 8).
+
+A preset is either a *model* (an HF config.json-style dict from which `efflab.accounting.flops`
+counts parameters and FLOPs exactly as transformers would build the model) or a *run* known only by
+its published figures (parameters, tokens, training FLOPs). Both may carry published figures; the
+tests check that every model config reproduces its published parameter count.
+
+No torch or transformers is imported here: `efflab flops llama-3.1-405b` answers in well under two
+seconds because the preset configs are complete dicts that the analytic counter reads directly.
+
+Sources (abbreviations used below):
+  [GPT-2]      Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"; HF `gpt2` config.
+  [GPT-3]      Brown et al. 2020, "Language Models are Few-Shot Learners", arXiv:2005.14165, Table 2.1 and
+               Table D.1 (174.6e9 params, 300e9 tokens, 3.14e23 training FLOPs).
+  [Chinchilla] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556,
+               Table 3 (Chinchilla 70B / 1.4e12 tokens, Gopher 280B / 300e9 tokens, both 5.76e23 FLOPs).
+  [PaLM]       Chowdhery et al. 2022, "PaLM: Scaling Language Modeling with Pathways", arXiv:2204.02311,
+               Table 1 (118 layers, d_model 18432, 48 heads x 256, 540.35e9 params), App. B (780e9 tokens,
+               2.56e24 FLOPs counted with attention).
+  [Llama 2]    Touvron et al. 2023, arXiv:2307.09288, and the Llama-2 model cards (2e12 tokens;
+               184,320 / 1,720,320 A100-80GB GPU-hours for 7B / 70B).
+  [Llama 3]    Llama Team, Meta 2024, "The Llama 3 Herd of Models", arXiv:2407.21783 (405B: 3.8e25 FLOPs,
+               15.6e12 tokens, 8192-token pre-training context); Llama-3 8B and Llama-3.1 405B model cards
+               (15e12+ tokens; 1.3M and 30.84M H100-80GB GPU-hours).
+  [Mistral]    Jiang et al. 2023, "Mistral 7B", arXiv:2310.06825 (7.24e9 params, 8192 context, window 4096).
+  [Mixtral]    Jiang et al. 2024, "Mixtral of Experts", arXiv:2401.04088 (46.7e9 total / 12.9e9 active).
+  [Qwen2.5]    Qwen Team 2024, "Qwen2.5 Technical Report", arXiv:2412.15115 (0.49e9 params, 18e12 tokens).
+  [OLMoE]      Muennighoff et al. 2024, "OLMoE: Open Mixture-of-Experts Language Models", arXiv:2409.02060
+               (6.9e9 total / 1.3e9 active, 5.1e12 tokens); HF `allenai/OLMoE-1B-7B-0924` config.
+  [DeepSeek-V3] DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", arXiv:2412.19437 (671e9 total / 37e9
+               active, 14.8e12 tokens, 2.788M H800 GPU-hours at an assumed $2 per GPU-hour).
+  [Epoch]      Epoch AI, "Notable AI Models" database: GPT-4 training compute estimate 2.1e25 FLOPs.
+  [BACKGROUND] /work/shared/BACKGROUND.md: GPT-4 "an estimated 2.15e25 FLOPs"; a hypothetical 2026
+               frontier run on 32,000 B200 GPUs for three to four months.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from efflab.errors import UserError, suggest
+
+DAYS_PER_MONTH = 365.25 / 12  # 30.44 days: a calendar-average month
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One published model or training run. Every figure has an entry in `sources`.
+
+    params / params_active: parameters (count); tokens: training tokens; train_flops: published
+    training FLOPs (multiply-add = 2); seq_len: pre-training context length (tokens); gpu_hours:
+    published accelerator-hours of the final run on `gpu`.
+    """
+
+    name: str
+    kind: str  # "model": has an HF-style config; "run": published figures only
+    description: str
+    config: dict | None = None
+    params: float | None = None
+    params_active: float | None = None
+    tokens: float | None = None
+    train_flops: float | None = None
+    seq_len: int | None = None
+    gpu: str | None = None
+    gpu_hours: float | None = None
+    estimate: bool = False  # True: the FLOPs are an outside estimate, not the developer's figure
+    sources: dict = field(default_factory=dict)
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "params": self.params,
+            "params_active": self.params_active,
+            "tokens": self.tokens,
+            "train_flops": self.train_flops,
+            "seq_len": self.seq_len,
+            "gpu": self.gpu,
+            "gpu_hours": self.gpu_hours,
+            "estimate": self.estimate,
+            "sources": dict(self.sources),
+            "notes": self.notes,
+            "config": dict(self.config) if self.config else None,
+        }
+
+
+# ---- config builders: every key the analytic counter reads is spelled out ----------------------
+
+
+def _llama_like(model_type: str, **kw) -> dict:
+    cfg = {
+        "model_type": model_type,
+        "vocab_size": kw.pop("vocab_size"),
+        "hidden_size": kw.pop("hidden_size"),
+        "intermediate_size": kw.pop("intermediate_size"),
+        "num_hidden_layers": kw.pop("num_hidden_layers"),
+        "num_attention_heads": kw.pop("num_attention_heads"),
+        "num_key_value_heads": kw.pop("num_key_value_heads"),
+        "head_dim": kw.pop("head_dim", None),
+        "max_position_embeddings": kw.pop("max_position_embeddings"),
+        "tie_word_embeddings": kw.pop("tie_word_embeddings", False),
+    }
+    if model_type in ("llama",):
+        cfg["attention_bias"] = kw.pop("attention_bias", False)
+        cfg["mlp_bias"] = kw.pop("mlp_bias", False)
+    cfg.update(kw)
+    return cfg
+
+
+GPT2_124M = {
+    "model_type": "gpt2",
+    "vocab_size": 50257,
+    "n_positions": 1024,
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "n_inner": None,
+    "tie_word_embeddings": True,
+}
+
+# GPT-3 175B in the GPT-2 architecture it shares (Brown et al. 2020, section 2.1: "the same model and
+# architecture as GPT-2"), with Table 2.1's shape: 96 layers, d_model 12288, 96 heads, context 2048.
+# GPT-3 alternated dense and locally banded sparse attention layers; that changes attention FLOPs
+# only (a few percent at 2048 tokens), and this config counts every layer dense.
+GPT3_175B = dict(GPT2_124M, n_positions=2048, n_embd=12288, n_layer=96, n_head=96)
+
+PRESETS: dict[str, Preset] = {}
+
+
+def _add(p: Preset) -> None:
+    PRESETS[p.name] = p
+
+
+_add(
+    Preset(
+        "gpt2-124m",
+        "model",
+        "GPT-2 small (OpenAI 2019)",
+        config=GPT2_124M,
+        params=124e6,
+        seq_len=1024,
+        sources={"params": "[GPT-2] 117M in the paper; 124,439,808 as the HF `gpt2` checkpoint builds it",
+                 "config": "HF `gpt2` config.json", "seq_len": "[GPT-2] context 1024"},
+        notes="Biases and LayerNorms count as parameters but not as FLOPs. Training tokens were not published.",
+    )
+)
+_add(
+    Preset(
+        "gpt3-175b",
+        "model",
+        "GPT-3 175B (OpenAI 2020)",
+        config=GPT3_175B,
+        params=174.6e9,
+        tokens=300e9,
+        train_flops=3.14e23,
+        seq_len=2048,
+        sources={"params": "[GPT-3] Table D.1: 174.6e9", "tokens": "[GPT-3] Table D.1: 300e9",
+                 "train_flops": "[GPT-3] Table D.1: 3.14e23 (= 6ND)", "config": "[GPT-3] Table 2.1 shape",
+                 "seq_len": "[GPT-3] section 2.1: n_ctx = 2048"},
+        notes="Described in the GPT-2 architecture with Table 2.1's shape; GPT-3's alternating sparse "
+        "attention layers are counted dense.",
+    )
+)
+_add(
+    Preset(
+        "chinchilla-70b",
+        "run",
+        "Chinchilla 70B (DeepMind 2022), compute-optimal",
+        params=70e9,
+        tokens=1.4e12,
+        train_flops=5.76e23,
+        seq_len=2048,
+        sources={"params": "[Chinchilla] Table 3", "tokens": "[Chinchilla] Table 3: 1.4 trillion",
+                 "train_flops": "[Chinchilla] Table 3: 5.76e23", "seq_len": "[Chinchilla] 2048 context"},
+        notes="No transformers architecture (relative position encodings); published figures only.",
+    )
+)
+_add(
+    Preset(
+        "gopher-280b",
+        "run",
+        "Gopher 280B (DeepMind 2021), same budget as Chinchilla",
+        params=280e9,
+        tokens=300e9,
+        train_flops=5.76e23,
+        seq_len=2048,
+        sources={"params": "[Chinchilla] Table 3 (Rae et al. 2021)", "tokens": "[Chinchilla] Table 3: 300e9",
+                 "train_flops": "[Chinchilla] Table 3: 5.76e23"},
+        notes="No transformers architecture; published figures only.",
+    )
+)
+_add(
+    Preset(
+        "palm-540b",
+        "model",
+        "PaLM 540B (Google 2022)",
+        # PaLM: SwiGLU MLP of 4*d_model, multi-query attention (one K/V head of 256), shared input/output
+        # embedding, no biases: a Llama-shaped config with one KV head reproduces 540.35e9 exactly.
+        # Parallel attention+MLP blocks and RoPE do not change the matmul count.
+        config=_llama_like("llama", vocab_size=256000, hidden_size=18432, intermediate_size=73728,
+                           num_hidden_layers=118, num_attention_heads=48, num_key_value_heads=1, head_dim=256,
+                           max_position_embeddings=2048, tie_word_embeddings=True),
+        params=540.35e9,
+        tokens=780e9,
+        train_flops=2.56e24,
+        seq_len=2048,
+        sources={"params": "[PaLM] Table 1: 540.35B", "tokens": "[PaLM] 780 billion tokens",
+                 "train_flops": "[PaLM] App. B: 2.56e24 (6N + attention)", "config": "[PaLM] Table 1 shape"},
+    )
+)
+_add(
+    Preset(
+        "llama-2-7b",
+        "model",
+        "Llama 2 7B (Meta 2023)",
+        config=_llama_like("llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                           max_position_embeddings=4096),
+        params=6.74e9,
+        tokens=2e12,
+        seq_len=4096,
+        gpu="a100",
+        gpu_hours=184_320,
+        sources={"params": "[Llama 2] 6,738,415,616 as transformers builds meta-llama/Llama-2-7b-hf",
+                 "tokens": "[Llama 2] 2.0T tokens", "gpu_hours": "[Llama 2] model card: 184,320 A100-80GB hours",
+                 "seq_len": "[Llama 2] 4096 context"},
+    )
+)
+_add(
+    Preset(
+        "llama-2-70b",
+        "model",
+        "Llama 2 70B (Meta 2023), grouped-query attention",
+        config=_llama_like("llama", vocab_size=32000, hidden_size=8192, intermediate_size=28672,
+                           num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
+                           max_position_embeddings=4096),
+        params=68.98e9,
+        tokens=2e12,
+        seq_len=4096,
+        gpu="a100",
+        gpu_hours=1_720_320,
+        sources={"params": "68,976,648,192 as transformers builds meta-llama/Llama-2-70b-hf ('70B')",
+                 "tokens": "[Llama 2] 2.0T tokens", "gpu_hours": "[Llama 2] model card: 1,720,320 A100-80GB hours"},
+    )
+)
+_add(
+    Preset(
+        "llama-3-8b",
+        "model",
+        "Llama 3 8B (Meta 2024)",
+        config=_llama_like("llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                           max_position_embeddings=8192),
+        params=8.03e9,
+        tokens=15e12,
+        seq_len=8192,
+        gpu="h100",
+        gpu_hours=1.3e6,
+        sources={"params": "8,030,261,248 as transformers builds meta-llama/Meta-Llama-3-8B",
+                 "tokens": "[Llama 3] model card: 15T+ tokens", "gpu_hours": "[Llama 3] model card: 1.3M H100-80GB hours"},
+    )
+)
+_add(
+    Preset(
+        "llama-3.1-405b",
+        "model",
+        "Llama 3.1 405B (Meta 2024)",
+        config=_llama_like("llama", vocab_size=128256, hidden_size=16384, intermediate_size=53248,
+                           num_hidden_layers=126, num_attention_heads=128, num_key_value_heads=8,
+                           max_position_embeddings=131072),
+        params=405e9,
+        tokens=15.6e12,
+        train_flops=3.8e25,
+        seq_len=8192,
+        gpu="h100",
+        gpu_hours=30.84e6,
+        sources={"params": "[Llama 3] 405B (405.85e9 as transformers builds it)",
+                 "tokens": "[Llama 3] section 3: 15.6T tokens", "train_flops": "[Llama 3] section 3.2.1: 3.8e25",
+                 "seq_len": "[Llama 3] pre-training context 8192 (extended to 128K later)",
+                 "gpu_hours": "[Llama 3] Llama-3.1 model card: 30.84M H100-80GB hours"},
+    )
+)
+_add(
+    Preset(
+        "mistral-7b",
+        "model",
+        "Mistral 7B v0.1 (Mistral AI 2023), sliding-window attention",
+        config=_llama_like("mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                           max_position_embeddings=32768, sliding_window=4096),
+        params=7.24e9,
+        seq_len=8192,
+        sources={"params": "[Mistral] 7,241,732,096 as transformers builds mistralai/Mistral-7B-v0.1",
+                 "seq_len": "[Mistral] 8192 context, window 4096"},
+        notes="Training tokens not published. Attention is counted over the full context (as eager "
+        "attention computes it), not over the 4096-token window.",
+    )
+)
+_add(
+    Preset(
+        "mixtral-8x7b",
+        "model",
+        "Mixtral 8x7B (Mistral AI 2024): 8 experts, top-2",
+        config=_llama_like("mixtral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                           max_position_embeddings=32768, num_local_experts=8, num_experts_per_tok=2),
+        params=46.7e9,
+        params_active=12.9e9,
+        seq_len=32768,
+        sources={"params": "[Mixtral] 46.7B total", "params_active": "[Mixtral] 12.9B active per token",
+                 "seq_len": "[Mixtral] 32k-token context"},
+        notes="Training tokens not published.",
+    )
+)
+_add(
+    Preset(
+        "qwen2.5-0.5b",
+        "model",
+        "Qwen2.5 0.5B (Alibaba 2024), tied embeddings, qkv biases",
+        config=_llama_like("qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                           num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                           max_position_embeddings=32768, tie_word_embeddings=True),
+        params=0.49e9,
+        tokens=18e12,
+        sources={"params": "[Qwen2.5] Table 1: 0.49B (0.36B non-embedding)", "tokens": "[Qwen2.5] 18T tokens"},
+    )
+)
+_add(
+    Preset(
+        "olmoe-1b-7b",
+        "model",
+        "OLMoE 1B-7B (AI2 2024): 64 experts, top-8, q/k norm",
+        config=_llama_like("olmoe", vocab_size=50304, hidden_size=2048, intermediate_size=1024,
+                           num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=16,
+                           max_position_embeddings=4096, num_experts=64, num_experts_per_tok=8,
+                           attention_bias=False),
+        params=6.9e9,
+        params_active=1.3e9,
+        tokens=5.1e12,
+        seq_len=4096,
+        sources={"params": "[OLMoE] 6.9B total", "params_active": "[OLMoE] 1.3B active",
+                 "tokens": "[OLMoE] 5.1T tokens", "config": "HF allenai/OLMoE-1B-7B-0924 config.json"},
+    )
+)
+_add(
+    Preset(
+        "deepseek-v3",
+        "model",
+        "DeepSeek-V3 (2024): MLA, 256 routed + 1 shared expert, top-8; trained on H800s",
+        config={
+            "model_type": "deepseek_v3",
+            "vocab_size": 129280,
+            "hidden_size": 7168,
+            "intermediate_size": 18432,
+            "moe_intermediate_size": 2048,
+            "num_hidden_layers": 61,
+            "num_attention_heads": 128,
+            "num_key_value_heads": 128,
+            "n_shared_experts": 1,
+            "n_routed_experts": 256,
+            "num_experts_per_tok": 8,
+            "first_k_dense_replace": 3,
+            "q_lora_rank": 1536,
+            "kv_lora_rank": 512,
+            "qk_rope_head_dim": 64,
+            "qk_nope_head_dim": 128,
+            "v_head_dim": 128,
+            "attention_bias": False,
+            "tie_word_embeddings": False,
+            "max_position_embeddings": 163840,
+            "n_group": 8,
+            "topk_group": 4,
+        },
+        params=671e9,
+        params_active=37e9,
+        tokens=14.8e12,
+        seq_len=4096,
+        gpu="h800",
+        gpu_hours=2.788e6,
+        sources={"params": "[DeepSeek-V3] 671B total", "params_active": "[DeepSeek-V3] 37B activated per token",
+                 "tokens": "[DeepSeek-V3] 14.8T tokens", "gpu_hours": "[DeepSeek-V3] Table 1: 2.788M H800 hours",
+                 "seq_len": "[DeepSeek-V3] pre-training at 4K context", "config": "HF deepseek-ai/DeepSeek-V3 config"},
+        notes="The multi-token-prediction module (14B more on the Hub) is not part of the 671B and not built "
+        "by transformers. DeepSeek priced the run at $2 per H800 GPU-hour ($5.576M).",
+    )
+)
+_add(
+    Preset(
+        "gpt4-estimate",
+        "run",
+        "GPT-4 (OpenAI 2023): training compute ESTIMATE, not a published figure",
+        train_flops=2.1e25,
+        estimate=True,
+        sources={"train_flops": "[Epoch] estimate 2.1e25 FLOPs; [BACKGROUND] also quotes 2.15e25"},
+        notes="An outside estimate; OpenAI has published neither parameters nor compute.",
+    )
+)
+
+
+def _frontier_2026() -> Preset:
+    # Derived, not published: BACKGROUND.md sketches 32,000 B200 GPUs for three to four months (we take
+    # 3.5). FLOPs = GPUs x dense BF16 peak x default MFU x seconds.
+    from efflab.accounting import hardware
+
+    gpus, months = 32_000, 3.5
+    b200 = hardware.gpu("b200")
+    seconds = months * DAYS_PER_MONTH * 86400
+    flops = gpus * b200.peak_flops * hardware.DEFAULT_MFU * seconds
+    return Preset(
+        "frontier-2026",
+        "run",
+        "A 2026 frontier run: 32,000 B200 GPUs for ~3.5 months (derived budget)",
+        train_flops=flops,
+        gpu="b200",
+        gpu_hours=gpus * seconds / 3600,
+        estimate=True,
+        sources={"shape": "[BACKGROUND] 32,000 B200 GPUs, three to four months, a ~$200M run",
+                 "train_flops": f"derived: {gpus:,} GPUs x {b200.peak_flops:.3g} FLOP/s (B200 dense BF16) x "
+                 f"MFU {hardware.DEFAULT_MFU} (efflab default) x {months} months of {DAYS_PER_MONTH:.2f} days"},
+        notes="Hypothetical; its FLOP budget is derived from the hardware with efflab's default MFU.",
+    )
+
+
+_add(_frontier_2026())
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training FLOP budget (FLOPs, multiply-add = 2) and where the figure comes from."""
+
+    name: str
+    flops: float
+    source: str
+    estimate: bool = False
+
+    def __float__(self) -> float:
+        return float(self.flops)
+
+
+# The frontier budgets the extrapolation layer turns savings into (name -> Budget).
+FRONTIER_BUDGETS: dict[str, Budget] = {
+    name: Budget(name, PRESETS[name].train_flops, PRESETS[name].sources["train_flops"], PRESETS[name].estimate)
+    for name in ("gpt3-175b", "chinchilla-70b", "palm-540b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026")
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def is_preset(name) -> bool:
+    return isinstance(name, str) and name.lower() in PRESETS
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name` (case-insensitive); UserError naming close matches if unknown."""
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise UserError(f"unknown preset {name!r}{suggest(key, PRESETS)}; presets: {', '.join(PRESETS)}")
+    return PRESETS[key]
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(x) >= div:
+            return f"{x / div:.4g}{suf}{unit}"
+    return f"{x:.4g}{unit}"
+
+
+def describe_presets() -> list[str]:
+    """One aligned line per preset for `efflab list`: name, params (active), tokens, FLOPs, description."""
+    rows = []
+    for p in PRESETS.values():
+        params = _fmt(p.params) + (f" ({_fmt(p.params_active)} active)" if p.params_active else "")
+        flops = f"{p.train_flops:.3g}" + (" est." if p.estimate else "") if p.train_flops else "-"
+        rows.append(f"{p.name:<16} {params:<22} {_fmt(p.tokens) + ' tok':<11} {flops + ' FLOPs':<18} {p.description}")
+    return rows

@@ -1,0 +1,76 @@
+"""`efflab list` and `efflab run RECIPE --config FILE [k=v ...]`."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from efflab.config import RECIPES
+
+
+def configs_root() -> Path:
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config_path(path: str | None) -> str | None:
+    """A config path as given, or relative to the shipped configs (so `configs/moe/tiny.yaml` works
+    from any directory after a plain `pip install .`)."""
+    if path is None or Path(path).exists():
+        return path
+    p = Path(path)
+    parts = p.parts[1:] if p.parts and p.parts[0] == "configs" else p.parts
+    shipped = configs_root().joinpath(*parts)
+    return str(shipped) if shipped.exists() else path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("list", help="recipes, shipped configs, presets and GPUs")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="one run of a recipe", description="Run one recipe: efflab run RECIPE --config FILE [key=value ...]")
+    p.add_argument("recipe", help=f"one of: {', '.join(RECIPES)}")
+    p.add_argument("--config", help="YAML config (e.g. configs/baseline/tiny.yaml)")
+    p.add_argument("--out", help="run directory (default runs/<recipe>-<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=1e-3")
+    p.set_defaults(func=cmd_run)
+
+
+def run_recipe(recipe: str, cfg, **kw) -> dict:
+    mod = importlib.import_module(f"efflab.recipes.{recipe}")
+    return mod.main(cfg, **kw)
+
+
+def cmd_run(args) -> int:
+    from efflab.config import load_config
+    from efflab.errors import UserError, suggest
+
+    if args.recipe not in RECIPES:
+        raise UserError(f"unknown recipe {args.recipe!r}{suggest(args.recipe, RECIPES)}; recipes: {', '.join(RECIPES)}")
+    path = resolve_config_path(args.config)
+    cfg = load_config(path, args.overrides, recipe=args.recipe)
+    run_recipe(args.recipe, cfg, out=args.out, resume=args.resume, overwrite=args.overwrite, config_path=path)
+    return 0
+
+
+def cmd_list(args) -> int:
+    print("Recipes:")
+    for r in RECIPES:
+        print(f"  {r}")
+    print("\nConfigs (shipped; pass as --config configs/<recipe>/<name>.yaml):")
+    root = configs_root()
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        names = sorted(f.stem for f in d.glob("*.yaml"))
+        print(f"  {d.name + '/':<14} {', '.join(names)}")
+    try:
+        from efflab.accounting import hardware, presets
+    except ImportError:
+        return 0
+    print("\nPresets (efflab flops / efflab cost MODEL):")
+    for row in presets.describe_presets():
+        print("  " + row if isinstance(row, str) else "  " + "  ".join(str(x) for x in row))
+    print("\nGPUs (dense BF16 peak; efflab cost --gpu NAME):")
+    for row in hardware.describe_gpus():
+        print("  " + row if isinstance(row, str) else "  " + "  ".join(str(x) for x in row))
+    return 0

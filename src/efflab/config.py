@@ -1,0 +1,344 @@
+"""Typed run configs: YAML + dotted `key=value` overrides, every problem reported at once.
+
+A run config has the sections every recipe shares (`model`, `data`, `train`, `eval`, `lora`, `log`)
+and one optional section per technique (`moe`, `distill`, `curriculum`, `synthetic`), whose schema
+lives beside the technique in `efflab.techniques.<name>`. A recipe rejects the section of a technique
+it does not use, so a typo cannot silently switch a technique off.
+
+YAML is read with `yaml.safe_load` only; config values are data, never code.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from efflab.errors import Problems, UserError, parse_count
+
+RECIPES = ("baseline", "moe", "distill", "curriculum", "synthetic")
+TECHNIQUE_SECTIONS = {
+    "moe": "efflab.techniques.moe:MoEConfig",
+    "distill": "efflab.techniques.distill:DistillConfig",
+    "curriculum": "efflab.techniques.curriculum:CurriculumConfig",
+    "synthetic": "efflab.techniques.synthetic:SyntheticConfig",
+}
+# which technique sections each recipe uses
+RECIPE_SECTIONS = {"baseline": (), "moe": ("moe",), "distill": ("distill",),
+                   "curriculum": ("curriculum",), "synthetic": ("synthetic",)}
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _count(v):
+    """Accept 1e12, '15.6e12', 2_000 for counts and budgets."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        return parse_count(v)
+    return v
+
+
+class ModelConfig(Section):
+    """The trained model. Either a point on the depth ladder, explicit fields, or a local pretrained dir.
+
+    Ladder (as nanochat sizes models by one dial): width = depth * aspect, heads = width / head_dim,
+    FFN = ffn_mult * width rounded up to a multiple of 32 (SwiGLU keeps about 8/3 x width).
+    """
+
+    arch: Literal["llama"] = "llama"
+    depth: int | None = Field(default=None, ge=1, le=128, description="layers; the one-dial ladder")
+    aspect: int = Field(default=64, ge=8, description="width per layer of depth on the ladder")
+    width: int | None = Field(default=None, ge=8, description="d_model")
+    n_layer: int | None = Field(default=None, ge=1)
+    n_head: int | None = Field(default=None, ge=1)
+    n_kv_head: int | None = Field(default=None, ge=1, description="grouped-query attention; default = n_head")
+    head_dim: int = Field(default=64, ge=4)
+    ffn_mult: float = Field(default=8 / 3, gt=0)
+    ffn_width: int | None = Field(default=None, ge=1)
+    tie_embeddings: bool = False
+    rope_theta: float = 10000.0
+    init_std: float = Field(default=0.02, gt=0)
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    pretrained: str | None = Field(default=None, description="local directory written by save_pretrained")
+    trust_remote_code: bool = False
+
+    def resolved(self) -> dict:
+        """Concrete shape {n_layer, width, n_head, n_kv_head, head_dim, ffn_width} (no pretrained)."""
+        n_layer = self.n_layer or self.depth
+        width = self.width or (self.depth * self.aspect if self.depth else None)
+        n_head = self.n_head or (max(1, width // self.head_dim) if width else None)
+        head_dim = width // n_head if (width and n_head) else self.head_dim
+        ffn = self.ffn_width or (int(-(-(self.ffn_mult * width) // 32) * 32) if width else None)
+        return {"n_layer": n_layer, "width": width, "n_head": n_head, "n_kv_head": self.n_kv_head or n_head,
+                "head_dim": head_dim, "ffn_width": ffn}
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.pretrained:
+            return self
+        r = self.resolved()
+        errs = []
+        if r["n_layer"] is None:
+            errs.append("give depth (the ladder dial) or n_layer")
+        if r["width"] is None:
+            errs.append("give depth (the ladder dial) or width")
+        if r["width"] and r["n_head"] and r["width"] % r["n_head"]:
+            errs.append(f"n_head={r['n_head']} does not divide width={r['width']}")
+        if r["n_head"] and r["n_kv_head"] and r["n_head"] % r["n_kv_head"]:
+            errs.append(f"n_kv_head={r['n_kv_head']} does not divide n_head={r['n_head']}")
+        if r["head_dim"] and r["head_dim"] % 2:
+            errs.append(f"head_dim={r['head_dim']} must be even for rotary embeddings")
+        if errs:
+            raise ValueError("; ".join(errs))
+        return self
+
+
+class DataConfig(Section):
+    """Corpus -> tokenizer -> packed blocks. `corpus` is `stdlib` (embedded, offline), a local path
+    (.txt/.md/.jsonl/.json/.parquet file or folder of them, or a `datasets.save_to_disk` folder), or
+    `hf:NAME[:CONFIG]` for a hub dataset (needs the network)."""
+
+    corpus: str = "stdlib"
+    text_field: str = "text"
+    split: str = "train"
+    max_chars: float | None = Field(default=None, description="cap on corpus characters (documents kept whole)")
+    tokenizer: str = Field(default="train", description="'train' (BPE on the train split) or a local tokenizer dir")
+    vocab_size: int = Field(default=4096, ge=260, le=1_000_000)
+    seq_len: int = Field(default=256, ge=8, le=1_048_576)
+    eval_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    format: Literal["text", "chat"] = Field(default="text", description="chat: prompt/response or messages JSONL, loss on responses")
+    cache_dir: str | None = Field(default=None, description="default: $EFFLAB_CACHE or ~/.cache/efflab")
+
+    _c = field_validator("max_chars", mode="before")(_count)
+
+
+class TrainConfig(Section):
+    """Optimization and the horizon. Exactly one of budget_flops / budget_tokens / steps."""
+
+    budget_flops: float | None = Field(default=None, description="train-phase FLOPs (DESIGN 5 convention)")
+    budget_tokens: float | None = None
+    steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="global sequences per optimizer step")
+    micro_batch_size: int | None = Field(default=None, ge=1, description="per process per forward; default batch_size")
+    lr: float = Field(default=3e-3, gt=0, lt=1)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    warmup_steps: int | float = Field(default=0.05, ge=0, description="int steps, or a fraction of the horizon if < 1")
+    weight_decay: float = Field(default=0.1, ge=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.95, ge=0, lt=1)
+    grad_clip: float = Field(default=1.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    fused_optimizer: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    seed: int = 0
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
+
+    _c = field_validator("budget_flops", "budget_tokens", mode="before")(_count)
+
+    @field_validator("budget_flops", "budget_tokens")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and v <= 0:
+            raise ValueError("a budget must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _horizon(self):
+        given = [k for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})")
+        mb = self.micro_batch_size
+        if mb is not None and self.batch_size % mb:
+            raise ValueError(f"micro_batch_size={mb} does not divide batch_size={self.batch_size}")
+        return self
+
+
+class EvalConfig(Section):
+    every: int = Field(default=50, ge=1, description="steps between evaluations (and at the end)")
+    max_blocks: int = Field(default=64, ge=1, description="held-out blocks evaluated (fixed, hashed)")
+    batch_size: int = Field(default=16, ge=1)
+
+
+class LoraConfig(Section):
+    r: int = Field(default=0, ge=0, description="0 = off")
+    alpha: float = Field(default=16, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    merge_on_save: bool = True
+
+
+class LogConfig(Section):
+    tensorboard: bool = False
+    progress: bool = True
+    every: int = Field(default=10, ge=1, description="steps between metrics.jsonl rows")
+
+
+class RunConfig(Section):
+    recipe: Literal["baseline", "moe", "distill", "curriculum", "synthetic"] = "baseline"
+    name: str | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=100))
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    moe: Any = None
+    distill: Any = None
+    curriculum: Any = None
+    synthetic: Any = None
+
+    def to_dict(self) -> dict:
+        d = self.model_dump(mode="json")
+        for sec in TECHNIQUE_SECTIONS:
+            v = getattr(self, sec)
+            d[sec] = v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+            if d[sec] is None:
+                d.pop(sec)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _section_class(name: str):
+    mod, cls = TECHNIQUE_SECTIONS[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def _set_dotted(d: dict, key: str, value, problems: Problems) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            problems.add(f"override {key}: {p} is not a section")
+            return
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _fmt_loc(loc) -> str:
+    return ".".join(str(x) for x in loc if not str(x).startswith("function-"))
+
+
+def _validation_messages(err: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = _fmt_loc(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = ".".join(x for x in (prefix, loc) if x)
+        out.append(f"{where}: {msg}" if where else msg)
+    return out
+
+
+def parse_overrides(items: list[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """'a.b=3' -> [('a.b', 3)]; values are parsed as YAML scalars (safe loader)."""
+    pairs, bad = [], []
+    for it in items or []:
+        if "=" not in it or not it.split("=", 1)[0].strip():
+            bad.append(f"override {it!r}: expected key=value (e.g. train.lr=1e-3)")
+            continue
+        k, v = it.split("=", 1)
+        try:
+            val = yaml.safe_load(v) if v.strip() else None
+        except yaml.YAMLError:
+            val = v
+        pairs.append((k.strip(), val))
+    return pairs, bad
+
+
+def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "config") -> RunConfig:
+    """Validate a plain dict into a RunConfig; raise one UserError with every problem."""
+    problems = Problems(header=f"invalid {source}")
+    raw = copy.deepcopy(raw or {})
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping of sections")
+    if recipe is not None:
+        if recipe not in RECIPES:
+            from efflab.errors import suggest
+
+            raise UserError(f"unknown recipe {recipe!r}{suggest(recipe, RECIPES)}; recipes: {', '.join(RECIPES)}")
+        if raw.get("recipe") not in (None, recipe):
+            problems.add(f"recipe: the config is for {raw['recipe']!r} but the {recipe!r} recipe was asked for")
+        raw["recipe"] = recipe
+    rec = raw.get("recipe", "baseline")
+    sections = {}
+    for sec in TECHNIQUE_SECTIONS:
+        val = raw.pop(sec, None)
+        if val is None:
+            continue
+        if rec in RECIPE_SECTIONS and sec not in RECIPE_SECTIONS[rec]:
+            problems.add(f"{sec}: section not used by the {rec!r} recipe (a typo here would silently switch a technique off)")
+            continue
+        if not isinstance(val, dict):
+            problems.add(f"{sec}: must be a mapping")
+            continue
+        try:
+            sections[sec] = _section_class(sec).model_validate(val)
+        except ValidationError as e:
+            problems.extend(_validation_messages(e, sec))
+    cfg = None
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems.extend(_validation_messages(e))
+    if cfg is not None:
+        for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
+            if sec not in sections and sec not in [p.split(":")[0] for p in problems.items]:
+                try:
+                    sections[sec] = _section_class(sec)()
+                except ValidationError as e:
+                    problems.extend(_validation_messages(e, sec))
+        problems.extend(_cross_checks(cfg, sections))
+    problems.raise_if_any()
+    for sec, val in sections.items():
+        object.__setattr__(cfg, sec, val)
+    return cfg
+
+
+def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
+    out = []
+    if cfg.lora.r and not cfg.model.pretrained and cfg.recipe != "baseline":
+        pass  # LoRA on a from-scratch model is allowed (and counted honestly), if unusual
+    for sec, val in sections.items():
+        check = getattr(val, "cross_check", None)
+        if check:
+            out.extend(check(cfg) or [])
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, recipe: str | None = None) -> RunConfig:
+    """Read a YAML config (safe loader), apply dotted overrides, validate; UserError lists all problems."""
+    raw: dict = {}
+    problems = Problems(header="invalid configuration")
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{p}: the top level must be a mapping of sections")
+    pairs, bad = parse_overrides(overrides or [])
+    problems.extend(bad)
+    for k, v in pairs:
+        _set_dotted(raw, k, v, problems)
+    problems.raise_if_any()
+    return config_from_dict(raw, recipe=recipe, source=str(path) if path else "config")

@@ -1,0 +1,369 @@
+"""Corpus -> tokenizer -> packed token blocks, with a fixed, hashed held-out split.
+
+The embedded default corpus (`corpus: stdlib`) is the Python standard library's own source files:
+human-written code, docstrings and comments present on every machine that has Python, so the main
+job runs offline. Selection: every `*.py` under `sysconfig.get_paths()["stdlib"]`, except test suites
+(`test/`, `tests/`, `idle_test/`), vendored or generated trees (`site-packages/`, `ensurepip/_bundled/`,
+`encodings/` code-page tables, `pydoc_data/` generated topics, `lib2to3/`, `turtledemo/`), and the
+build `config-*` folder. Documents are whole files, ordered by a hash of their relative path;
+`max_chars` keeps whole documents up to that many characters. The content hash of the selection is
+recorded in every run's manifest, since a different Python version means a different corpus.
+
+Split: a document goes to the held-out set when a hash of its id falls below `eval_fraction`,
+so the split is by document, deterministic, and independent of order and of the tokenizer.
+
+Caching: the trained tokenizer (saved as a Hugging Face tokenizer) and the tokenized corpus (a
+`datasets` dataset saved to disk) are cached under `cache_dir` keyed by content hashes, so a
+second run with the same corpus and tokenizer does no tokenization at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from efflab.errors import UserError
+
+EOS = "<|endoftext|>"
+STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_bundled",
+               "encodings", "lib2to3", "turtledemo", "pydoc_data"}
+TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
+TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def sha256(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, (bytes, bytearray, memoryview)) else str(p).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def cache_root(data_cfg) -> Path:
+    root = data_cfg.cache_dir or os.environ.get("EFFLAB_CACHE") or os.path.join(Path.home(), ".cache", "efflab")
+    p = Path(root).expanduser()
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# documents
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Corpus:
+    ids: list[str]
+    texts: list[str]
+    name: str
+    hash: str
+
+    @property
+    def n_chars(self) -> int:
+        return sum(len(t) for t in self.texts)
+
+
+def _stdlib_documents() -> tuple[list[str], list[str]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    items = []
+    for p in root.rglob("*.py"):
+        rel = p.relative_to(root)
+        if any(part in STDLIB_SKIP or part.startswith("config-") for part in rel.parts):
+            continue
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if text.strip():
+            items.append((str(rel), text))
+    return [i for i, _ in items], [t for _, t in items]
+
+
+def _split_text_file(name: str, text: str) -> list[tuple[str, str]]:
+    """One .txt file -> documents: on EOS markers if present, else on blank-line paragraphs grouped
+    into ~4k-character documents (so a single-file corpus still splits by document)."""
+    if EOS in text:
+        parts = [p.strip() for p in text.split(EOS)]
+    else:
+        paras = [p for p in text.split("\n\n") if p.strip()]
+        parts, cur = [], ""
+        for para in paras:
+            cur = f"{cur}\n\n{para}" if cur else para
+            if len(cur) >= 4000:
+                parts.append(cur)
+                cur = ""
+        if cur:
+            parts.append(cur)
+    return [(f"{name}#{i}", p) for i, p in enumerate(parts) if p]
+
+
+def _table_documents(files: list[Path], kind: str, field_: str) -> list[tuple[str, str]]:
+    import datasets
+
+    ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+    return _dataset_documents(ds, field_, prefix=files[0].stem if len(files) == 1 else "table")
+
+
+def _dataset_documents(ds, field_: str, prefix: str) -> list[tuple[str, str]]:
+    if field_ not in ds.column_names:
+        raise UserError(f"corpus: no text field {field_!r}; columns are {ds.column_names} (set data.text_field)")
+    return [(f"{prefix}#{i}", t) for i, t in enumerate(ds[field_]) if isinstance(t, str) and t.strip()]
+
+
+def load_corpus(data_cfg) -> Corpus:
+    """Read the corpus named by `data.corpus` into whole documents (ids and texts)."""
+    spec = data_cfg.corpus
+    if spec == "stdlib":
+        ids, texts = _stdlib_documents()
+        pairs = list(zip(ids, texts))
+        name = f"stdlib (Python {sysconfig.get_python_version()})"
+    elif spec.startswith("hf:"):
+        import datasets
+
+        parts = spec[3:].split(":")
+        try:
+            ds = datasets.load_dataset(parts[0], parts[1] if len(parts) > 1 else None, split=data_cfg.split)
+        except Exception as e:  # network, unknown dataset: a user problem, not a bug
+            raise UserError(f"corpus {spec}: could not load the hub dataset ({type(e).__name__}: {e})") from None
+        pairs = _dataset_documents(ds, data_cfg.text_field, parts[0])
+        name = spec
+    else:
+        p = Path(spec).expanduser()
+        if not p.exists():
+            raise UserError(f"corpus {spec}: no such file or directory")
+        if p.is_dir() and (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
+            import datasets
+
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[data_cfg.split] if data_cfg.split in ds else next(iter(ds.values()))
+            pairs = _dataset_documents(ds, data_cfg.text_field, p.name)
+        else:
+            files = sorted(f for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
+            pairs = []
+            for suffix, kind in TABLE_SUFFIXES.items():
+                group = [f for f in files if f.suffix == suffix]
+                if group:
+                    pairs += _table_documents(group, kind, data_cfg.text_field)
+            texts = [f for f in files if f.suffix in TEXT_SUFFIXES]
+            for f in texts:
+                rel = str(f.relative_to(p)) if p.is_dir() else f.name
+                try:
+                    text = f.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    raise UserError(f"corpus: {f} is not UTF-8 text") from None
+                pairs += _split_text_file(rel, text) if (len(texts) == 1 and len(pairs) == 0) else [(rel, text)]
+            if not files:
+                raise UserError(f"corpus {spec}: the directory holds no files")
+        name = str(p)
+    pairs = [(i, t) for i, t in pairs if t and t.strip()]
+    if not pairs:
+        raise UserError(f"corpus {spec}: no non-empty documents found")
+    # deterministic order independent of the file system: by hash of the document id
+    pairs.sort(key=lambda it: sha256(it[0]))
+    if data_cfg.max_chars:
+        kept, total = [], 0
+        for i, t in pairs:
+            if total >= data_cfg.max_chars:
+                break
+            kept.append((i, t))
+            total += len(t)
+        pairs = kept
+    h = hashlib.sha256()
+    for i, t in pairs:
+        h.update(i.encode())
+        h.update(b"\x00")
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return Corpus([i for i, _ in pairs], [t for _, t in pairs], name, h.hexdigest())
+
+
+def split_ids(ids: list[str], eval_fraction: float) -> tuple[list[int], list[int]]:
+    """Indices of train and eval documents; eval when sha256(id) / 2^64 < eval_fraction."""
+    train, held = [], []
+    for k, i in enumerate(ids):
+        u = int(sha256("split", i)[:16], 16) / 2**64
+        (held if u < eval_fraction else train).append(k)
+    return train, held
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+# ---------------------------------------------------------------------------------------------
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
+    """Byte-level BPE trained with `tokenizers` on the training documents; saved as a HF tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=None, pad_token=EOS)
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    fast.save_pretrained(str(tmp))
+    os.replace(tmp, out_dir) if not out_dir.exists() else None
+    return fast
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"tokenizer {path}: no such directory")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise UserError(f"tokenizer {path}: could not load a tokenizer from it ({type(e).__name__}: {e})") from None
+    if tok.eos_token_id is None:
+        raise UserError(f"tokenizer {path}: has no end-of-sequence token to separate documents")
+    return tok
+
+
+def tokenizer_hash(tok) -> str:
+    return sha256(json.dumps(tok.get_vocab(), sort_keys=True), tok.eos_token_id, type(tok).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenize (cached through datasets) and pack
+# ---------------------------------------------------------------------------------------------
+def _tokenized(texts: list[str], ids: list[str], tok, key: str, root: Path):
+    """A `datasets.Dataset` of input_ids per document, cached on disk under `key`."""
+    import datasets
+
+    datasets.disable_progress_bars()  # the run has its own progress display
+
+    path = root / "tokenized" / key
+    if (path / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(path)), True
+    ds = datasets.Dataset.from_dict({"id": ids, "text": texts})
+    eos = tok.eos_token_id
+
+    def encode(batch):
+        enc = tok(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [e + [eos] for e in enc], "n_bytes": [len(t.encode("utf-8")) for t in batch["text"]]}
+
+    ds = ds.map(encode, batched=True, remove_columns=["text"], desc="tokenizing", keep_in_memory=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    ds.save_to_disk(str(tmp))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.replace(tmp, path)
+    return datasets.load_from_disk(str(path)), False
+
+
+def pack(token_lists, seq_len: int) -> np.ndarray:
+    """Concatenate documents (each ends with EOS) and cut into [n_blocks, seq_len]; the tail is dropped."""
+    flat = np.fromiter((t for doc in token_lists for t in doc), dtype=np.int32)
+    n = len(flat) // seq_len
+    return flat[: n * seq_len].reshape(n, seq_len)
+
+
+@dataclass
+class DataBundle:
+    """Everything a recipe needs from the data: blocks, tokenizer, and the hashes that identify them."""
+
+    tokenizer: object
+    train: np.ndarray  # [n_train_blocks, seq_len] int32 token ids
+    eval: np.ndarray  # [n_eval_blocks, seq_len]
+    eval_bytes: int  # UTF-8 bytes of the tokens the eval loss predicts (for bits per byte)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.train.shape[1])
+
+
+def unigram_entropy(blocks: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats/token) of the unigram distribution of the tokens: the loss of a model that
+    learned only token frequencies. A language model that learns anything ends far below it."""
+    counts = np.bincount(blocks.reshape(-1), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def eval_bytes_of(blocks: np.ndarray, tok) -> int:
+    """UTF-8 bytes of the predicted tokens (positions 1..T-1) of each eval block."""
+    total = 0
+    for b in blocks:
+        total += len(tok.decode(b[1:].tolist(), skip_special_tokens=False).encode("utf-8"))
+    return total
+
+
+def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print) -> DataBundle:
+    """Load corpus, tokenizer and packed blocks (all cached), and the fixed held-out eval blocks.
+
+    `tokenizer`: an already-loaded tokenizer (a pretrained model's own) overriding `data.tokenizer`.
+    """
+    root = cache_root(data_cfg)
+    corpus = load_corpus(data_cfg)
+    tr_idx, ev_idx = split_ids(corpus.ids, data_cfg.eval_fraction)
+    if not ev_idx and len(corpus.ids) >= 2:  # tiny corpora: hold out the last document by hash order
+        ev_idx, tr_idx = tr_idx[-1:], tr_idx[:-1]
+    if not tr_idx or not ev_idx:
+        raise UserError(f"corpus {data_cfg.corpus}: {len(corpus.ids)} document(s); need at least one for training "
+                        f"and one held out (eval_fraction={data_cfg.eval_fraction})")
+    train_texts = [corpus.texts[i] for i in tr_idx]
+    if tokenizer is not None:
+        tok = tokenizer
+    elif data_cfg.tokenizer == "train":
+        tdir = root / "tokenizers" / sha256("bpe-v1", corpus.hash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+        if (tdir / "tokenizer.json").exists():
+            tok = load_tokenizer(str(tdir))
+        else:
+            log(f"training a {data_cfg.vocab_size}-token BPE tokenizer on {sum(map(len, train_texts)):,} characters")
+            tok = train_tokenizer(train_texts, data_cfg.vocab_size, tdir)
+            tok = load_tokenizer(str(tdir))
+    else:
+        tok = load_tokenizer(data_cfg.tokenizer)
+    thash = tokenizer_hash(tok)
+    key = sha256("tok-v1", corpus.hash, thash)[:24]
+    ds, hit = _tokenized(corpus.texts, corpus.ids, tok, key, root)
+    all_ids = ds["input_ids"]
+    train = pack((all_ids[i] for i in tr_idx), data_cfg.seq_len)
+    held = pack((all_ids[i] for i in ev_idx), data_cfg.seq_len)
+    problems = []
+    if len(train) < 1:
+        problems.append(f"the training split has fewer tokens than one block of seq_len={data_cfg.seq_len}")
+    if len(held) < 1:
+        problems.append(f"the held-out split has fewer tokens than one block of seq_len={data_cfg.seq_len} "
+                        f"(use a larger corpus, a larger data.eval_fraction or a shorter data.seq_len)")
+    if problems:
+        raise UserError(problems, header=f"corpus {data_cfg.corpus} is too small")
+    held = held[:eval_max_blocks]
+    eval_text = "".join(corpus.texts[i] for i in ev_idx)
+    meta = {
+        "corpus": corpus.name,
+        "corpus_hash": corpus.hash,
+        "corpus_docs": len(corpus.ids),
+        "corpus_chars": corpus.n_chars,
+        "tokenizer_hash": thash,
+        "tokenization_cached": hit,
+        "vocab_size": len(tok),
+        "seq_len": data_cfg.seq_len,
+        "train_blocks": int(len(train)),
+        "train_tokens": int(train.size),
+        "eval_blocks": int(len(held)),
+        "eval_tokens": int(held.size),
+        "eval_set_hash": sha256(thash, held.tobytes())[:32],
+        "eval_text_hash": sha256(eval_text)[:32],
+        "eval_docs": len(ev_idx),
+    }
+    bundle = DataBundle(tok, train, held, eval_bytes_of(held, tok), meta)
+    meta["eval_bytes"] = bundle.eval_bytes
+    meta["unigram_entropy_nats"] = unigram_entropy(train, len(tok))
+    meta["bytes_per_token"] = bundle.eval_bytes / max(1, held[:, 1:].size)
+    assert math.isfinite(meta["unigram_entropy_nats"])
+    return bundle

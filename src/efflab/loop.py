@@ -1,0 +1,654 @@
+"""What every recipe shares: run directory, accelerator, optimizer and schedule, the train step,
+evaluation, the FLOP-budget horizon, checkpoint/resume, metrics and the Ledger.
+
+A recipe reads top to bottom and calls, in order:
+
+    run = start_run(cfg, out=..., resume=..., overwrite=...)   # run dir, Accelerator, seed, manifest
+    data = prepare_data(run)                                   # blocks + tokenizer (cached)
+    model = build_model(cfg, data.vocab_size)
+    result = train(run, model, data, source=BlockSampler(...), loss_fn=..., ...)
+
+Techniques plug in as plain functions and objects, never by subclassing: `loss_fn(model, batch)`
+(distillation, MoE auxiliary losses), `source` (curriculum order, synthetic data), charges to
+`run.ledger` (teacher forward, generation, scoring, sunk pretraining). Observers never change
+training state.
+
+Run directory (DESIGN.md section 4): config.yaml, manifest.json (status last), metrics.jsonl,
+ledger.json, model/, checkpoint/. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from efflab.accounting.ledger import Ledger
+from efflab.errors import RunFailed, UserError
+from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
+
+LN2 = math.log(2.0)
+
+
+# =============================================================================================
+# run directory and accelerator
+# =============================================================================================
+@dataclass
+class Run:
+    """One run: its config, directory, accelerator and ledger. Created by `start_run`."""
+
+    cfg: object
+    dir: Path
+    accelerator: object
+    ledger: Ledger
+    manifest: dict
+    resume: bool = False
+    complete: bool = False  # the run directory already holds a complete run: nothing to do
+    checkpoint: dict | None = None  # trainer state of the checkpoint being resumed
+    notes: list = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def log(self, msg: str) -> None:
+        if self.is_main:
+            print(f"[efflab] {msg}", flush=True)
+
+    def result(self) -> dict:
+        """The finished run's summary (from manifest.json)."""
+        return read_json(self.dir / "manifest.json").get("result", {})
+
+
+def default_run_dir(cfg, config_path: str | None = None) -> Path:
+    name = cfg.name or (f"{cfg.recipe}-{Path(config_path).stem}" if config_path else cfg.recipe)
+    return Path("runs") / name
+
+
+def _git_sha() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _precision(cfg) -> str:
+    p = cfg.train.precision
+    if p == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[p]
+
+
+def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
+    """Problems with the output directory, found before any work starts."""
+    probs = []
+    if resume and overwrite:
+        probs.append("--resume and --overwrite contradict each other")
+    if run_dir.exists() and not run_dir.is_dir():
+        probs.append(f"output {run_dir} exists and is not a directory")
+    elif run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
+        probs.append(f"run directory {run_dir} already exists: pass --resume to continue it or --overwrite to replace it")
+    parent = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        probs.append(f"output directory {run_dir} is not writable ({parent} does not allow writing)")
+    return probs
+
+
+def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+              config_path: str | None = None, accelerator=None) -> Run:
+    """Validate the output directory, start the Accelerator, seed, and write config + manifest."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    run_dir = Path(out) if out else default_run_dir(cfg, config_path)
+    probs = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    saved_cfg = run_dir / "config.yaml"
+    if resume and saved_cfg.exists() and not probs:
+        import yaml
+
+        old = yaml.safe_load(saved_cfg.read_text())
+        new = cfg.to_dict()
+        diffs = _dict_diff(old, new)
+        diffs = [d for d in diffs if not d.startswith("log.")]
+        if diffs:
+            probs.append(f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
+                         + (" ..." if len(diffs) > 8 else ""))
+    if probs:
+        raise UserError(probs)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if accelerator is None:
+        kw = {}
+        if cfg.log.tensorboard:
+            kw = {"log_with": "tensorboard", "project_dir": str(run_dir)}
+        accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=1,
+                                  step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available(), **kw)
+    set_seed(cfg.train.seed)
+    ledger = Ledger(conventions=conventions())
+    manifest_path = run_dir / "manifest.json"
+    if resume and manifest_path.exists():
+        manifest = read_json(manifest_path)
+        if manifest.get("status") == "complete":
+            run = Run(cfg, run_dir, accelerator, Ledger.load(run_dir / "ledger.json"), manifest, resume=True, complete=True)
+            run.log(f"{run_dir} is already complete; nothing to do")
+            return run
+    if accelerator.is_main_process:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    import accelerate
+    import transformers
+
+    from efflab import __version__
+
+    manifest = {
+        "efflab": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+        "git_sha": _git_sha(),
+        "recipe": cfg.recipe,
+        "device": _device_name(accelerator.device),
+        "world_size": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "seed": cfg.train.seed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": "running",
+    }
+    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume)
+    if run.is_main:
+        atomic_write_text(run_dir / "config.yaml", f"# resolved config: efflab run {cfg.recipe} --config this file\n"
+                          + cfg.to_yaml())
+        atomic_write_json(manifest_path, manifest)
+    if cfg.log.tensorboard:
+        accelerator.init_trackers(run_dir.name)
+    return run
+
+
+def _dict_diff(a, b, prefix="") -> list[str]:
+    out = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            out += _dict_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def conventions(causal: bool = False) -> dict:
+    """The FLOP conventions every ledger records (DESIGN.md section 5)."""
+    return {
+        "multiply_add": "2 FLOPs",
+        "forward": "2 x active matmul params (LM head included, embedding lookup excluded) + attention "
+                   "scores and values 4 x n_layer x T x d_attn" + (" halved (causal)" if causal else " in full"),
+        "train": "3 x forward; frozen weights: backward computes input gradients only (2x, not 4x)",
+        "moe": "router 2 x d_model x n_experts + top-k routed (and shared) experts only",
+        "excluded": "padding, eval (its own phase, never summed), activation recomputation",
+        "distributed": "summed over every micro-batch on every rank, once",
+    }
+
+
+def write_manifest(run: Run, **updates) -> None:
+    run.manifest.update(updates)
+    if run.is_main:
+        atomic_write_json(run.dir / "manifest.json", run.manifest)
+
+
+# =============================================================================================
+# data
+# =============================================================================================
+def prepare_data(run: Run, *, tokenizer=None):
+    """Corpus, tokenizer and packed blocks (main process first, so ranks share the cache)."""
+    from efflab.data import prepare
+
+    with run.accelerator.main_process_first():
+        data = prepare(run.cfg.data, run.cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log)
+    write_manifest(run, data=data.meta)
+    run.log(f"data: {data.meta['train_tokens']:,} train tokens in {data.meta['train_blocks']:,} blocks of "
+            f"{data.seq_len}; eval {data.meta['eval_tokens']:,} tokens; vocab {data.vocab_size:,}; "
+            f"unigram entropy {data.meta['unigram_entropy_nats']:.3f} nats/token")
+    return data
+
+
+class BlockSampler:
+    """Uniform random order over packed blocks, reshuffled each epoch; stateless in the step.
+
+    `batch(step)` returns the global batch for an optimizer step as a dict of LongTensors; the order
+    is a pure function of (seed, step), so resuming needs no state beyond the step and every rank
+    sees the same global batch (each then takes its own share).
+    """
+
+    def __init__(self, blocks: np.ndarray, batch_size: int, seed: int):
+        self.blocks = blocks
+        self.batch_size = batch_size
+        self.seed = seed
+        self._perm_epoch, self._perm = -1, None
+
+    def _perm_for(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.blocks))
+            self._perm_epoch = epoch
+        return self._perm
+
+    def indices(self, step: int) -> np.ndarray:
+        n = len(self.blocks)
+        g = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        return np.array([self._perm_for(i // n)[i % n] for i in g])
+
+    def batch(self, step: int) -> dict:
+        return {"input_ids": torch.from_numpy(self.blocks[self.indices(step)].astype(np.int64))}
+
+    def seq_len_at(self, step: int) -> int:
+        return int(self.blocks.shape[1])
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state and (state.get("seed"), state.get("batch_size")) != (self.seed, self.batch_size):
+            raise UserError("--resume: the data order of the checkpoint differs from this config")
+
+
+# =============================================================================================
+# optimizer, schedule, horizon
+# =============================================================================================
+def make_optimizer(model, cfg, device) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only; fused on GPU (switchable)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    fused = {"on": True, "off": False, "auto": device.type == "cuda"}[cfg.train.fused_optimizer]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kw = {"fused": True} if fused else {}
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), **kw)
+
+
+def lr_lambda(total_steps: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to `min_ratio` x peak at the last step."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        span = max(1, total_steps - warmup)
+        prog = min(1.0, (step - warmup) / span)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+
+    return f
+
+
+def horizon(cfg, source, flops_per_token: Callable[[int], float]) -> int:
+    """Optimizer steps for the configured budget (train-phase FLOPs, tokens, or steps)."""
+    t = cfg.train
+    if t.steps is not None:
+        return int(t.steps)
+    steps, spent = 0, 0.0
+    limit = t.budget_flops if t.budget_flops is not None else t.budget_tokens
+    while True:
+        tokens = cfg.train.batch_size * source.seq_len_at(steps)
+        cost = tokens * (flops_per_token(source.seq_len_at(steps)) if t.budget_flops is not None else 1.0)
+        if spent + cost > limit * (1 + 1e-9):
+            break
+        spent += cost
+        steps += 1
+        if steps > 10_000_000:
+            break
+    if steps < 1:
+        what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
+        raise UserError(f"train.{what}={limit:.3g} is smaller than one optimizer step "
+                        f"({cost:.3g}); raise it or lower train.batch_size")
+    return steps
+
+
+# =============================================================================================
+# evaluation
+# =============================================================================================
+@torch.no_grad()
+def evaluate(run: Run, model, data, batch_size: int | None = None) -> dict:
+    """Held-out loss in nats/token and bits per byte over the fixed eval blocks (sharded by rank)."""
+    acc = run.accelerator
+    bs = batch_size or run.cfg.eval.batch_size
+    blocks = data.eval[acc.process_index:: acc.num_processes]
+    was_training = model.training
+    model.eval()
+    nll = torch.zeros(2, dtype=torch.float64, device=acc.device)
+    for i in range(0, len(blocks), bs):
+        ids = torch.from_numpy(blocks[i: i + bs].astype(np.int64)).to(acc.device)
+        with acc.autocast():
+            out = model(input_ids=ids, labels=ids)
+        n = ids.shape[0] * (ids.shape[1] - 1)
+        nll[0] += out.loss.double() * n
+        nll[1] += n
+    if acc.num_processes > 1:
+        nll = acc.reduce(nll, reduction="sum")
+    model.train(was_training)
+    loss = float(nll[0] / nll[1])
+    return {"eval_loss": loss, "eval_bpb": float(nll[0]) / LN2 / data.eval_bytes, "eval_tokens": int(nll[1])}
+
+
+def default_loss(model, batch: dict):
+    """Causal LM cross-entropy (nats/token) on the batch; labels default to the inputs."""
+    out = model(input_ids=batch["input_ids"], labels=batch.get("labels", batch["input_ids"]))
+    return out.loss, {}
+
+
+# =============================================================================================
+# checkpoint / resume
+# =============================================================================================
+def _ckpt_root(run: Run) -> Path:
+    return run.dir / "checkpoint"
+
+
+def save_checkpoint(run: Run, step: int, state: dict) -> None:
+    """accelerate state (model, optimizer, scheduler, RNG) + per-rank ledger and trainer state.
+
+    Written to checkpoint/step-N, then `latest.json` is switched atomically; a kill at any moment
+    leaves the previous checkpoint valid.
+    """
+    acc = run.accelerator
+    root = _ckpt_root(run)
+    path = root / f"step-{step:08d}"
+    acc.wait_for_everyone()
+    acc.save_state(str(path))
+    atomic_write_json(path / f"trainer_state_rank{acc.process_index}.json",
+                      {**state, "step": step, "ledger": run.ledger.to_dict()})
+    acc.wait_for_everyone()
+    if run.is_main:
+        atomic_write_json(root / "latest.json", {"step": step, "dir": path.name})
+        for old in root.glob("step-*"):
+            if old.name != path.name:
+                shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def load_checkpoint(run: Run) -> dict | None:
+    """Restore accelerate state and the ledger; returns the trainer state, or None to start fresh."""
+    root = _ckpt_root(run)
+    if not (root / "latest.json").exists():
+        return None
+    latest = read_json(root / "latest.json")
+    path = root / latest["dir"]
+    run.accelerator.load_state(str(path))
+    state = read_json(path / f"trainer_state_rank{run.accelerator.process_index}.json")
+    run.ledger = Ledger.from_dict(state.pop("ledger"))
+    return state
+
+
+# =============================================================================================
+# the loop
+# =============================================================================================
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None,
+          flops_per_token: Callable[[int], float] | None = None, eval_fn: Callable | None = None,
+          metrics_fn: Callable | None = None, lora=None) -> dict:
+    """Train `model` until the budget is spent; charge the Ledger every step; eval, log, checkpoint.
+
+    source: `batch(step) -> {"input_ids": [B_global, T], "labels"?}`, `seq_len_at(step)`, state_dict.
+    loss_fn: `(model, micro_batch) -> (loss, {name: float})`; default causal LM cross-entropy.
+    flops_per_token: train FLOPs per processed token at a sequence length; default from the
+        accounting layer for the model's config (LoRA-aware).
+    metrics_fn: `(model) -> dict` extra diagnostics logged at eval points (observers only).
+    Returns the result summary also stored in manifest.json.
+    """
+    from efflab.accounting import flops as F
+
+    cfg, acc = run.cfg, run.accelerator
+    source = source or BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed)
+    loss_fn = loss_fn or default_loss
+    raw_config = model.config
+    _fpt_cache: dict[int, float] = {}
+    if flops_per_token is None:
+        def flops_per_token(T: int) -> float:  # noqa: E306
+            if T not in _fpt_cache:
+                _fpt_cache[T] = F.train_flops_per_token(raw_config, T, lora=lora)
+            return _fpt_cache[T]
+    fwd_eval = F.forward_flops_per_token(raw_config, data.seq_len)
+
+    world = acc.num_processes
+    B = cfg.train.batch_size
+    if B % world:
+        raise UserError(f"train.batch_size={B} is not divisible by the {world} processes")
+    per_rank = B // world
+    micro = min(cfg.train.micro_batch_size or per_rank, per_rank)
+    if per_rank % micro:
+        raise UserError(f"train.micro_batch_size={micro} does not divide the per-process batch {per_rank}")
+    accum = per_rank // micro
+    acc.gradient_accumulation_steps = accum
+
+    total_steps = horizon(cfg, source, flops_per_token)
+    warm = cfg.train.warmup_steps
+    warmup = int(round(warm * total_steps)) if isinstance(warm, float) and warm < 1 else int(warm)
+
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = make_optimizer(model, cfg, acc.device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio))
+    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    if cfg.train.compile and acc.device.type == "cuda":
+        model = torch.compile(model)
+
+    metrics_path = run.dir / "metrics.jsonl"
+    start_step = 0
+    state = load_checkpoint(run) if run.resume else None
+    if state is not None:
+        start_step = state["step"]
+        source.load_state_dict(state.get("source", {}))
+        run.log(f"resuming from step {start_step} of {total_steps}")
+        if run.is_main:  # drop rows logged after the checkpoint: they will be logged again
+            rows = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= start_step]
+            atomic_write_text(metrics_path, "".join(__import__("json").dumps(r) + "\n" for r in rows))
+    elif run.is_main:
+        if run.resume:
+            run.log("no checkpoint found: starting from the beginning")
+        atomic_write_text(metrics_path, "")
+    acc.wait_for_everyone()
+
+    peak = _peak_flops(acc.device)
+    n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
+    run.log(f"training {cfg.recipe}: {n_params:,} params, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
+            f"tokens, {flops_per_token(source.seq_len_at(start_step)):.4g} train FLOPs/token, {accum} micro-step(s) "
+            f"of {micro} per process, {world} process(es), precision {acc.mixed_precision}")
+
+    def global_ledger() -> Ledger:
+        return run.ledger.reduced(acc)
+
+    def log_row(row: dict) -> None:
+        if run.is_main:
+            append_jsonl(metrics_path, row)
+        if cfg.log.tensorboard:
+            acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+
+    def flops_row(led: Ledger) -> dict:
+        ph = led.phases()
+        d = {k: v.flops for k, v in ph.items()}
+        d.update(marginal=led.marginal, total=led.total)
+        return d
+
+    def do_eval(step: int, extra: dict) -> dict:
+        t0 = time.perf_counter()
+        ev = (eval_fn or evaluate)(run, model, data)
+        run.ledger.charge("eval", fwd_eval * ev["eval_tokens"] / world, ev["eval_tokens"] / world,
+                          time.perf_counter() - t0)
+        led = global_ledger()
+        row = {"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra, **ev}
+        if metrics_fn is not None:
+            row.update(metrics_fn(acc.unwrap_model(model)) or {})
+        log_row(row)
+        return row
+
+    last_eval = None
+    if start_step == 0:
+        last_eval = do_eval(0, {})
+        run.log(f"step 0: eval loss {last_eval['eval_loss']:.4f} nats/token, {last_eval['eval_bpb']:.4f} bpb")
+
+    bar = None
+    if run.is_main and cfg.log.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=start_step, desc=f"{cfg.recipe}", unit="step", dynamic_ncols=True,
+                   mininterval=1.0, disable=None)
+
+    model.train()
+    window_tokens, window_time, window_loss, window_n = 0.0, 0.0, 0.0, 0
+    window_logs: dict[str, float] = {}
+    step, gnorm = start_step, None
+    for step in range(start_step + 1, total_steps + 1):
+        t0 = time.perf_counter()
+        batch = source.batch(step - 1)
+        T = int(batch["input_ids"].shape[1])
+        share = {k: v[acc.process_index * per_rank:(acc.process_index + 1) * per_rank] for k, v in batch.items()}
+        step_loss = torch.zeros((), device=acc.device)
+        for m in range(accum):
+            mb = {k: v[m * micro:(m + 1) * micro].to(acc.device) for k, v in share.items()}
+            with acc.accumulate(model):
+                with acc.autocast():
+                    loss, logs = loss_fn(model, mb)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    gnorm = acc.clip_grad_norm_(model.parameters(), cfg.train.grad_clip) if cfg.train.grad_clip else None
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss.detach() / accum
+            for k, v in (logs or {}).items():
+                window_logs[k] = window_logs.get(k, 0.0) + float(v) / accum
+        scheduler.step()
+        tokens = per_rank * T
+        dt = time.perf_counter() - t0
+        run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt)
+        loss_val = float(step_loss)
+        if not math.isfinite(loss_val):
+            msg = f"the training loss became {loss_val} at step {step}; stopped (try a lower train.lr)"
+            log_row({"step": step, "train_loss": None, "error": msg})
+            led = global_ledger()
+            if run.is_main:
+                led.save(run.dir / "ledger.json")
+            write_manifest(run, status="failed", error=msg, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            raise RunFailed(msg)
+        window_tokens += tokens * world
+        window_time += dt
+        window_loss += loss_val
+        window_n += 1
+        is_eval = step % cfg.eval.every == 0 or step == total_steps
+        is_log = step % cfg.log.every == 0 or is_eval
+        if is_log:
+            tps = window_tokens / max(window_time, 1e-9)
+            fps = tps * flops_per_token(T)
+            extra = {"train_loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0],
+                     "grad_norm": float(gnorm) if gnorm is not None else None,
+                     "tokens_per_s": tps, "model_flops_per_s": fps, "mfu": fps / peak / world if peak else None,
+                     "seq_len": T, **{k: v / window_n for k, v in window_logs.items()}}
+            if is_eval:
+                last_eval = do_eval(step, extra)
+            else:
+                led = global_ledger()
+                log_row({"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra})
+            if bar is not None:
+                post = {"loss": f"{extra['train_loss']:.3f}", "tok/s": f"{tps:,.0f}",
+                        "FLOPs": _fmt(run.ledger.flops("train") * world)}
+                if last_eval and last_eval.get("step") == step:
+                    post["eval"] = f"{last_eval['eval_loss']:.3f}"
+                bar.set_postfix(post, refresh=False)
+            window_tokens, window_time, window_loss, window_n, window_logs = 0.0, 0.0, 0.0, 0, {}
+        if bar is not None:
+            bar.update(1)
+        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < total_steps:
+            save_checkpoint(run, step, {"source": source.state_dict(), "total_steps": total_steps})
+    if bar is not None:
+        bar.close()
+    if last_eval is None or last_eval.get("step") != total_steps:  # resumed at the very end
+        last_eval = do_eval(total_steps, {})
+    return finish(run, model, data, last_eval, total_steps, n_params)
+
+
+def _peak_flops(device) -> float | None:
+    try:
+        from efflab.accounting import hardware
+
+        return hardware.device_peak_flops(device)
+    except (ImportError, AttributeError):
+        return None
+
+
+def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) -> dict:
+    """Save the model (save_pretrained + tokenizer), the reduced ledger, and the manifest (last)."""
+    acc = run.accelerator
+    led = run.ledger.reduced(acc)
+    acc.wait_for_everyone()
+    unwrapped = acc.unwrap_model(model)
+    unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+    if hasattr(unwrapped, "merge_and_unload") and run.cfg.lora.merge_on_save:
+        unwrapped = unwrapped.merge_and_unload()
+    if run.is_main:
+        tmp = run.dir / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+        data.tokenizer.save_pretrained(str(tmp))
+        final = run.dir / "model"
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        led.save(run.dir / "ledger.json")
+    result = {
+        "final_eval_loss": last_eval["eval_loss"],
+        "final_eval_bpb": last_eval["eval_bpb"],
+        "steps": steps,
+        "train_tokens": led.tokens("train"),
+        "flops_marginal": led.marginal,
+        "flops_total": led.total,
+        "params": n_params,
+    }
+    if run.cfg.log.tensorboard:
+        acc.end_training()
+    write_manifest(run, status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), result=result)
+    run.log(f"done: eval loss {result['final_eval_loss']:.4f} nats/token ({result['final_eval_bpb']:.4f} bpb), "
+            f"{result['flops_marginal']:.4g} FLOPs marginal, {result['flops_total']:.4g} total -> {run.dir}")
+    return result
+
+
+# =============================================================================================
+# running a recipe file as a script (torchrun / accelerate launch)
+# =============================================================================================
+def script_main(recipe: str, main: Callable, argv: list[str] | None = None) -> int:
+    """`python recipes/<recipe>.py --config FILE [--out DIR] [--resume] [--overwrite] [k=v ...]`."""
+    import argparse
+    import sys
+
+    from efflab.config import load_config
+
+    ap = argparse.ArgumentParser(prog=f"recipes/{recipe}.py")
+    ap.add_argument("--config", required=False)
+    ap.add_argument("--out")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_args(argv)
+    try:
+        cfg = load_config(a.config, a.overrides, recipe=recipe)
+        main(cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, config_path=a.config)
+    except UserError as e:
+        print(f"efflab: error: {e.message}", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        print(f"efflab: run failed: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,9 @@
+"""distill technique (method card to come with its recipe)."""
+
+from __future__ import annotations
+
+from efflab.config import Section
+
+
+class DistillConfig(Section):
+    """The `distill` config section."""

@@ -1,0 +1,9 @@
+"""moe technique (method card to come with its recipe)."""
+
+from __future__ import annotations
+
+from efflab.config import Section
+
+
+class MoEConfig(Section):
+    """The `moe` config section."""

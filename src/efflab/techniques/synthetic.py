@@ -1,0 +1,9 @@
+"""synthetic technique (method card to come with its recipe)."""
+
+from __future__ import annotations
+
+from efflab.config import Section
+
+
+class SyntheticConfig(Section):
+    """The `synthetic` config section."""
