@@ -64,7 +64,15 @@ def _json_default(o):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # dotted key=value overrides may come after options: `run X --config F --out D k=v`
+            if hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+                args.overrides = list(args.overrides or []) + extra
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # --help, --version, argparse errors (status 2)
+        return int(e.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -230,6 +230,16 @@ def _set_dotted(d: dict, key: str, value, problems: Problems) -> None:
     cur[parts[-1]] = value
 
 
+def _drop(d: dict, loc: list) -> None:
+    """Remove the value at `loc` (a pydantic error location) from nested dicts, if present."""
+    for k in loc[:-1]:
+        if not isinstance(d, dict) or k not in d:
+            return
+        d = d[k]
+    if isinstance(d, dict) and loc:
+        d.pop(loc[-1], None)
+
+
 def _fmt_loc(loc) -> str:
     return ".".join(str(x) for x in loc if not str(x).startswith("function-"))
 
@@ -297,6 +307,18 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         problems.extend(_validation_messages(e))
+        # a second pass without the offending keys, so that checks which only run on otherwise valid
+        # sections (heads dividing the width, one budget) are reported in the same message
+        # (only sections that lost nothing but unknown keys: a dropped bad value would invent errors)
+        pruned = copy.deepcopy(raw)
+        tainted = {str(err["loc"][0]) for err in e.errors() if err["type"] != "extra_forbidden" and err["loc"]}
+        for err in e.errors():
+            _drop(pruned, [x for x in err["loc"] if not str(x).startswith("function-")])
+        try:
+            RunConfig.model_validate(pruned)
+        except ValidationError as e2:
+            problems.extend(m for m in _validation_messages(e2)
+                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted)
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0] for p in problems.items]:

@@ -100,7 +100,9 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
     elif run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
         probs.append(f"run directory {run_dir} already exists: pass --resume to continue it or --overwrite to replace it")
     parent = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK):
+    if parent != run_dir and not parent.is_dir():
+        probs.append(f"output directory {run_dir} is not writable ({parent} is a file, not a directory)")
+    elif not os.access(parent, os.W_OK):
         probs.append(f"output directory {run_dir} is not writable ({parent} does not allow writing)")
     return probs
 
@@ -129,6 +131,10 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if accelerator is None:
+        from accelerate.state import AcceleratorState
+
+        # one process may run several recipes (tests, the suite): let each choose its own precision
+        AcceleratorState._reset_state(reset_partial_state=False)
         kw = {}
         if cfg.log.tensorboard:
             kw = {"log_with": "tensorboard", "project_dir": str(run_dir)}
@@ -296,15 +302,21 @@ def lr_lambda(total_steps: int, warmup: int, min_ratio: float) -> Callable[[int]
 
 
 def horizon(cfg, source, flops_per_token: Callable[[int], float]) -> int:
-    """Optimizer steps for the configured budget (train-phase FLOPs, tokens, or steps)."""
+    """Optimizer steps for the configured budget (train-phase FLOPs, tokens, or steps).
+
+    Tokens per step are `source.tokens_at(step)` when the source defines it (rows of varying count or
+    length), else batch_size x seq_len_at(step).
+    """
     t = cfg.train
     if t.steps is not None:
         return int(t.steps)
     steps, spent = 0, 0.0
     limit = t.budget_flops if t.budget_flops is not None else t.budget_tokens
+    tokens_at = getattr(source, "tokens_at", None)  # sources whose rows vary (e.g. length warmup)
     while True:
-        tokens = cfg.train.batch_size * source.seq_len_at(steps)
-        cost = tokens * (flops_per_token(source.seq_len_at(steps)) if t.budget_flops is not None else 1.0)
+        T = source.seq_len_at(steps)
+        tokens = tokens_at(steps) if tokens_at else cfg.train.batch_size * T
+        cost = tokens * (flops_per_token(T) if t.budget_flops is not None else 1.0)
         if spent + cost > limit * (1 + 1e-9):
             break
         spent += cost
@@ -481,7 +493,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
 
     def flops_row(led: Ledger) -> dict:
         ph = led.phases()
-        d = {k: v.flops for k, v in ph.items()}
+        d = {"train": 0.0, **{k: v.flops for k, v in ph.items()}}
         d.update(marginal=led.marginal, total=led.total)
         return d
 
@@ -516,11 +528,14 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     for step in range(start_step + 1, total_steps + 1):
         t0 = time.perf_counter()
         batch = source.batch(step - 1)
-        T = int(batch["input_ids"].shape[1])
-        share = {k: v[acc.process_index * per_rank:(acc.process_index + 1) * per_rank] for k, v in batch.items()}
+        rows, T = (int(x) for x in batch["input_ids"].shape)
+        if rows % (world * accum):  # a source may return more, shorter rows (length warmup)
+            raise RuntimeError(f"source returned {rows} rows at step {step}: not divisible by {world * accum}")
+        r_rank, r_micro = rows // world, rows // world // accum
+        share = {k: v[acc.process_index * r_rank:(acc.process_index + 1) * r_rank] for k, v in batch.items()}
         step_loss = torch.zeros((), device=acc.device)
         for m in range(accum):
-            mb = {k: v[m * micro:(m + 1) * micro].to(acc.device) for k, v in share.items()}
+            mb = {k: v[m * r_micro:(m + 1) * r_micro].to(acc.device) for k, v in share.items()}
             with acc.accumulate(model):
                 with acc.autocast():
                     loss, logs = loss_fn(model, mb)
@@ -533,7 +548,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             for k, v in (logs or {}).items():
                 window_logs[k] = window_logs.get(k, 0.0) + float(v) / accum
         scheduler.step()
-        tokens = per_rank * T
+        tokens = r_rank * T
         dt = time.perf_counter() - t0
         run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt)
         loss_val = float(step_loss)

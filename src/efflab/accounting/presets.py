@@ -98,10 +98,11 @@ def _llama_like(model_type: str, **kw) -> dict:
         "num_hidden_layers": kw.pop("num_hidden_layers"),
         "num_attention_heads": kw.pop("num_attention_heads"),
         "num_key_value_heads": kw.pop("num_key_value_heads"),
-        "head_dim": kw.pop("head_dim", None),
         "max_position_embeddings": kw.pop("max_position_embeddings"),
         "tie_word_embeddings": kw.pop("tie_word_embeddings", False),
     }
+    if kw.get("head_dim") is None:  # absent = hidden_size // heads (OLMoE/Qwen2 configs have no such field)
+        kw.pop("head_dim", None)
     if model_type in ("llama",):
         cfg["attention_bias"] = kw.pop("attention_bias", False)
         cfg["mlp_bias"] = kw.pop("mlp_bias", False)

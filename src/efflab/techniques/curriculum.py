@@ -1,9 +1,528 @@
-"""curriculum technique (method card to come with its recipe)."""
+"""Curriculum learning: train on the easiest data first, and grow the sequence length.
+
+Method card
+-----------
+What it does. Two independent curricula over the packed training blocks (`data.train`, [n, T]):
+
+1. Data order (Bengio et al. 2009, "Curriculum learning", ICML; Platanios et al. 2019,
+   "Competence-based curriculum learning for neural machine translation", NAACL, arXiv:1903.09848).
+   A scorer gives every block a difficulty; a pacing function c(step) in (0, 1] says which fraction
+   of the data, easiest first, the sampler may draw from at that step. c grows from `start_fraction`
+   to 1 over `ramp` steps, then training sees all the data.
+   Scorers (what each one measures, for packed blocks):
+     length     the token-weighted mean length, in tokens, of the source documents the block's
+                tokens come from. Packing loses each block's document, but every document ends with
+                EOS and blocks are consecutive cuts of one stream, so the documents are recovered
+                from the EOS positions (the stream's last document is cut by the tail drop). Longer
+                documents count as harder, as sentence length does in Platanios et al.
+     rarity     mean unigram surprisal -log p(token) of the block's tokens, nats/token, with p counted
+                on the train split (Platanios et al.'s word rarity, per token for equal-length blocks).
+     reference  mean next-token loss (nats/token) of a reference model on the block: a finished efflab
+                run's model/, a local Hugging Face directory with the same tokenizer, or a small model
+                the recipe trains for the purpose.
+     random     random difficulties: the control that keeps the pacing (a growing pool) but no order.
+     none       no data curriculum: the baseline's uniform order (for length warmup alone).
+   `order: hard_first` reverses the difficulty (the anti-curriculum control).
+   Pacing: linear c = c0 + (1 - c0) s/R; root c = (c0^p + (1 - c0^p) s/R)^(1/p) (Platanios et al.'s
+   competence, p = 2 the square root); step ("baby steps", Bengio et al. 2009; Spitkovsky et al. 2010)
+   c0, then `stages` equal increments, the last at s = R. Inside the pool, blocks are drawn without
+   replacement: every block of the pool is seen once before any is seen twice, as in an epoch.
+
+2. Sequence-length warmup (Li et al. 2022, "The Stability-Efficiency Dilemma: Investigating Sequence
+   Length Warmup for Training GPT Models", NeurIPS, arXiv:2108.06084; DeepSpeed's `seqlen`
+   curriculum; Composer's `SeqLengthWarmup`). The training length t grows linearly from
+   `seq_len_start` to the full block length T over `seq_len_ramp` steps, rounded down to a multiple
+   of 8 (Li et al.'s step). `truncate` (Li et al., DeepSpeed and Composer's default) trains on the
+   first t tokens of each block: fewer tokens and FLOPs per step early, so a FLOP or token budget
+   buys more steps. `reshape` cuts each block into T // t rows of t (Composer's truncate=False,
+   DeepSpeed's seqlen_reshape): tokens per step stay (nearly) constant and only attention, which
+   grows with context, gets cheaper. Evaluation always uses full-length blocks.
+
+Suggested settings. rarity or reference scorer, root pacing, start_fraction 0.1-0.3, ramp 0.3-0.6 of
+the horizon; length warmup from 64 (or T/8) over 0.2-0.4 of the horizon. With about one epoch of
+data, a small pool early means repeating easy blocks: watch the random-order control.
+
+Costs on the ledger. `train` is charged by the loop at the length actually trained (attention
+included, from `efflab.accounting`), so the warmup's saving shows there. `scoring`: a reference
+model's forward FLOPs (accounting's forward_flops_per_token(ref.config, T)) over every scored token,
+once; counting scorers (length, rarity) do no model FLOPs and are charged 0 FLOPs with their tokens
+and seconds. Scores are cached on disk, keyed by the reference weights and the data; a run that
+reuses them records the reuse (`ledger.record_reuse`), shown and not summed. A reference trained by
+the recipe goes to `sunk.teacher_pretrain` (its ledger total); so does a finished efflab run given as
+the reference, whose cost is known; an outside model has no known training cost and adds none.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
 from efflab.config import Section
+from efflab.errors import UserError
+
+SCORERS = ("length", "rarity", "reference", "random", "none")
+SCORES_VERSION = "curriculum-scores-v1"
 
 
 class CurriculumConfig(Section):
-    """The `curriculum` config section."""
+    """The `curriculum` config section: difficulty scorer, pacing, and sequence-length warmup."""
+
+    scorer: Literal["length", "rarity", "reference", "random", "none"] = Field(
+        default="rarity", description="block difficulty; random = control with pacing but no order; none = no data order")
+    order: Literal["easy_first", "hard_first"] = Field(default="easy_first", description="hard_first = anti-curriculum")
+    pacing: Literal["linear", "root", "step"] = Field(default="root", description="how the pool grows")
+    start_fraction: float = Field(default=0.2, gt=0, le=1, description="fraction of the data (easiest) at step 0")
+    ramp: int | float = Field(default=0.5, ge=0, description="steps until all data is allowed; a float < 1 is a "
+                                                             "fraction of the horizon; 0 = no pacing")
+    root_power: float = Field(default=2.0, ge=1, description="p of root pacing (2 = square root, Platanios et al.)")
+    stages: int = Field(default=4, ge=1, description="increments of step pacing after the first pool")
+    reference: str | None = Field(default=None, description="reference model: an efflab run dir or a local HF "
+                                                            "model dir; default: the recipe trains a small one")
+    reference_depth: int | None = Field(default=None, ge=1, description="layers of the trained reference "
+                                                                        "(default: half the model's, at least 1)")
+    reference_budget: float = Field(default=0.25, gt=0, le=10, description="trained reference's budget as a "
+                                                                           "fraction of this run's")
+    score_batch_size: int = Field(default=32, ge=1, description="blocks per reference forward")
+    cache_scores: bool = Field(default=True, description="reuse reference scores from the cache (recorded as reuse)")
+    seq_len_warmup: bool = Field(default=False, description="grow the training length (Li et al. 2022)")
+    seq_len_start: int = Field(default=64, ge=8, description="training length at step 0, tokens")
+    seq_len_ramp: int | float = Field(default=0.3, ge=0, description="steps until full length; a float < 1 is a "
+                                                                      "fraction of the horizon")
+    seq_len_multiple: int = Field(default=8, ge=1, description="lengths are rounded down to a multiple of this")
+    seq_len_mode: Literal["truncate", "reshape"] = Field(
+        default="truncate", description="truncate: first t tokens of each block; reshape: T // t rows of t per block")
+
+    def cross_check(self, cfg) -> list[str]:
+        """Problems that involve other sections (reported with every other problem)."""
+        out = []
+        if self.scorer == "none" and not self.seq_len_warmup:
+            out.append("curriculum: scorer none with seq_len_warmup off changes nothing (use the baseline recipe)")
+        if self.reference is not None and self.scorer != "reference":
+            out.append(f"curriculum.reference is set but scorer is {self.scorer!r} (it would be ignored)")
+        if self.scorer == "reference":
+            if self.reference is not None:
+                out.extend(f"curriculum.reference: {p}" for p in reference_problems(self.reference))
+            elif cfg.model.pretrained:
+                out.append("curriculum.reference: give a reference model (an efflab run dir or a local model dir); "
+                           "a reference is only trained for models built from the ladder")
+        if self.seq_len_warmup and self.seq_len_start > cfg.data.seq_len:
+            out.append(f"curriculum.seq_len_start={self.seq_len_start} exceeds data.seq_len={cfg.data.seq_len}")
+        return out
+
+
+# =============================================================================================
+# pacing and length schedules (pure functions of the step)
+# =============================================================================================
+def resolve_steps(spec: int | float, horizon: int) -> int:
+    """A ramp given as steps (int, or float >= 1) or as a fraction of the horizon (float < 1) -> steps."""
+    if isinstance(spec, float) and spec < 1:
+        return int(round(spec * horizon))
+    return int(round(spec))
+
+
+def pacing_fraction(step: int, kind: str, start: float, ramp_steps: int, *, power: float = 2.0,
+                    stages: int = 4) -> float:
+    """Fraction of the data (easiest first) allowed at `step`: in (0, 1], non-decreasing, 1 from `ramp_steps` on.
+
+    linear: c0 + (1 - c0) s/R.  root: (c0^p + (1 - c0^p) s/R)^(1/p) (Platanios et al. 2019, eq. 7 for
+    p = 2).  step: c0 + (1 - c0) floor(stages s/R)/stages ("baby steps").
+    """
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return 1.0
+    x = max(0.0, step / ramp_steps)
+    if kind == "linear":
+        c = start + (1 - start) * x
+    elif kind == "root":
+        c = (start**power + (1 - start**power) * x) ** (1 / power)
+    elif kind == "step":
+        c = start + (1 - start) * math.floor(stages * x) / stages
+    else:
+        raise ValueError(f"unknown pacing {kind!r}")
+    return float(min(1.0, max(start, c)))
+
+
+def warmup_seq_len(step: int, start: int, full: int, ramp_steps: int, multiple: int = 8) -> int:
+    """Training length at `step` (Li et al. 2022): linear from `start` to `full` over `ramp_steps`,
+    rounded down to a multiple of `multiple` but never below `start`; exactly `full` from the ramp's end."""
+    start = min(start, full)
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return int(full)
+    raw = start + (full - start) * max(0, step) / ramp_steps
+    t = int(raw // multiple) * multiple
+    return int(min(full, max(start, t)))
+
+
+# =============================================================================================
+# difficulty scorers: one number per block, larger = harder
+# =============================================================================================
+def length_scores(blocks: np.ndarray, eos_id: int) -> np.ndarray:
+    """Token-weighted mean length (tokens) of the source documents of each block's tokens.
+
+    blocks [n, T] are consecutive cuts of one stream of documents, each ending with EOS (data.pack),
+    so document d spans the tokens after the (d-1)-th EOS up to and including the d-th. The stream's
+    first document is whole; its last is cut where packing dropped the tail. Returns [n] float64.
+    """
+    n, T = blocks.shape
+    is_eos = blocks.reshape(-1) == eos_id
+    doc = np.concatenate([[0], np.cumsum(is_eos)[:-1]])  # [n*T] document index of each token
+    doc_len = np.bincount(doc).astype(np.float64)  # [n_docs] tokens of each document in the stream
+    return doc_len[doc].reshape(n, T).mean(axis=1)
+
+
+def unigram_counts(blocks: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Token counts [vocab_size] over the blocks (the train split)."""
+    return np.bincount(blocks.reshape(-1), minlength=vocab_size).astype(np.float64)
+
+
+def rarity_scores(blocks: np.ndarray, vocab_size: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """Mean unigram surprisal -ln p(token) of each block, nats/token; p from `counts` (default: the
+    blocks' own counts, add-one smoothed so any token has finite surprisal). Returns [n] float64."""
+    c = (unigram_counts(blocks, vocab_size) if counts is None else np.asarray(counts, np.float64)) + 1.0
+    surprisal = -np.log(c / c.sum())  # [V]
+    return surprisal[blocks].mean(axis=1)
+
+
+def random_scores(n: int, seed: int) -> np.ndarray:
+    """Random difficulties [n] (the control: pacing without any order)."""
+    return np.random.default_rng([seed, 0x5C0E]).random(n)
+
+
+def reference_scores(model, blocks: np.ndarray, *, batch_size: int = 32, device=None, autocast=None,
+                     rank: int = 0, world: int = 1, gather: Callable | None = None) -> tuple[np.ndarray, int]:
+    """Mean next-token loss (nats/token) of `model` on each block.
+
+    With `world` > 1 each rank scores a contiguous shard and `gather` (e.g. accelerator.gather)
+    concatenates the padded shards. Returns (scores [n] float64, tokens this rank forwarded).
+    """
+    import contextlib
+
+    import torch
+
+    n, T = blocks.shape
+    device = device or next(model.parameters()).device
+    autocast = autocast or contextlib.nullcontext
+    per = -(-n // world)  # ceil: every rank scores (and pads to) `per` blocks
+    lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
+    was_training = model.training
+    model.eval()
+    out = torch.full((per,), float("nan"), dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for i in range(lo, hi, batch_size):
+            ids = torch.from_numpy(blocks[i: min(hi, i + batch_size)].astype(np.int64)).to(device)  # [b, T]
+            with autocast():
+                logits = model(input_ids=ids).logits  # [b, T, V]
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
+                                                    reduction="none")  # [b, T-1]
+            out[i - lo: i - lo + ids.shape[0]] = nll.mean(dim=1).double()
+    model.train(was_training)
+    if world > 1:
+        out = gather(out.unsqueeze(0)).reshape(-1)  # [world * per]
+    return out[:n].cpu().numpy(), (hi - lo) * T
+
+
+def scoring_flops(ref_config, seq_len: int, tokens: float) -> float:
+    """FLOPs of a reference model's forward over `tokens` tokens at context `seq_len` (accounting layer)."""
+    from efflab.accounting import flops as F
+
+    return F.forward_flops_per_token(ref_config, seq_len) * float(tokens)
+
+
+def difficulty_ranking(scores: np.ndarray, order: str, seed: int) -> np.ndarray:
+    """Block indices [n], the first `allowed` of which form the pool: easiest first (hard_first:
+    hardest first). Ties are broken by a seeded random permutation, so the ranking is deterministic."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("difficulty scores must be finite")
+    tie = np.random.default_rng([seed, 0x71E]).permutation(len(scores))
+    key = -scores if order == "hard_first" else scores
+    return np.lexsort((tie, key))
+
+
+# =============================================================================================
+# reference model: where it comes from, and its cache key
+# =============================================================================================
+def find_reference(path: str | Path) -> tuple[Path, Path | None]:
+    """(model dir, efflab run dir or None) for a reference given as a run dir or a model dir."""
+    p = Path(path).expanduser()
+    if (p / "manifest.json").is_file() and (p / "model").is_dir():
+        return p / "model", p
+    return p, None
+
+
+def reference_problems(path: str) -> list[str]:
+    """Problems with a reference model path (missing, not a model, an incomplete efflab run)."""
+    from efflab.models import check_pretrained_dir
+
+    model_dir, run_dir = find_reference(path)
+    if run_dir is not None:
+        try:
+            status = json.loads((run_dir / "manifest.json").read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status != "complete":
+            return [f"{path} is an efflab run that is not complete (status {status!r})"]
+    return [p.replace(f"pretrained model {model_dir}: ", "") for p in check_pretrained_dir(str(model_dir))]
+
+
+def reference_run_config(cfg):
+    """The config of a reference model the recipe trains for scoring: the baseline recipe on the same
+    data, with `reference_depth` layers (default: half the model's) and `reference_budget` x the budget."""
+    from efflab.config import config_from_dict
+
+    cc = cfg.curriculum
+    raw = cfg.to_dict()
+    raw.pop("curriculum", None)
+    raw.update(recipe="baseline", name=None)
+    model = raw["model"]
+    layers = cfg.model.resolved()["n_layer"]
+    depth = cc.reference_depth or max(1, layers // 2)
+    if model.get("depth"):
+        model.update(depth=depth, n_layer=None)  # on the ladder: width shrinks with depth
+    else:
+        model["n_layer"] = depth
+    t = raw["train"]
+    for k in ("budget_flops", "budget_tokens"):
+        if t.get(k) is not None:
+            t[k] = t[k] * cc.reference_budget
+    if t.get("steps") is not None:
+        t["steps"] = max(1, int(round(t["steps"] * cc.reference_budget)))
+    return config_from_dict(raw, recipe="baseline", source="curriculum reference config")
+
+
+def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> str | None:
+    """Why the reference cannot score these blocks (another tokenizer), or None.
+
+    An efflab run records its tokenizer hash in manifest.json; a model directory with tokenizer files
+    is hashed the same way; a directory without them is checked on vocabulary size only."""
+    from efflab.data import load_tokenizer, tokenizer_hash
+
+    want = data.meta.get("tokenizer_hash")
+    if run_dir is not None:
+        got = json.loads((run_dir / "manifest.json").read_text()).get("data", {}).get("tokenizer_hash")
+    elif any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        got = tokenizer_hash(load_tokenizer(str(model_dir)))
+    else:
+        got = None
+    if got is not None and want is not None and got != want:
+        return f"reference {model_dir} was trained with another tokenizer than this run's data"
+    return None
+
+
+def file_digest(paths, h=None):
+    """sha256 over the names and bytes of `paths` (continuing `h` if given)."""
+    h = h or hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode() + b"\x00")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h
+
+
+def scores_cache_key(model_dir: str | Path, blocks: np.ndarray) -> str:
+    """Cache key of reference scores: the reference's config and weights, and the exact blocks."""
+    d = Path(model_dir)
+    files = sorted(f for f in d.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin"))
+    h = file_digest(files, hashlib.sha256(SCORES_VERSION.encode()))
+    h.update(str(blocks.shape).encode())
+    h.update(np.ascontiguousarray(blocks).tobytes())
+    return h.hexdigest()[:32]
+
+
+def load_cached_scores(cache_dir: Path, key: str) -> tuple[np.ndarray, dict] | None:
+    """(scores, meta) from a previous scoring with the same key, or None."""
+    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    return np.load(npy, allow_pickle=False), json.loads(meta.read_text())
+
+
+def save_cached_scores(cache_dir: Path, key: str, scores: np.ndarray, meta: dict) -> None:
+    """Write scores (.npy) then their meta (.json, which marks the entry complete), atomically."""
+    import os
+
+    from efflab.io import atomic_write_json
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{key}.{os.getpid()}.npy"
+    np.save(tmp, np.asarray(scores, dtype=np.float64), allow_pickle=False)
+    os.replace(tmp, cache_dir / f"{key}.npy")
+    atomic_write_json(cache_dir / f"{key}.json", meta)
+
+
+def fixed_point_horizon(horizon_of: Callable[[int], int], max_iter: int = 200) -> int:
+    """The horizon S (steps) with horizon_of(S) == S, where horizon_of(S) is the loop's horizon when the
+    ramps are fractions of S. Length warmup makes early steps cheaper, so a FLOP or token budget buys
+    more steps when the ramp is longer: horizon_of is non-decreasing, and iterating from 0 climbs to
+    its least fixed point."""
+    s = horizon_of(0)
+    for _ in range(max_iter):
+        nxt = horizon_of(s)
+        if nxt == s:
+            break
+        s = nxt
+    return s
+
+
+# =============================================================================================
+# the sampler: loop's source interface
+# =============================================================================================
+@dataclass(frozen=True)
+class Pacing:
+    kind: str = "root"
+    start: float = 1.0
+    ramp_steps: int = 0
+    power: float = 2.0
+    stages: int = 4
+
+    def __call__(self, step: int) -> float:
+        return pacing_fraction(step, self.kind, self.start, self.ramp_steps, power=self.power, stages=self.stages)
+
+
+@dataclass(frozen=True)
+class LengthWarmup:
+    start: int
+    ramp_steps: int
+    multiple: int = 8
+    mode: str = "truncate"
+
+
+class CurriculumSampler:
+    """Global batches for the loop: drawn from the easiest fraction allowed at each step, at the
+    warmup length.
+
+    blocks [n, T]; `ranking` block indices easiest first (None: the baseline's uniform order, from
+    loop.BlockSampler with the same seed); `pacing(step)` in (0, 1]; `warmup` None for full length.
+    Within the pool, blocks are drawn without replacement until every pool block was seen, then a
+    new pass starts (an epoch over a growing pool); the draw at each step uses a generator seeded by
+    (seed, step). The order is a pure function of (seed, step): the state (next step, blocks seen in
+    this pass) only saves replaying the draws, and `state_dict` carries it across a checkpoint.
+    """
+
+    def __init__(self, blocks: np.ndarray, batch_size: int, seed: int, *, ranking: np.ndarray | None = None,
+                 pacing: Pacing | None = None, warmup: LengthWarmup | None = None):
+        self.blocks = blocks
+        self.n, self.T = (int(x) for x in blocks.shape)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.ranking = None if ranking is None else np.asarray(ranking, dtype=np.int64)
+        if self.ranking is not None and sorted(self.ranking.tolist()) != list(range(self.n)):
+            raise ValueError("ranking must be a permutation of the block indices")
+        self.pacing = pacing or Pacing()
+        self.warmup = warmup
+        self._uniform = None
+        if self.ranking is None:
+            from efflab.loop import BlockSampler
+
+            self._uniform = BlockSampler(blocks, batch_size, seed)
+        self._reset()
+
+    # ---- the pool and the draw ------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._next = 0  # the next step to draw
+        self._seen = np.zeros(self.n, dtype=bool)  # drawn in the current pass
+        self._passes = 0
+        self._last = None
+
+    def allowed(self, step: int) -> int:
+        """Pool size at `step`: the ceil(pacing x n) easiest blocks, at least one batch."""
+        if self.ranking is None:
+            return self.n
+        m = math.ceil(self.pacing(step) * self.n - 1e-9)
+        return int(min(self.n, max(m, self.batch_size, 1)))
+
+    def _draw(self, step: int) -> np.ndarray:
+        B = self.batch_size
+        pool = self.ranking[: self.allowed(step)]
+        rng = np.random.default_rng([self.seed, 0xC0CC, step])
+        fresh = pool[~self._seen[pool]]
+        if len(fresh) >= B:
+            pick = rng.choice(fresh, B, replace=False)
+        else:  # the pass over the pool ends inside this batch: take the rest, start a new pass
+            first = rng.permutation(fresh)
+            self._seen[:] = False
+            self._passes += 1
+            rest = pool[~np.isin(pool, first)]
+            need = B - len(first)
+            pick = np.concatenate([first, rng.choice(rest if len(rest) else pool, need,
+                                                     replace=len(rest) < need)]).astype(np.int64)
+        self._seen[pick] = True
+        return pick
+
+    def indices(self, step: int) -> np.ndarray:
+        """Block indices [B] of the global batch at `step`."""
+        if self._uniform is not None:
+            return self._uniform.indices(step)
+        if self._last is not None and step == self._next - 1:
+            return self._last
+        if step < self._next:  # out of order: replay from the start (the order is a function of step)
+            self._reset()
+        while self._next <= step:
+            self._last = self._draw(self._next)
+            self._next += 1
+        return self._last
+
+    # ---- loop's source interface ------------------------------------------------------------------
+    def seq_len_at(self, step: int) -> int:
+        w = self.warmup
+        return self.T if w is None else warmup_seq_len(step, w.start, self.T, w.ramp_steps, w.multiple)
+
+    def rows_at(self, step: int) -> int:
+        """Rows of the global batch at `step` (reshape mode cuts each block into T // t rows)."""
+        t = self.seq_len_at(step)
+        if self.warmup is not None and self.warmup.mode == "reshape":
+            return self.batch_size * (self.T // t)
+        return self.batch_size
+
+    def tokens_at(self, step: int) -> int:
+        """Tokens trained at `step` (what loop.horizon and the ledger count)."""
+        return self.rows_at(step) * self.seq_len_at(step)
+
+    def batch(self, step: int) -> dict:
+        """{"input_ids": LongTensor [rows_at(step), seq_len_at(step)]}."""
+        import torch
+
+        x = self.blocks[self.indices(step)]  # [B, T]
+        t = self.seq_len_at(step)
+        if t < self.T:
+            if self.warmup.mode == "reshape":
+                k = self.T // t
+                x = x[:, : k * t].reshape(len(x) * k, t)  # [B * k, t]: row j*k+i = piece i of block j
+            else:
+                x = x[:, :t]  # [B, t]: the first t tokens (positions 0..t-1)
+        return {"input_ids": torch.from_numpy(np.ascontiguousarray(x).astype(np.int64))}
+
+    def diagnostics(self) -> dict:
+        """What the curriculum allows now (logged at eval points; observer only)."""
+        s = max(0, self._next - 1)
+        return {"curriculum_pool": self.allowed(s) / self.n, "curriculum_passes": self._passes}
+
+    def signature(self) -> dict:
+        rank_hash = None if self.ranking is None else hashlib.sha256(self.ranking.tobytes()).hexdigest()[:16]
+        return {"seed": self.seed, "batch_size": self.batch_size, "n": self.n, "ranking": rank_hash,
+                "pacing": asdict(self.pacing), "warmup": None if self.warmup is None else asdict(self.warmup)}
+
+    def state_dict(self) -> dict:
+        return {"signature": self.signature(), "next_step": self._next, "passes": self._passes,
+                "seen": base64.b64encode(np.packbits(self._seen).tobytes()).decode("ascii")}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if state.get("signature") != json.loads(json.dumps(self.signature())):
+            raise UserError("--resume: the curriculum data order of the checkpoint differs from this run's "
+                            "(scores, pacing or length warmup changed)")
+        self._reset()
+        self._next = int(state["next_step"])
+        self._passes = int(state["passes"])
+        bits = np.frombuffer(base64.b64decode(state["seen"]), dtype=np.uint8)
+        self._seen = np.unpackbits(bits)[: self.n].astype(bool)

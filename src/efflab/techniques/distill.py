@@ -1,9 +1,597 @@
-"""distill technique (method card to come with its recipe)."""
+"""Knowledge distillation: a small student learns from a frozen teacher's next-token distribution.
+
+Method card
+-----------
+What it does. The student minimises `alpha * CE + (1 - alpha) * KD`: CE is the ordinary next-token
+cross-entropy on the data, KD a divergence between the teacher's and the student's next-token
+distributions at temperature T, multiplied by T^2 so that its gradients keep their scale as T
+changes (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network").
+`alpha` is the weight of the hard-label term: alpha = 0 is pure distillation.
+
+Divergences (p = teacher, q = student, both softmax(logits / T)):
+- `forward_kl`: KL(p || q), Hinton et al.'s soft-target loss; mass-covering.
+- `reverse_kl`: KL(q || p), mode-seeking (MiniLLM, Gu et al. 2024).
+- `gjs`: the generalized Jensen-Shannon divergence of GKD (Agarwal et al. 2024, "On-Policy
+  Distillation of Language Models"): beta * KL(p || m) + (1 - beta) * KL(q || m) with
+  m = beta * p + (1 - beta) * q; beta = 0.5 is the symmetric JS divergence, bounded by log 2.
+
+Top-k distillation (`top_k > 0`, and always with a logit cache). Only the teacher's k largest logits
+are kept, as sparse / top-k logit distillation does to make teacher outputs storable (e.g. Raman et
+al. 2023; Anshumann et al. 2025 discuss the bias this introduces). The teacher distribution is
+renormalised over its top-k set K: p_K = softmax(z_K / T). The student keeps its log-probabilities
+over the FULL vocabulary, gathered at K, so its mass outside K (r = 1 - sum_K q) is not forgotten:
+- forward_kl: sum_K p_K (log p_K - log q_K); pushes the student's mass into K.
+- gjs: computed over the K + 1 outcomes (K, and "anything else", where the teacher has mass 0 and
+  the student has r); finite, zero exactly when the student matches p_K.
+- reverse_kl: KL(q || p_K) is infinite whenever r > 0, so the student is renormalised over K as
+  well; its mass outside K is then left to the CE term (use alpha > 0).
+With top_k = 0 every divergence runs over the full vocabulary and is exactly zero (with a zero
+gradient) when the student equals the teacher.
+
+Suggested settings. forward_kl at temperature 1 with alpha between 0 and 0.5: Busbridge et al. 2025
+("Distillation Scaling Laws") use pure distillation at T = 1 for language-model pretraining;
+T > 1 helps mostly when the teacher is very confident. top_k = 32 to 128 keeps most of a trained
+teacher's mass for a cache. A teacher several times the student's size, trained well beyond it.
+
+Costs it adds to the ledger (DESIGN.md section 6).
+- `teacher_forward`: the teacher's forward pass over every token the student trains on,
+  accounting.flops.forward_flops_per_token(teacher.config, T) x tokens (online, per rank); or, with a
+  logit cache, one forward over the whole training split, charged once to the run that builds the
+  cache. Runs that reuse the cache charge nothing new and show its cost with `record_reuse`.
+- `sunk.teacher_pretrain`: the teacher's own training when it is an efflab run (its ledger total,
+  charged in full to every student's ledger; a suite amortises it over the students in its report).
+  An external (open-weight) teacher has no known training cost: nothing is charged and the ledger
+  says so.
+Distillation is therefore never free: at equal *total* FLOPs it has to beat a student (or a plain
+model) that spent the teacher's compute on training instead.
+"""
 
 from __future__ import annotations
 
-from efflab.config import Section
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from efflab.config import ModelConfig, Section, TrainConfig
+from efflab.errors import UserError
+
+LOSSES = ("forward_kl", "reverse_kl", "gjs")
+CACHE_FORMAT = "efflab-teacher-topk-v1"
+
+
+# =============================================================================================
+# config section
+# =============================================================================================
+class TeacherTrainConfig(Section):
+    """The teacher the recipe trains first (with the baseline recipe) when no `teacher` path is given."""
+
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(depth=4),
+                               description="the teacher's shape (baseline architecture, larger than the student)")
+    train: TrainConfig = Field(description="the teacher's budget and optimizer (give one horizon)")
+    out: str | None = Field(default=None, description="teacher run directory; default <run_dir>/../<run name>-teacher")
 
 
 class DistillConfig(Section):
-    """The `distill` config section."""
+    """The `distill` config section. The student is the `model` section.
+
+    loss = alpha * CE + (1 - alpha) * T^2 * divergence(teacher, student).
+    """
+
+    teacher: str | None = Field(default=None, description="a finished efflab run directory or a local HF model directory")
+    teacher_train: TeacherTrainConfig | None = Field(default=None, description="train the teacher first (no `teacher`)")
+    loss: Literal["forward_kl", "reverse_kl", "gjs"] = Field(default="forward_kl", description="the KD divergence")
+    temperature: float = Field(default=1.0, gt=0, le=100, description="softmax temperature of both distributions")
+    alpha: float = Field(default=0.0, ge=0, lt=1, description="weight of the hard-label cross-entropy; 0 = pure KD")
+    beta: float = Field(default=0.5, gt=0, lt=1, description="GKD mixture weight of the teacher (loss: gjs)")
+    top_k: int = Field(default=0, ge=0, description="distil the teacher's top-k logits only; 0 = full vocabulary")
+    logits: Literal["online", "cache"] = Field(default="online",
+                                               description="teacher forward every step, or a top-k cache built once")
+    cache_dir: str | None = Field(default=None, description="logit caches; default <data cache>/teacher_logits")
+
+    def cross_check(self, cfg) -> list[str]:
+        out = []
+        if self.teacher is None and self.teacher_train is None:
+            out.append("distill: give distill.teacher (a finished efflab run directory or a local Hugging Face model "
+                       "directory) or distill.teacher_train (the recipe trains the teacher first)")
+        if self.teacher is not None and self.teacher_train is not None:
+            out.append("distill: give distill.teacher or distill.teacher_train, not both")
+        if self.teacher is not None:
+            out.extend(teacher_dir_problems(self.teacher))
+        if self.logits == "cache" and self.top_k == 0:
+            out.append("distill.logits=cache stores the teacher's top-k logits per token: set distill.top_k "
+                       "(e.g. 32); a full-vocabulary cache would hold vocab_size values per training token")
+        if self.top_k and self.top_k > cfg.data.vocab_size and cfg.data.tokenizer == "train" and self.teacher is None:
+            out.append(f"distill.top_k={self.top_k} exceeds data.vocab_size={cfg.data.vocab_size}")
+        return out
+
+
+# =============================================================================================
+# losses (pure functions)
+# =============================================================================================
+class TopK(NamedTuple):
+    """The teacher's k largest raw logits per position: values [..., k] and vocabulary ids [..., k]."""
+
+    values: torch.Tensor
+    indices: torch.Tensor
+
+
+def forward_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) in nats per position from log-probabilities [..., V] -> [...]."""
+    p = teacher_logp.exp()
+    return (p * (teacher_logp - student_logp)).sum(-1)
+
+
+def reverse_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) in nats per position from log-probabilities [..., V] -> [...]."""
+    q = student_logp.exp()
+    return (q * (student_logp - teacher_logp)).sum(-1)
+
+
+def generalized_jsd(teacher_logp: torch.Tensor, student_logp: torch.Tensor, beta: float,
+                    student_rest: torch.Tensor | None = None) -> torch.Tensor:
+    """GKD's JSD(beta) = beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q, per position.
+
+    `student_rest` [...]: the student's probability outside the listed outcomes (top-k mode), an
+    extra outcome where the teacher has mass 0: it adds (1 - beta) * r * log(r / ((1 - beta) r)).
+    """
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must be in (0, 1), got {beta}")
+    log_m = torch.logaddexp(teacher_logp + math.log(beta), student_logp + math.log1p(-beta))
+    kl_pm = (teacher_logp.exp() * (teacher_logp - log_m)).sum(-1)
+    kl_qm = (student_logp.exp() * (student_logp - log_m)).sum(-1)
+    if student_rest is not None:
+        kl_qm = kl_qm - student_rest * math.log1p(-beta)
+    return beta * kl_pm + (1.0 - beta) * kl_qm
+
+
+def kd_divergence(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, *, loss: str = "forward_kl",
+                  temperature: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+    """T^2 x divergence(teacher, student) per position, in nats.
+
+    student_logits [..., V]; teacher: full logits [..., V] or a TopK of [..., k] (see the method card
+    for how each loss treats the student's mass outside the teacher's top-k). Computed in fp32.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
+    T = float(temperature)
+    s_logp = F.log_softmax(student_logits.float() / T, dim=-1)  # [..., V], over the full vocabulary
+    rest = None
+    if isinstance(teacher, TopK):
+        t_logp = F.log_softmax(teacher.values.float() / T, dim=-1)  # [..., k], renormalised over K
+        s_logp = s_logp.gather(-1, teacher.indices.long())  # [..., k], still full-vocabulary log-probs
+        if loss == "reverse_kl":  # KL(q || p_K) is infinite when q has mass outside K: renormalise q too
+            s_logp = F.log_softmax(s_logp, dim=-1)
+        elif loss == "gjs":
+            rest = (1.0 - s_logp.exp().sum(-1)).clamp_min(0.0)
+    else:
+        if teacher.shape[-1] != student_logits.shape[-1]:
+            raise UserError(f"teacher logits have {teacher.shape[-1]} vocabulary entries, the student's "
+                            f"{student_logits.shape[-1]}: teacher and student must share one vocabulary")
+        t_logp = F.log_softmax(teacher.float() / T, dim=-1)
+    if loss == "forward_kl":
+        d = forward_kl(t_logp, s_logp)
+    elif loss == "reverse_kl":
+        d = reverse_kl(t_logp, s_logp)
+    else:
+        d = generalized_jsd(t_logp, s_logp, beta, rest)
+    return d * (T * T)
+
+
+def distill_loss(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, labels: torch.Tensor, *,
+                 alpha: float = 0.0, loss: str = "forward_kl", temperature: float = 1.0,
+                 beta: float = 0.5) -> tuple[torch.Tensor, dict]:
+    """alpha * CE + (1 - alpha) * KD, each a mean over predicted tokens (nats/token).
+
+    student_logits [B, T, V] and teacher ([B, T, V] logits or TopK [B, T, k]) at every input position;
+    labels [B, T] (the input ids; -100 = not predicted). Position t predicts labels[t + 1], as in a
+    causal LM, so both terms use positions 0..T-2 where labels[t + 1] != -100.
+    Returns (loss, {"ce": float, "kd": float}).
+    """
+    target = labels[:, 1:]  # [B, T-1]
+    mask = target != -100
+    logits = student_logits[:, :-1]  # [B, T-1, V]
+    n = mask.sum().clamp_min(1)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
+                         reduction="sum") / n
+    t = TopK(teacher.values[:, :-1], teacher.indices[:, :-1]) if isinstance(teacher, TopK) else teacher[:, :-1]
+    kd = (kd_divergence(logits, t, loss=loss, temperature=temperature, beta=beta) * mask).sum() / n
+    total = alpha * ce + (1.0 - alpha) * kd if alpha else kd
+    return total, {"ce": float(ce.detach()), "kd": float(kd.detach())}
+
+
+# =============================================================================================
+# the teacher: where it comes from, its tokenizer, its logits
+# =============================================================================================
+@dataclass
+class TeacherInfo:
+    """A resolved teacher: its model directory, whether it is an efflab run, its known training cost."""
+
+    path: Path  # what the user gave (run dir or model dir)
+    model_dir: Path  # loadable with AutoModelForCausalLM
+    kind: str  # "efflab-run" or "hf-model"
+    pretrain_flops: float | None  # the teacher run's ledger total; None: unknown (external model)
+    identity: str  # hash of the teacher's config and weights (keys the logit cache)
+    requested_vocab: int | None = None  # an efflab teacher run's data.vocab_size (what its tokenizer asked for)
+
+    def describe(self) -> dict:
+        d = {"path": str(self.path), "kind": self.kind, "model_dir": str(self.model_dir), "identity": self.identity}
+        d["teacher_pretrain"] = (self.pretrain_flops if self.pretrain_flops is not None
+                                 else "unknown (external model): no sunk cost charged")
+        return d
+
+
+def teacher_dir_problems(path: str) -> list[str]:
+    """Problems with a `distill.teacher` path, found before any work starts."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return [f"distill.teacher {path}: no such directory (a finished efflab run or a local model directory)"]
+    if (p / "manifest.json").is_file():
+        try:
+            status = json.loads((p / "manifest.json").read_text()).get("status")
+        except (OSError, ValueError):
+            return [f"distill.teacher {path}: unreadable manifest.json"]
+        if status != "complete":
+            return [f"distill.teacher {path}: the efflab run is not complete (status: {status}); finish it "
+                    f"(efflab run ... --resume) or point at another teacher"]
+        if not (p / "model" / "config.json").is_file():
+            return [f"distill.teacher {path}: complete run without a model/ directory"]
+        return []
+    if (p / "config.json").is_file():
+        from efflab.models import check_pretrained_dir
+
+        return check_pretrained_dir(str(p))
+    return [f"distill.teacher {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"]
+
+
+def _weights_identity(model_dir: Path) -> str:
+    """sha256 of config.json and the weight files (files over 256 MiB: size, head and tail 16 MiB)."""
+    h = hashlib.sha256()
+    h.update((model_dir / "config.json").read_bytes())
+    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size <= 256 << 20:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(16 << 20))
+                fh.seek(size - (16 << 20))
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+def resolve_teacher(path: str | os.PathLike) -> TeacherInfo:
+    """Describe a teacher directory: a finished efflab run (model/, ledger total) or a local HF model."""
+    probs = teacher_dir_problems(str(path))
+    if probs:
+        raise UserError(probs)
+    p = Path(path).expanduser().resolve()
+    if (p / "manifest.json").is_file():
+        from efflab.accounting.ledger import Ledger
+
+        import yaml
+
+        ledger = p / "ledger.json"
+        cost = Ledger.load(ledger).total if ledger.is_file() else None
+        saved = p / "config.yaml"
+        raw = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}
+        requested = (raw.get("data") or {}).get("vocab_size") if isinstance(raw, dict) else None
+        return TeacherInfo(p, p / "model", "efflab-run", cost, _weights_identity(p / "model"),
+                           int(requested) if isinstance(requested, int) else None)
+    return TeacherInfo(p, p, "hf-model", None, _weights_identity(p))
+
+
+def load_teacher_tokenizer(info: TeacherInfo):
+    """The tokenizer saved with the teacher, or None when its directory has none."""
+    from efflab.data import load_tokenizer
+
+    d = info.model_dir
+    if not any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    return load_tokenizer(str(d))
+
+
+def vocabulary_problems(teacher_vocab: int, teacher_tok, student_tok, *, student_vocab: int | None = None,
+                        requested_vocab: int | None = None, teacher_requested: int | None = None,
+                        where: str = "the student") -> list[str]:
+    """Why teacher and student cannot share logits; [] when they can.
+
+    teacher_vocab: the teacher's logit width (config.vocab_size); teacher_tok / student_tok: tokenizers
+    (None: unknown); student_vocab: a pretrained student's logit width; requested_vocab: data.vocab_size
+    when the config sets it explicitly; teacher_requested: the data.vocab_size the teacher was trained
+    with (an efflab run: its BPE may have stopped short of it on a small corpus).
+    """
+    out = []
+    t_len = len(teacher_tok) if teacher_tok is not None else None
+    if t_len is not None and t_len > teacher_vocab:
+        out.append(f"the teacher's tokenizer has {t_len} tokens but its model only {teacher_vocab} logits")
+    if student_vocab is not None and student_vocab != teacher_vocab:
+        out.append(f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, {where} {student_vocab}; "
+                   f"distillation needs one shared vocabulary")
+    if teacher_tok is not None and student_tok is not None and student_tok is not teacher_tok:
+        if len(student_tok) != t_len or student_tok.get_vocab() != teacher_tok.get_vocab():
+            what = "a different vocabulary of the same size" if len(student_tok) == t_len else "a vocabulary"
+            out.append(f"vocabulary mismatch: the teacher's tokenizer has {t_len} tokens, {where}'s tokenizer has "
+                       f"{what} of {len(student_tok)}; distillation needs one shared tokenizer")
+    if requested_vocab is not None and t_len is not None and requested_vocab not in (t_len, teacher_vocab,
+                                                                                   teacher_requested):
+        out.append(f"vocabulary mismatch: data.vocab_size={requested_vocab} asks for a {requested_vocab}-token "
+                   f"student vocabulary, but the teacher's has {t_len} tokens; the student uses the teacher's "
+                   f"tokenizer, so drop data.vocab_size or set it to {t_len}")
+    return out
+
+
+def shared_tokenizer(cfg, info: TeacherInfo, teacher_vocab: int, teacher_tok):
+    """The one tokenizer teacher and student share; UserError naming both sizes on any mismatch.
+
+    The student reads the data with the teacher's tokenizer; `data.tokenizer` (a directory), a
+    pretrained student (`model.pretrained`) or an explicit `data.vocab_size` must agree with it.
+    """
+    from efflab.data import load_tokenizer
+    from efflab.models import load_pretrained_config
+
+    student_tok = load_tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer != "train" else None
+    student_vocab = None
+    if cfg.model.pretrained:
+        student_vocab = load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code).vocab_size
+    requested = cfg.data.vocab_size if ("vocab_size" in cfg.data.model_fields_set
+                                        and cfg.data.tokenizer == "train") else None
+    if teacher_tok is None and student_tok is None:
+        raise UserError(f"distill.teacher {info.path}: the model directory holds no tokenizer; set data.tokenizer "
+                        f"to the tokenizer the teacher was trained with")
+    where = f"the student (data.tokenizer {cfg.data.tokenizer})" if student_tok is not None else "the student"
+    if cfg.model.pretrained:
+        where = f"the student (model.pretrained {cfg.model.pretrained})"
+    probs = vocabulary_problems(teacher_vocab, teacher_tok, student_tok, student_vocab=student_vocab,
+                                requested_vocab=requested, teacher_requested=info.requested_vocab, where=where)
+    if teacher_tok is None and len(student_tok) > teacher_vocab:
+        probs.append(f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, the student's tokenizer "
+                     f"(data.tokenizer {cfg.data.tokenizer}) has {len(student_tok)}")
+    if probs:
+        raise UserError(probs, header=f"teacher {info.path} and the student cannot be distilled")
+    return teacher_tok if teacher_tok is not None else student_tok
+
+
+def teacher_run_dir(section: DistillConfig, run_dir: Path) -> Path:
+    """Where the recipe trains (or finds) its teacher: teacher_train.out, else <run_dir>/../<name>-teacher."""
+    tt = section.teacher_train
+    if tt is not None and tt.out:
+        return Path(tt.out).expanduser()
+    return Path(run_dir).parent / f"{Path(run_dir).name}-teacher"
+
+
+def run_is_complete(run_dir: Path) -> bool:
+    m = Path(run_dir) / "manifest.json"
+    try:
+        return m.is_file() and json.loads(m.read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def teacher_run_config(cfg, name: str):
+    """The baseline-recipe config that trains the teacher: teacher_train's model and train sections,
+    the student's data, eval and log sections (same corpus and tokenizer, same held-out set)."""
+    from efflab.config import config_from_dict
+
+    tt = cfg.distill.teacher_train
+    raw = cfg.to_dict()
+    traw = {"recipe": "baseline", "name": name, "model": tt.model.model_dump(mode="json"), "data": raw["data"],
+            "train": tt.train.model_dump(mode="json"), "eval": raw["eval"], "log": raw["log"]}
+    return config_from_dict(traw, recipe="baseline", source="distill.teacher_train")
+
+
+def freeze_teacher(teacher):
+    """Eval mode, no gradients: the teacher only ever runs forward."""
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def teacher_logits(teacher, input_ids: torch.Tensor, top_k: int = 0) -> torch.Tensor | TopK:
+    """The teacher's logits [B, T, V] (or TopK [B, T, k]) for input_ids [B, T], with no autograd graph.
+
+    Runs under torch.inference_mode(); the result is cloned outside it, because inference tensors
+    cannot be saved for the student's backward pass.
+    """
+    with torch.inference_mode():
+        logits = teacher(input_ids=input_ids).logits  # [B, T, V]
+        out = TopK(*logits.topk(top_k, dim=-1, sorted=False)) if top_k else logits
+    if isinstance(out, TopK):
+        return TopK(out.values.clone(), out.indices.clone())
+    return out.clone()
+
+
+# =============================================================================================
+# offline logit cache: the teacher runs once over the training split; students reuse it
+# =============================================================================================
+def cache_key(teacher_identity: str, train_blocks: np.ndarray, top_k: int) -> str:
+    """Key of a cache: teacher weights, the exact training blocks (hence data and seq_len), k.
+
+    The cache stores raw logits, so the temperature and the loss are not part of the key.
+    """
+    data = hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()
+    return hashlib.sha256(f"{CACHE_FORMAT}\0{teacher_identity}\0{data}\0{train_blocks.shape}\0{top_k}".encode()
+                          ).hexdigest()[:24]
+
+
+@dataclass
+class LogitCache:
+    """An opened cache: top-k values (fp16) and ids (int32) per training block row and position."""
+
+    path: Path
+    manifest: dict
+    values: np.ndarray  # [n_blocks, T, k] float16, memory-mapped
+    indices: np.ndarray  # [n_blocks, T, k] int32, memory-mapped
+
+    @property
+    def flops(self) -> float:
+        return float(self.manifest["flops"])
+
+    @property
+    def tokens(self) -> float:
+        return float(self.manifest["tokens"])
+
+    def rows(self, idx: np.ndarray) -> TopK:
+        """TopK [len(idx), T, k] for training-block rows `idx`."""
+        return TopK(torch.from_numpy(np.asarray(self.values[idx])), torch.from_numpy(np.asarray(self.indices[idx])))
+
+
+def open_cache(path: Path) -> LogitCache | None:
+    """The complete cache at `path`, or None (a cache is complete once its manifest exists)."""
+    m = path / "manifest.json"
+    if not m.is_file():
+        return None
+    manifest = json.loads(m.read_text())
+    if manifest.get("format") != CACHE_FORMAT:
+        raise UserError(f"teacher logit cache {path}: unknown format {manifest.get('format')!r}")
+    vals = np.load(path / "values.npy", mmap_mode="r")
+    idx = np.load(path / "indices.npy", mmap_mode="r")
+    return LogitCache(path, manifest, vals, idx)
+
+
+def build_cache(path: Path, teacher, train_blocks: np.ndarray, top_k: int, *, forward_flops_per_token: float,
+                device, batch_size: int = 16, autocast=None, meta: dict | None = None, log=print) -> LogitCache:
+    """Run the teacher once over every training block and store its top-k raw logits (atomically).
+
+    Writes values.npy [n, T, k] fp16 and indices.npy [n, T, k] int32 into a temporary directory, then
+    a manifest with the FLOPs it cost (forward_flops_per_token x n x T), then renames the directory.
+    If another process finished the same cache first, its copy is kept and this one discarded.
+    """
+    n, T = train_blocks.shape
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    vals = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float16, shape=(n, T, top_k))
+    idx = np.lib.format.open_memmap(tmp / "indices.npy", mode="w+", dtype=np.int32, shape=(n, T, top_k))
+    log(f"building the teacher logit cache: top-{top_k} over {n:,} blocks x {T} tokens -> {path}")
+    t0 = time.perf_counter()
+    for i in range(0, n, batch_size):
+        ids = torch.from_numpy(train_blocks[i: i + batch_size].astype(np.int64)).to(device)
+        if autocast is not None:
+            with autocast():
+                tk = teacher_logits(teacher, ids, top_k)
+        else:
+            tk = teacher_logits(teacher, ids, top_k)
+        vals[i: i + len(ids)] = tk.values.float().cpu().numpy().astype(np.float16)
+        idx[i: i + len(ids)] = tk.indices.cpu().numpy().astype(np.int32)
+    vals.flush()
+    idx.flush()
+    del vals, idx
+    seconds = time.perf_counter() - t0
+    manifest = {"format": CACHE_FORMAT, "key": path.name, "top_k": top_k, "blocks": n, "seq_len": T,
+                "tokens": n * T, "flops": forward_flops_per_token * n * T, "forward_flops_per_token": forward_flops_per_token,
+                "seconds": seconds, "values_dtype": "float16", "indices_dtype": "int32",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
+    from efflab.io import atomic_write_json
+
+    atomic_write_json(tmp / "manifest.json", manifest)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # someone else finished the same cache first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return open_cache(path)
+
+
+def record_cache_use(cache: LogitCache, run_dir: str) -> int:
+    """Append a run to the cache's users (for amortisation in reports); returns the number of users."""
+    from efflab.io import atomic_write_json
+
+    users_path = cache.path / "users.json"
+    users = json.loads(users_path.read_text()) if users_path.is_file() else []
+    if run_dir not in users:
+        users.append(run_dir)
+        atomic_write_json(users_path, users)
+    return len(users)
+
+
+def teacher_cache(root: Path, teacher, train_blocks: np.ndarray, top_k: int, *, identity: str,
+                  forward_flops_per_token: float, accelerator, run_dir: str, batch_size: int = 16,
+                  log=print) -> tuple[LogitCache, bool]:
+    """Open the cache for (teacher, training blocks, k) under `root`, building it on the main process if
+    missing. Returns (cache, paid): paid is True on the process that must charge its FLOPs, i.e. the
+    main process when this run built it (now, or in an earlier attempt of the same run directory)."""
+    path = Path(root).expanduser() / cache_key(identity, train_blocks, top_k)
+    built = False
+    with accelerator.main_process_first():
+        cache = open_cache(path)
+        if cache is None and accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cache = build_cache(path, teacher, train_blocks, top_k, forward_flops_per_token=forward_flops_per_token,
+                                device=accelerator.device, batch_size=batch_size, autocast=accelerator.autocast,
+                                meta={"teacher_identity": identity, "created_by": run_dir}, log=log)
+            built = True
+    if cache is None:
+        raise RuntimeError(f"teacher logit cache {path} was not written by the main process")
+    if cache.manifest["top_k"] != top_k or cache.values.shape[:2] != train_blocks.shape:
+        raise UserError(f"teacher logit cache {path}: its shape {cache.values.shape} does not match the training "
+                        f"blocks {train_blocks.shape} with top_k={top_k}; delete it to rebuild")
+    paid = accelerator.is_main_process and (built or cache.manifest.get("created_by") == run_dir)
+    return cache, paid
+
+
+class CachedTeacherSource:
+    """A BlockSampler whose batches also carry the cached teacher top-k for the same rows.
+
+    batch(step) -> {"input_ids": [B, T] int64, "teacher_values": [B, T, k] fp16, "teacher_indices": [B, T, k]}.
+    """
+
+    def __init__(self, sampler, cache: LogitCache):
+        self.sampler, self.cache = sampler, cache
+
+    def batch(self, step: int) -> dict:
+        idx = self.sampler.indices(step)
+        tk = self.cache.rows(idx)
+        return {"input_ids": torch.from_numpy(self.sampler.blocks[idx].astype(np.int64)),
+                "teacher_values": tk.values, "teacher_indices": tk.indices}
+
+    def seq_len_at(self, step: int) -> int:
+        return self.sampler.seq_len_at(step)
+
+    def state_dict(self) -> dict:
+        return {**self.sampler.state_dict(), "teacher_cache": self.cache.manifest["key"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state or {})
+        key = state.pop("teacher_cache", None)
+        if key is not None and key != self.cache.manifest["key"]:
+            raise UserError(f"--resume: the checkpoint used teacher logit cache {key}, this run {self.cache.manifest['key']}")
+        self.sampler.load_state_dict(state)
+
+
+# =============================================================================================
+# the two views of the bill
+# =============================================================================================
+def bill(ledger, students: int = 1) -> dict:
+    """The distillation bill from a ledger, in FLOPs.
+
+    marginal: the teacher exists (an open-weight model): student training + teacher forward passes.
+    total: we trained the teacher too (+ sunk.teacher_pretrain, charged in full to every student).
+    total_amortised: the one-time costs, the teacher's training and the logit cache (built by this run
+    or reused), shared by `students` runs; the per-run ledger always keeps the full bill.
+    """
+    reused = sum(r["flops"] for r in ledger.reuse if r["phase"] == "teacher_forward")
+    built = float((ledger.extra.get("distill") or {}).get("cache_flops_charged", 0.0))
+    sunk = ledger.flops("sunk.teacher_pretrain")
+    n = max(1, int(students))
+    return {
+        "student_train": ledger.flops("train"),
+        "teacher_forward": ledger.flops("teacher_forward"),
+        "teacher_forward_cache_built": built,
+        "teacher_forward_cache_reused": reused,
+        "sunk_teacher_pretrain": sunk,
+        "marginal": ledger.marginal,
+        "total": ledger.total,
+        "total_amortised": ledger.marginal - built + (built + reused + sunk) / n,
+        "students": n,
+    }

@@ -1,0 +1,150 @@
+"""Curriculum learning: easy-to-hard data order and sequence-length warmup, on the baseline's loop.
+
+Against recipes/baseline.py this recipe adds three stages before training: (1) a reference model
+when the difficulty comes from one (loaded, or trained with the baseline recipe; its training bill
+is sunk cost), (2) a difficulty score for every training block (a reference model's forward FLOPs
+are charged to `scoring`), and (3) a sampler that draws each step's batch from the easiest fraction
+the pacing allows and trains it at the warmup length. The loop charges `train` at the length
+actually trained. Method card, scorers and papers: efflab/techniques/curriculum.py.
+
+CPU:       efflab run curriculum --config configs/curriculum/tiny.yaml
+Variants:  efflab run curriculum --config configs/curriculum/small.yaml curriculum.scorer=length
+One GPU:   efflab run curriculum --config configs/curriculum/gpu.yaml
+Many GPUs: accelerate launch --config_file configs/accelerate/multi_gpu.yaml \\
+               recipes/curriculum.py --config configs/curriculum/gpu.yaml
+Two CPU processes (gloo): torchrun --nproc_per_node 2 recipes/curriculum.py --config configs/curriculum/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from efflab import loop
+from efflab.accounting import flops as F
+from efflab.accounting.ledger import Ledger
+from efflab.data import cache_root
+from efflab.errors import UserError
+from efflab.models import build_model, load_pretrained
+from efflab.techniques import curriculum as C
+
+
+def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> dict:
+    cc = cfg.curriculum
+    # ---- setup: run directory, accelerator, seed, manifest ------------------------------------
+    run = loop.start_run(cfg, out=out, resume=resume, overwrite=overwrite, config_path=config_path)
+    if run.complete:
+        return run.result()
+    acc = run.accelerator
+    # A checkpoint's ledger already holds the one-time costs charged below: charge them on a fresh start only.
+    fresh = not (run.resume and (run.dir / "checkpoint" / "latest.json").exists())
+
+    # ---- data: corpus -> tokenizer -> packed blocks; fixed held-out eval set ------------------
+    data = loop.prepare_data(run)
+    n, T = data.train.shape
+
+    # ---- model: built before any reference is trained, so its initial weights are the baseline's ----
+    model = build_model(cfg, data.vocab_size)
+
+    # ---- curriculum 1: the reference model (scorer: reference) -------------------------------------
+    ref_dir = ref_run = None
+    if cc.scorer == "reference":
+        if cc.reference:
+            ref_dir, ref_run = C.find_reference(cc.reference)
+        else:  # a small model trained for the purpose by the baseline recipe (resumed or reused if there)
+            from efflab.recipes import baseline
+
+            ref_run = run.dir / "reference"
+            run.log(f"training the reference model for scoring -> {ref_run}")
+            baseline.main(C.reference_run_config(cfg), out=ref_run, resume=True)
+            ref_dir = ref_run / "model"
+        problem = C.reference_tokenizer_problem(ref_dir, ref_run, data)
+        if problem:
+            raise UserError(problem)
+        if ref_run is not None and fresh:  # its training bill is known: sunk, in "total" but not "marginal"
+            bill = Ledger.load(ref_run / "ledger.json")
+            secs = bill.phases()["train"].seconds if "train" in bill.phases() else 0.0
+            run.ledger.charge("sunk.teacher_pretrain", bill.total, bill.tokens("train"), secs, shared=True)
+
+    # ---- curriculum 2: a difficulty for every training block (larger = harder) -----------------------
+    t0 = time.perf_counter()
+    scoring = {"scorer": cc.scorer}
+    scores = None
+    if cc.scorer == "reference":
+        cache_dir = cache_root(cfg.data) / "curriculum_scores"
+        key = C.scores_cache_key(ref_dir, data.train)
+        hit = C.load_cached_scores(cache_dir, key) if cc.cache_scores else None
+        if hit is not None:  # paid by an earlier run: shown with its source, never summed again
+            scores, meta = hit
+            if fresh:
+                run.ledger.record_reuse("scoring", meta["flops"], meta["source"], meta["tokens"],
+                                        note="reference-model block scores reused from the cache")
+            scoring.update(cached=True, cache_key=key, flops=meta["flops"])
+        else:
+            ref = load_pretrained(str(ref_dir)).to(acc.device)
+            scores, tokens_here = C.reference_scores(
+                ref, data.train, batch_size=cc.score_batch_size, device=acc.device, autocast=acc.autocast,
+                rank=acc.process_index, world=acc.num_processes, gather=acc.gather)
+            flops_here = C.scoring_flops(ref.config, T, tokens_here)  # forward FLOPs x tokens this rank scored
+            if fresh:
+                run.ledger.charge("scoring", flops_here, tokens_here, time.perf_counter() - t0)
+            total = C.scoring_flops(ref.config, T, n * T)
+            if run.is_main and cc.cache_scores:
+                C.save_cached_scores(cache_dir, key, scores, {"flops": total, "tokens": n * T, "source": str(run.dir),
+                                                              "reference": str(ref_dir)})
+            acc.wait_for_everyone()
+            scoring.update(cached=False, cache_key=key, flops=total,
+                           reference_forward_flops_per_token=F.forward_flops_per_token(ref.config, T))
+            del ref
+        scoring["reference"] = str(ref_dir)
+    elif cc.scorer == "length":
+        scores = C.length_scores(data.train, data.tokenizer.eos_token_id)
+    elif cc.scorer == "rarity":
+        scores = C.rarity_scores(data.train, data.vocab_size)
+    elif cc.scorer == "random":
+        scores = C.random_scores(n, cfg.train.seed)
+    if cc.scorer in ("length", "rarity") and fresh:  # counting, not model FLOPs: the time shows, 0 FLOPs
+        run.ledger.charge("scoring", 0.0, n * T, time.perf_counter() - t0, shared=True)
+    if scores is not None:
+        scoring.update(min=float(scores.min()), median=float(np.median(scores)), max=float(scores.max()))
+
+    # ---- curriculum 3: order, pacing and length warmup; ramps given as fractions of the horizon ----
+    ranking = None if scores is None else C.difficulty_ranking(scores, cc.order, cfg.train.seed)
+    fpt_cache: dict[int, float] = {}
+
+    def flops_per_token(t: int) -> float:  # the loop's own default: accounting at the trained length
+        if t not in fpt_cache:
+            fpt_cache[t] = F.train_flops_per_token(model.config, t)
+        return fpt_cache[t]
+
+    def sampler(horizon: int) -> C.CurriculumSampler:
+        pacing = C.Pacing(cc.pacing, cc.start_fraction, C.resolve_steps(cc.ramp, horizon), cc.root_power, cc.stages)
+        warmup = (C.LengthWarmup(cc.seq_len_start, C.resolve_steps(cc.seq_len_ramp, horizon), cc.seq_len_multiple,
+                                 cc.seq_len_mode) if cc.seq_len_warmup else None)
+        return C.CurriculumSampler(data.train, cfg.train.batch_size, cfg.train.seed, ranking=ranking,
+                                   pacing=pacing, warmup=warmup)
+
+    # shorter early steps buy more steps from a FLOP or token budget, and the ramps scale with the steps
+    steps = C.fixed_point_horizon(lambda s: loop.horizon(cfg, sampler(s), flops_per_token))
+    source = sampler(steps)
+    loop.write_manifest(run, curriculum={
+        **scoring, "order": cc.order, "pacing": cc.pacing, "start_fraction": cc.start_fraction,
+        "ramp_steps": source.pacing.ramp_steps if ranking is not None else 0, "horizon_steps": steps,
+        "seq_len_warmup": None if source.warmup is None else {
+            "start": cc.seq_len_start, "ramp_steps": source.warmup.ramp_steps, "mode": cc.seq_len_mode}})
+    run.log(f"curriculum over {steps} steps: "
+            + (f"scorer {cc.scorer} ({cc.order}), {cc.pacing} pacing from {cc.start_fraction:.0%} of the data over "
+               f"{source.pacing.ramp_steps} steps" if ranking is not None else "uniform order")
+            + (f"; length {cc.seq_len_start} -> {T} over {source.warmup.ramp_steps} steps ({cc.seq_len_mode})"
+               if source.warmup else ""))
+
+    # ---- train until the budget is spent; every step charges the ledger at its trained length ----
+    return loop.train(run, model, data, source=source, flops_per_token=flops_per_token,
+                      metrics_fn=lambda _model: source.diagnostics())
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(loop.script_main("curriculum", main))
