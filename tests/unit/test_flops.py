@@ -87,11 +87,20 @@ def test_palm_detailed_count_matches_appendix_b():
 
 
 def _hand_matmul_params(cfg):
-    d, L, H, kv, V, I = (cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                          "num_key_value_heads", "vocab_size", "intermediate_size"))
+    d, L, H, kv, V, inter = (
+        cfg[k]
+        for k in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "vocab_size",
+            "intermediate_size",
+        )
+    )
     hd = d // H
     attn = d * H * hd + 2 * d * kv * hd + H * hd * d
-    mlp = 3 * d * I
+    mlp = 3 * d * inter
     return L * (attn + mlp) + d * V  # + LM head
 
 
@@ -132,9 +141,9 @@ def test_moe_router_and_topk():
     for k in ("attention_bias", "mlp_bias"):
         cfg.pop(k)
     c = F.count_flops(cfg, 16)
-    d, I, L = 64, 96, 2
+    d, inter, L = 64, 96, 2
     assert c.breakdown["router"] == L * 2 * d * 8
-    assert c.breakdown["experts"] == L * 2 * 2 * (3 * d * I)  # top-2 of 8, SwiGLU = 3 matmuls
+    assert c.breakdown["experts"] == L * 2 * 2 * (3 * d * inter)  # top-2 of 8, SwiGLU = 3 matmuls
     top1 = F.count_flops(dict(cfg, num_experts_per_tok=1), 16)
     assert top1.breakdown["experts"] == c.breakdown["experts"] / 2
     assert top1.params_total == c.params_total > c.params_active > top1.params_active
@@ -159,7 +168,9 @@ def test_lora_cheaper_than_full_and_adapter_flops():
     d, kvd, L = 64, 32, 2
     assert lora.breakdown["lora"] == L * 2 * r * ((d + d) + (d + kvd))
     assert lora.train_flops_per_token < full.train_flops_per_token
-    assert F.train_flops_per_token(TINY_LLAMA, T, lora=F.LoraSpec(r, "all-linear")) < full.train_flops_per_token
+    assert (
+        F.train_flops_per_token(TINY_LLAMA, T, lora=F.LoraSpec(r, "all-linear")) < full.train_flops_per_token
+    )
     # any object with .r and .target_modules works (efflab's config section); r = 0 means off
     off = type("Off", (), {"r": 0, "target_modules": ["q_proj"]})()
     assert F.train_flops_per_token(TINY_LLAMA, T, lora=off) == full.train_flops_per_token

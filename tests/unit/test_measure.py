@@ -15,8 +15,27 @@ from efflab.accounting import flops as F  # noqa: E402
 from efflab.accounting import measure as M  # noqa: E402
 
 TOL = 0.02
-BASE = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=128, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models on a shared 2-core machine: intra-op threads only add waiting (10x slower here)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+BASE = dict(
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=128,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+)
 
 
 def _cfg(cls, **kw):
@@ -31,29 +50,101 @@ CASES = [
     ("tied", "llama GQA tied", _cfg("LlamaConfig", num_key_value_heads=1, tie_word_embeddings=True), 32),
     ("seq-len", "llama GQA T=8", _cfg("LlamaConfig", num_key_value_heads=2), 8),
     ("vocab", "llama vocab 1000", _cfg("LlamaConfig", num_key_value_heads=2, vocab_size=1000), 16),
-    ("mistral", "mistral GQA head_dim 16", _cfg("MistralConfig", num_key_value_heads=2, head_dim=16,
-                                                sliding_window=8), 16),
+    (
+        "mistral",
+        "mistral GQA head_dim 16",
+        _cfg("MistralConfig", num_key_value_heads=2, head_dim=16, sliding_window=8),
+        16,
+    ),
     ("qwen2", "qwen2 GQA (qkv biases)", _cfg("Qwen2Config", num_key_value_heads=2), 16),
-    ("gpt2", "gpt2 (Conv1D biases, tied)", transformers.GPT2Config(
-        vocab_size=300, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=None, eos_token_id=None), 16),
-    ("mixtral-top1", "mixtral 4 experts top-1", _cfg("MixtralConfig", **MOE, num_local_experts=4,
-                                                     num_experts_per_tok=1), 16),
-    ("mixtral-top2", "mixtral 4 experts top-2", _cfg("MixtralConfig", **MOE, num_local_experts=4,
-                                                     num_experts_per_tok=2), 16),
-    ("qwen2-moe", "qwen2-moe shared expert + sparse step 2", _cfg(
-        "Qwen2MoeConfig", **MOE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
-        shared_expert_intermediate_size=80, decoder_sparse_step=2), 16),
-    ("olmoe", "olmoe q/k norm top-2", _cfg("OlmoeConfig", num_key_value_heads=4, num_experts=4,
-                                           num_experts_per_tok=2), 16),
-    ("deepseek-v3", "deepseek-v3 MLA + shared expert", transformers.DeepseekV3Config(
-        vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=4, n_group=2, topk_group=1,
-        num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
-        qk_nope_head_dim=16, v_head_dim=12, max_position_embeddings=128, bos_token_id=None,
-        eos_token_id=None), 16),
+    (
+        "gpt2",
+        "gpt2 (Conv1D biases, tied)",
+        transformers.GPT2Config(
+            vocab_size=300,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_positions=64,
+            bos_token_id=None,
+            eos_token_id=None,
+        ),
+        16,
+    ),
+    (
+        "mixtral-top1",
+        "mixtral 4 experts top-1",
+        _cfg("MixtralConfig", **MOE, num_local_experts=4, num_experts_per_tok=1),
+        16,
+    ),
+    (
+        "mixtral-top2",
+        "mixtral 4 experts top-2",
+        _cfg("MixtralConfig", **MOE, num_local_experts=4, num_experts_per_tok=2),
+        16,
+    ),
+    (
+        "qwen2-moe",
+        "qwen2-moe shared expert + sparse step 2",
+        _cfg(
+            "Qwen2MoeConfig",
+            **MOE,
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=48,
+            shared_expert_intermediate_size=80,
+            decoder_sparse_step=2,
+        ),
+        16,
+    ),
+    (
+        "olmoe",
+        "olmoe q/k norm top-2",
+        _cfg("OlmoeConfig", num_key_value_heads=4, num_experts=4, num_experts_per_tok=2),
+        16,
+    ),
+    (
+        "deepseek-v3",
+        "deepseek-v3 MLA + shared expert",
+        transformers.DeepseekV3Config(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=96,
+            moe_intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            n_routed_experts=4,
+            n_group=2,
+            topk_group=1,
+            num_experts_per_tok=2,
+            first_k_dense_replace=1,
+            q_lora_rank=24,
+            kv_lora_rank=16,
+            qk_rope_head_dim=8,
+            qk_nope_head_dim=16,
+            v_head_dim=12,
+            max_position_embeddings=128,
+            bos_token_id=None,
+            eos_token_id=None,
+        ),
+        16,
+    ),
 ]
-REQUIRED_KINDS = {"llama-mha", "llama-gqa", "tied", "seq-len", "vocab", "mistral", "qwen2", "gpt2",
-                  "mixtral-top1", "mixtral-top2", "qwen2-moe", "olmoe"}
+REQUIRED_KINDS = {
+    "llama-mha",
+    "llama-gqa",
+    "tied",
+    "seq-len",
+    "vocab",
+    "mistral",
+    "qwen2",
+    "gpt2",
+    "mixtral-top1",
+    "mixtral-top2",
+    "qwen2-moe",
+    "olmoe",
+}
 _seen: set[str] = set()
 
 
@@ -129,14 +220,27 @@ def test_cpu_sdpa_formula_counts_full_attention():
     assert fc.get_total_flops() == pytest.approx(F.forward_flops_per_token(config, 16) * ids.numel(), rel=TOL)
 
 
-@pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
-@pytest.mark.parametrize("family", ["llama", "mixtral", "gpt2"])
+LORA_CASES = [
+    ("llama", ["q_proj", "v_proj"]),
+    ("llama", "all-linear"),
+    ("gpt2", ["c_attn"]),
+    ("gpt2", "all-linear"),
+    ("mixtral", ["q_proj", "v_proj"]),
+    ("mixtral", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+]
+
+
+@pytest.mark.parametrize(
+    "family,targets",
+    LORA_CASES,
+    ids=[f"{f}-{t if isinstance(t, str) else '+'.join(t)}" for f, t in LORA_CASES],
+)
 def test_lora_train_flops_match_and_undercut_full(family, targets):
     peft = pytest.importorskip("peft")
     config = {"llama": CASES[1][2], "mixtral": CASES[9][2], "gpt2": CASES[7][2]}[family]
-    if family == "gpt2" and targets != "all-linear":
-        targets = ["c_attn"]
-    model = peft.get_peft_model(_build(config), peft.LoraConfig(r=4, target_modules=targets, lora_dropout=0.0))
+    model = peft.get_peft_model(
+        _build(config), peft.LoraConfig(r=4, target_modules=targets, lora_dropout=0.0)
+    )
     T = 16
     ids = torch.randint(0, config.vocab_size, (2, T))
     measured = M.measure_train_flops(model, ids)
@@ -155,3 +259,12 @@ def test_generation_flops_match_flopcounter(case):
     measured = M.measure_generation_flops(model, prompt, new_tokens=16)
     analytic = F.generation_flops(config, prompt_len=8, new_tokens=16, n_seqs=2)
     assert measured == pytest.approx(analytic, rel=TOL)
+
+
+def test_lora_on_moe_experts_is_refused_not_miscounted():
+    config = CASES[9][2]  # mixtral: peft maps all-linear / w1 onto the 3-D expert tensors
+    from efflab.errors import UserError
+
+    for targets in ("all-linear", ["q_proj", "w1"]):
+        with pytest.raises(UserError, match="attention projections only"):
+            F.count_flops(config, 16, lora=F.LoraSpec(4, targets))

@@ -205,11 +205,29 @@ def _routed_experts(d, n_experts, top_k, inter) -> list:
     return [
         _Lin("mlp.gate", "router", "x2", "rl", d, n_experts, lora_ok=False),
         _Elem(("rl",), "rw"),  # softmax / sigmoid, top-k, renormalise
-        _Lin("mlp.experts.gate_up_proj", "experts", "x2", "eg", d, 2 * inter, copies=n_experts, active=top_k,
-             lora_ok=False),
+        _Lin(
+            "mlp.experts.gate_up_proj",
+            "experts",
+            "x2",
+            "eg",
+            d,
+            2 * inter,
+            copies=n_experts,
+            active=top_k,
+            lora_ok=False,
+        ),
         _Elem(("eg",), "ea"),
-        _Lin("mlp.experts.down_proj", "experts", "ea", "ed", inter, d, copies=n_experts, active=top_k,
-             lora_ok=False),
+        _Lin(
+            "mlp.experts.down_proj",
+            "experts",
+            "ea",
+            "ed",
+            inter,
+            d,
+            copies=n_experts,
+            active=top_k,
+            lora_ok=False,
+        ),
         _Elem(("ed", "rw"), "m"),  # weighted sum of the k expert outputs
     ]
 
@@ -242,7 +260,9 @@ def _arch(cfg) -> _Arch:
         ]
         V, n_pos = g("vocab_size"), g("n_positions")
         notes.append("GPT-2 Conv1D layers have biases: counted as parameters, not as FLOPs")
-        return _Arch(mt, V, d, bool(g("tie_word_embeddings")), V * d + n_pos * d, 2 * d, [layer] * L, n_pos, notes)
+        return _Arch(
+            mt, V, d, bool(g("tie_word_embeddings")), V * d + n_pos * d, 2 * d, [layer] * L, n_pos, notes
+        )
 
     d, L, H, V = g("hidden_size"), g("num_hidden_layers"), g("num_attention_heads"), g("vocab_size")
     kv = g("num_key_value_heads", None) or H
@@ -340,8 +360,10 @@ def _deepseek_v3_layers(g, d, H, L, inter, notes) -> list[list]:
 def _unknown_type_msg(mt) -> str:
     if mt is None:
         return "config has no model_type: not a transformers config.json"
-    return (f"model type {mt!r} is not a supported causal LM for the analytic count; "
-            f"known model types: {', '.join(KNOWN_MODEL_TYPES)}")
+    return (
+        f"model type {mt!r} is not a supported causal LM for the analytic count; "
+        f"known model types: {', '.join(KNOWN_MODEL_TYPES)}"
+    )
 
 
 # ---- counting -------------------------------------------------------------------------------------
@@ -384,8 +406,9 @@ def _targeted(op: _Lin, full_name: str, targets) -> bool:
     return any(full_name == t or full_name.endswith("." + t) for t in targets)
 
 
-def _walk(arch: _Arch, ctx: float, *, trainable: bool, input_grad: bool, lora=None,
-          head: bool = True) -> tuple[dict, dict, bool]:
+def _walk(
+    arch: _Arch, ctx: float, *, trainable: bool, input_grad: bool, lora=None, head: bool = True
+) -> tuple[dict, dict, bool]:
     """Forward and backward FLOPs per token by part, at attention context `ctx` keys per query.
 
     trainable: every weight trains (full fine-tuning); input_grad: the embedding output requires
@@ -426,6 +449,34 @@ def _walk(arch: _Arch, ctx: float, *, trainable: bool, input_grad: bool, lora=No
     return dict(fwd), dict(bwd), matched
 
 
+def _check_lora_targets(arch: _Arch, targets, matched: bool) -> None:
+    """LoRA targets the analytic count can honour; UserError otherwise.
+
+    MoE models: transformers 5 stores routed experts as 3-D tensors and routers as Parameters, which
+    `nn.Linear`-based LoRA cannot wrap; peft (0.18+) instead maps "all-linear" and MLP names such as
+    w1/w2/w3, gate_proj/up_proj/down_proj or gate onto those tensors (`target_parameters`), version by
+    version. That path is not modelled: with experts, LoRA is counted on attention projections only.
+    """
+    linears = [op for layer in arch.layers for op in layer if isinstance(op, _Lin) and op.lora_ok]
+    names = sorted({op.name.split(".")[-1] for op in linears})
+    if not matched:
+        raise UserError(
+            f"LoRA target_modules {targets!r} match no linear layer of this {arch.model_type} model "
+            f"(linear layers: {', '.join(names)}, or 'all-linear')"
+        )
+    has_experts = any(isinstance(op, _Lin) and op.part == "experts" for layer in arch.layers for op in layer)
+    if not has_experts:
+        return
+    attn = sorted({op.name.split(".")[-1] for op in linears if op.part == "attn_proj"})
+    bad = ["all-linear"] if targets == "all-linear" else [t for t in targets if t.split(".")[-1] not in attn]
+    if bad:
+        raise UserError(
+            f"LoRA on {arch.model_type}: target(s) {', '.join(bad)} are not counted analytically: on MoE models "
+            f"peft may put LoRA onto the 3-D expert tensors and the router (target_parameters), which this "
+            f"count does not model; target attention projections only ({', '.join(attn)})"
+        )
+
+
 def _fmt_si(x: float) -> str:
     return f"{x:.4g}"
 
@@ -433,12 +484,16 @@ def _fmt_si(x: float) -> str:
 def _convention(seq_len: int, causal: bool, frozen: bool, lora) -> str:
     r, targets = _lora_r_targets(lora)
     attn = "causal: halved" if causal else "counted in full"
-    s = (f"multiply-add = 2 FLOPs; forward = 2 x active matmul params (LM head incl., embedding lookup, "
-         f"biases and norms excl.) + attention scores/values at T={seq_len} ({attn}); ")
+    s = (
+        f"multiply-add = 2 FLOPs; forward = 2 x active matmul params (LM head incl., embedding lookup, "
+        f"biases and norms excl.) + attention scores/values at T={seq_len} ({attn}); "
+    )
     if r:
         tm = targets if isinstance(targets, str) else ",".join(targets)
-        s += (f"train = forward + backward with LoRA r={r} on {tm}: base weights frozen (input-grad only, "
-              f"2x), adapters trained (4x), no backward where nothing upstream trains")
+        s += (
+            f"train = forward + backward with LoRA r={r} on {tm}: base weights frozen (input-grad only, "
+            f"2x), adapters trained (4x), no backward where nothing upstream trains"
+        )
     elif frozen:
         s += "train = forward + input-grad-only backward (every weight frozen: 2x per matmul, not 4x)"
     else:
@@ -504,7 +559,9 @@ def resolve_config(spec):
     path = Path(str(spec)).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise UserError(f"{path}: a directory without config.json (expected a transformers model directory)")
+            raise UserError(
+                f"{path}: a directory without config.json (expected a transformers model directory)"
+            )
         path = path / "config.json"
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
@@ -513,45 +570,73 @@ def resolve_config(spec):
     from efflab.accounting import presets
     from efflab.errors import suggest
 
-    raise UserError(f"{spec!r} is neither a preset nor a config.json / model directory / YAML file"
-                    f"{suggest(str(spec).lower(), presets.PRESETS)}; presets: {', '.join(presets.PRESETS)}")
+    raise UserError(
+        f"{spec!r} is neither a preset nor a config.json / model directory / YAML file"
+        f"{suggest(str(spec).lower(), presets.PRESETS)}; presets: {', '.join(presets.PRESETS)}"
+    )
 
 
-def _config_from_yaml(path: Path):
+def _load_yaml(path: Path):
     try:
         from efflab.config import load_config
         from efflab.models import build_model_config
     except ImportError as e:
         raise UserError(f"{path}: efflab YAML configs need efflab.config and efflab.models ({e})") from None
-    cfg = build_model_config(load_config(path))
+    run_cfg = load_config(path)
+    cfg = build_model_config(run_cfg)
     if cfg.model_type not in KNOWN_MODEL_TYPES:
         raise UserError(f"{path}: {_unknown_type_msg(cfg.model_type)}")
-    return cfg
+    return cfg, run_cfg
+
+
+def _config_from_yaml(path: Path):
+    return _load_yaml(path)[0]
+
+
+def _yaml_path(spec) -> Path | None:
+    if isinstance(spec, (str, Path)):
+        p = Path(str(spec)).expanduser()
+        if p.is_file() and p.suffix in (".yaml", ".yml"):
+            return p
+    return None
 
 
 def _no_arch_msg(p) -> str:
-    return (f"preset {p.name} has no architecture config (published figures only: params={p.params}, "
-            f"tokens={p.tokens}, train FLOPs={p.train_flops}); use 6ND or its published FLOPs")
+    return (
+        f"preset {p.name} has no architecture config (published figures only: params={p.params}, "
+        f"tokens={p.tokens}, train FLOPs={p.train_flops}); use 6ND or its published FLOPs"
+    )
 
 
 def _source(spec):
-    """(config object or complete preset dict, preset or None) without importing transformers for presets."""
+    """(config object or complete preset dict, preset or None, (T, why) or None), without importing
+    transformers for presets. The last item is a context length the spec itself states."""
     p = _preset(spec)
     if p is not None:
         if p.config is None:
             raise UserError(_no_arch_msg(p))
-        return p.config, p
-    return resolve_config(spec), None
+        hint = (
+            (p.seq_len, f"seq_len {p.seq_len}: the published pre-training context of {p.name}")
+            if p.seq_len
+            else None
+        )
+        return p.config, p, hint
+    y = _yaml_path(spec)
+    if y is not None:
+        cfg, run_cfg = _load_yaml(y)
+        T = getattr(getattr(run_cfg, "data", None), "seq_len", None)
+        return cfg, None, ((int(T), f"seq_len {T}: data.seq_len of {y.name}") if T else None)
+    return resolve_config(spec), None, None
 
 
 def _arch_of(spec):
-    src, p = _source(spec)
-    return _arch(src), p
+    src, p, hint = _source(spec)
+    return _arch(src), p, hint
 
 
-def _default_seq_len(arch: _Arch, preset) -> tuple[int, str]:
-    if preset is not None and preset.seq_len:
-        return preset.seq_len, f"seq_len {preset.seq_len}: the published pre-training context of {preset.name}"
+def _default_seq_len(arch: _Arch, hint) -> tuple[int, str]:
+    if hint is not None:
+        return hint
     if arch.max_pos:
         T = min(int(arch.max_pos), SEQ_LEN_CAP)
         return T, f"seq_len {T}: min(max_position_embeddings={arch.max_pos}, {SEQ_LEN_CAP})"
@@ -559,7 +644,12 @@ def _default_seq_len(arch: _Arch, preset) -> tuple[int, str]:
 
 
 def _check_seq_len(seq_len) -> int:
-    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, float)) or seq_len < 1 or seq_len != int(seq_len):
+    if (
+        isinstance(seq_len, bool)
+        or not isinstance(seq_len, (int, float))
+        or seq_len < 1
+        or seq_len != int(seq_len)
+    ):
         raise UserError(f"sequence length must be a whole number >= 1, got {seq_len!r}")
     return int(seq_len)
 
@@ -567,22 +657,24 @@ def _check_seq_len(seq_len) -> int:
 # ---- public API -------------------------------------------------------------------------------------
 
 
-def count_flops(config, seq_len: int | None = None, *, causal: bool = False, lora=None,
-                frozen: bool = False) -> FlopCount:
+def count_flops(
+    config, seq_len: int | None = None, *, causal: bool = False, lora=None, frozen: bool = False
+) -> FlopCount:
     """Parameters and FLOPs per token of `config` at context length `seq_len` (tokens).
 
     config: a PretrainedConfig, a dict (config.json content), a path to config.json or a model
     directory, an efflab YAML config, or a preset name. seq_len default: a preset's published
-    pre-training context, else min(max_position_embeddings, 4096), else 2048 (stated in `notes`).
+    pre-training context or a YAML config's data.seq_len, else min(max_position_embeddings, 4096),
+    else 2048 (stated in `notes`).
     causal: halve attention FLOPs (flash-attention execution). frozen: every weight frozen while
     gradients flow through (train = forward + input-grad backward; for documentation: a frozen teacher
     used for logits only is charged its forward by callers). lora: LoraSpec(r, target_modules) or any
     object with .r and .target_modules (r = 0 means off).
     """
-    arch, preset = _arch_of(config)
+    arch, preset, hint = _arch_of(config)
     notes = list(arch.notes)
     if seq_len is None:
-        seq_len, note = _default_seq_len(arch, preset)
+        seq_len, note = _default_seq_len(arch, hint)
         notes.append(note)
     seq_len = _check_seq_len(seq_len)
     r, targets = _lora_r_targets(lora)
@@ -590,11 +682,8 @@ def count_flops(config, seq_len: int | None = None, *, causal: bool = False, lor
     trainable = not frozen and not r
     input_grad = not r  # LoRA: frozen embedding, no input grad; full or frozen: gradients flow in
     fwd, bwd, matched = _walk(arch, ctx, trainable=trainable, input_grad=input_grad, lora=lora)
-    if r and not matched:
-        names = sorted({op.name.split(".")[-1] for layer in arch.layers for op in layer
-                        if isinstance(op, _Lin) and op.lora_ok})
-        raise UserError(f"LoRA target_modules {targets!r} match no linear layer of this {arch.model_type} model "
-                        f"(linear layers: {', '.join(names)}, or 'all-linear')")
+    if r:
+        _check_lora_targets(arch, targets, matched)
     total, active = _params(arch)
     forward = sum(fwd.values())
     backward = sum(bwd.values())
@@ -625,8 +714,9 @@ def train_flops_per_token(config, seq_len: int | None = None, *, causal: bool = 
     return count_flops(config, seq_len, causal=causal, lora=lora).train_flops_per_token
 
 
-def generation_flops(config, prompt_len: int, new_tokens: int, n_seqs: int = 1, *,
-                     full_prefill_logits: bool = False) -> float:
+def generation_flops(
+    config, prompt_len: int, new_tokens: int, n_seqs: int = 1, *, full_prefill_logits: bool = False
+) -> float:
     """Total FLOPs to generate `new_tokens` tokens after a `prompt_len`-token prompt, for `n_seqs` sequences.
 
     As transformers' `generate` computes it with a KV cache: the prefill is a forward over the
@@ -640,7 +730,7 @@ def generation_flops(config, prompt_len: int, new_tokens: int, n_seqs: int = 1, 
             raise UserError(f"{what} must be a whole number >= {lo}, got {v!r}")
     if new_tokens == 0 or n_seqs == 0:
         return 0.0
-    arch, _ = _arch_of(config)
+    arch = _arch_of(config)[0]
     kw = dict(trainable=False, input_grad=False)
     body = sum(_walk(arch, 0.0, head=False, **kw)[0].values())  # matmuls per token, no LM head
     head = 2.0 * arch.d_model * arch.vocab

@@ -55,29 +55,87 @@ _NV = "NVIDIA datasheet, dense BF16 tensor-core (the sparsity figure is 2x)"
 GPUS: dict[str, GPU] = {
     g.name: g
     for g in (
-        GPU("a100", "NVIDIA A100 SXM 80GB", 312e12, 400, 1.50,
-            f"{_NV}: A100 312 TFLOP/s (624 sparse), 400 W SXM", "assumption: specialised-cloud on-demand 2025-26"),
-        GPU("h100", "NVIDIA H100 SXM5 80GB", 989e12, 700, 2.50,
-            f"{_NV}: H100 SXM 989 TFLOP/s (1979 sparse), 700 W", "assumption: specialised-cloud on-demand 2025-26"),
-        GPU("h100-pcie", "NVIDIA H100 PCIe 80GB", 756e12, 350, 2.00,
-            f"{_NV}: H100 PCIe 756 TFLOP/s (1513 sparse), 350 W", "assumption: specialised-cloud on-demand 2025-26"),
-        GPU("h800", "NVIDIA H800 SXM (export H100: same compute, less NVLink)", 989e12, 700, 2.00,
-            "H800 SXM has H100 SXM's tensor cores: 989 TFLOP/s dense BF16, 700 W",
-            "DeepSeek-V3 report (arXiv:2412.19437) Table 1: $2 per H800 GPU-hour"),
-        GPU("h200", "NVIDIA H200 SXM 141GB", 989e12, 700, 3.50,
-            f"{_NV}: H200 SXM 989 TFLOP/s (1979 sparse), up to 700 W", "assumption: specialised-cloud on-demand 2025-26"),
-        GPU("b200", "NVIDIA B200 (HGX, 1000 W)", 2250e12, 1000, 5.00,
-            "NVIDIA HGX B200 spec: 2.25 PFLOP/s dense BF16 (4.5 sparse) at 1000 W",
-            "assumption: early Blackwell cloud on-demand rates"),
-        GPU("tpu-v4", "Google Cloud TPU v4 (per chip)", 275e12, None, 3.22,
-            "Google Cloud TPU v4 docs: 275 TFLOP/s BF16 per chip; no TDP published",
-            "Google Cloud TPU on-demand list price per chip-hour (us-central2)"),
-        GPU("tpu-v5e", "Google Cloud TPU v5e (per chip)", 197e12, None, 1.20,
-            "Google Cloud TPU v5e docs: 197 TFLOP/s BF16 per chip; no TDP published",
-            "Google Cloud TPU on-demand list price per chip-hour"),
-        GPU("tpu-v5p", "Google Cloud TPU v5p (per chip)", 459e12, None, 4.20,
-            "Google Cloud TPU v5p docs: 459 TFLOP/s BF16 per chip; no TDP published",
-            "Google Cloud TPU on-demand list price per chip-hour"),
+        GPU(
+            name="a100",
+            description="NVIDIA A100 SXM 80GB",
+            peak_flops=312e12,
+            tdp_w=400,
+            price=1.50,
+            source=f"{_NV}: A100 312 TFLOP/s (624 sparse), 400 W SXM",
+            price_source="assumption: specialised-cloud on-demand 2025-26",
+        ),
+        GPU(
+            name="h100",
+            description="NVIDIA H100 SXM5 80GB",
+            peak_flops=989e12,
+            tdp_w=700,
+            price=2.50,
+            source=f"{_NV}: H100 SXM 989 TFLOP/s (1979 sparse), 700 W",
+            price_source="assumption: specialised-cloud on-demand 2025-26",
+        ),
+        GPU(
+            name="h100-pcie",
+            description="NVIDIA H100 PCIe 80GB",
+            peak_flops=756e12,
+            tdp_w=350,
+            price=2.00,
+            source=f"{_NV}: H100 PCIe 756 TFLOP/s (1513 sparse), 350 W",
+            price_source="assumption: specialised-cloud on-demand 2025-26",
+        ),
+        GPU(
+            name="h800",
+            description="NVIDIA H800 SXM (export H100: same compute, less NVLink)",
+            peak_flops=989e12,
+            tdp_w=700,
+            price=2.00,
+            source="H800 SXM has H100 SXM's tensor cores: 989 TFLOP/s dense BF16, 700 W",
+            price_source="DeepSeek-V3 report (arXiv:2412.19437) Table 1: $2 per H800 GPU-hour",
+        ),
+        GPU(
+            name="h200",
+            description="NVIDIA H200 SXM 141GB",
+            peak_flops=989e12,
+            tdp_w=700,
+            price=3.50,
+            source=f"{_NV}: H200 SXM 989 TFLOP/s (1979 sparse), up to 700 W",
+            price_source="assumption: specialised-cloud on-demand 2025-26",
+        ),
+        GPU(
+            name="b200",
+            description="NVIDIA B200 (HGX, 1000 W)",
+            peak_flops=2250e12,
+            tdp_w=1000,
+            price=5.00,
+            source="NVIDIA HGX B200 spec: 2.25 PFLOP/s dense BF16 (4.5 sparse) at 1000 W",
+            price_source="assumption: early Blackwell cloud on-demand rates",
+        ),
+        GPU(
+            name="tpu-v4",
+            description="Google Cloud TPU v4 (per chip)",
+            peak_flops=275e12,
+            tdp_w=None,
+            price=3.22,
+            source="Google Cloud TPU v4 docs: 275 TFLOP/s BF16 per chip; no TDP published",
+            price_source="Google Cloud TPU on-demand list price per chip-hour (us-central2)",
+        ),
+        GPU(
+            name="tpu-v5e",
+            description="Google Cloud TPU v5e (per chip)",
+            peak_flops=197e12,
+            tdp_w=None,
+            price=1.20,
+            source="Google Cloud TPU v5e docs: 197 TFLOP/s BF16 per chip; no TDP published",
+            price_source="Google Cloud TPU on-demand list price per chip-hour",
+        ),
+        GPU(
+            name="tpu-v5p",
+            description="Google Cloud TPU v5p (per chip)",
+            peak_flops=459e12,
+            tdp_w=None,
+            price=4.20,
+            source="Google Cloud TPU v5p docs: 459 TFLOP/s BF16 per chip; no TDP published",
+            price_source="Google Cloud TPU on-demand list price per chip-hour",
+        ),
     )
 }
 CPU_NAME = "cpu"
@@ -114,8 +172,15 @@ def gpu(name: str | GPU) -> GPU:
     if key in GPUS:
         return GPUS[key]
     if key == CPU_NAME:
-        return GPU(CPU_NAME, "this machine's CPU (fp32 matmul, measured)", measure_cpu_peak(), None, None,
-                   "measured now: best of 5 fp32 1024^3 matmuls with torch", "none: pass --price")
+        return GPU(
+            CPU_NAME,
+            "this machine's CPU (fp32 matmul, measured)",
+            measure_cpu_peak(),
+            None,
+            None,
+            "measured now: best of 5 fp32 1024^3 matmuls with torch",
+            "none: pass --price",
+        )
     raise UserError(f"unknown GPU {name!r}{suggest(key, GPU_NAMES)}; GPUs: {', '.join(GPU_NAMES)}")
 
 
@@ -133,8 +198,14 @@ def device_peak_flops(device) -> float | None:
     import torch
 
     name = torch.cuda.get_device_name(device).lower()
-    for key, pattern in (("h100-pcie", ("h100", "pcie")), ("h100", ("h100",)), ("h800", ("h800",)),
-                         ("h200", ("h200",)), ("b200", ("b200",)), ("a100", ("a100",))):
+    for key, pattern in (
+        ("h100-pcie", ("h100", "pcie")),
+        ("h100", ("h100",)),
+        ("h800", ("h800",)),
+        ("h200", ("h200",)),
+        ("b200", ("b200",)),
+        ("a100", ("a100",)),
+    ):
         if all(p in name for p in pattern):
             return GPUS[key].peak_flops
     return None
@@ -162,8 +233,15 @@ def _check(p: Problems, *, flops=None, mfu=None, price=None, gpus=None, pue=None
         p.add(f"GPU-hours must be a positive number, got {gpu_hours!r}")
 
 
-def cost(flops: float, gpu: str | GPU, mfu: float = DEFAULT_MFU, price: float | None = None,
-         gpus: int | None = None, pue: float = DEFAULT_PUE, tdp_w: float | None = None) -> dict:
+def cost(
+    flops: float,
+    gpu: str | GPU,
+    mfu: float = DEFAULT_MFU,
+    price: float | None = None,
+    gpus: int | None = None,
+    pue: float = DEFAULT_PUE,
+    tdp_w: float | None = None,
+) -> dict:
     """Time, money and energy of `flops` FLOPs on accelerator `gpu` (name or GPU) at model-FLOPs utilisation `mfu`.
 
     price: $ per GPU-hour (default: the table's, see `describe_gpus`); gpus: K GPUs for wall-clock

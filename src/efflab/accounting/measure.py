@@ -87,7 +87,9 @@ def _uncounted(model, by_module: dict) -> list[str]:
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Embedding) or not name:
             continue
-        if any(p.dim() >= 2 for p in mod.parameters(recurse=False)) and not by_module.get(f"{root}.{name}", 0):
+        if any(p.dim() >= 2 for p in mod.parameters(recurse=False)) and not by_module.get(
+            f"{root}.{name}", 0
+        ):
             out.append(name)
     return out
 
@@ -112,7 +114,10 @@ def measure_train_flops(model, input_ids, labels=None) -> dict:
         p.grad = None
     labels = input_ids if labels is None else labels
     try:
-        with counted_implementations(model), FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as fc:
+        with (
+            counted_implementations(model),
+            FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as fc,
+        ):
             with torch.enable_grad():
                 out = model(input_ids=input_ids, labels=labels)
                 forward = fc.get_total_flops()

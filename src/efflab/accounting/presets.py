@@ -142,8 +142,11 @@ _add(
         config=GPT2_124M,
         params=124e6,
         seq_len=1024,
-        sources={"params": "[GPT-2] 117M in the paper; 124,439,808 as the HF `gpt2` checkpoint builds it",
-                 "config": "HF `gpt2` config.json", "seq_len": "[GPT-2] context 1024"},
+        sources={
+            "params": "[GPT-2] 117M in the paper; 124,439,808 as the HF `gpt2` checkpoint builds it",
+            "config": "HF `gpt2` config.json",
+            "seq_len": "[GPT-2] context 1024",
+        },
         notes="Biases and LayerNorms count as parameters but not as FLOPs. Training tokens were not published.",
     )
 )
@@ -157,9 +160,13 @@ _add(
         tokens=300e9,
         train_flops=3.14e23,
         seq_len=2048,
-        sources={"params": "[GPT-3] Table D.1: 174.6e9", "tokens": "[GPT-3] Table D.1: 300e9",
-                 "train_flops": "[GPT-3] Table D.1: 3.14e23 (= 6ND)", "config": "[GPT-3] Table 2.1 shape",
-                 "seq_len": "[GPT-3] section 2.1: n_ctx = 2048"},
+        sources={
+            "params": "[GPT-3] Table D.1: 174.6e9",
+            "tokens": "[GPT-3] Table D.1: 300e9",
+            "train_flops": "[GPT-3] Table D.1: 3.14e23 (= 6ND)",
+            "config": "[GPT-3] Table 2.1 shape",
+            "seq_len": "[GPT-3] section 2.1: n_ctx = 2048",
+        },
         notes="Described in the GPT-2 architecture with Table 2.1's shape; GPT-3's alternating sparse "
         "attention layers are counted dense.",
     )
@@ -173,8 +180,12 @@ _add(
         tokens=1.4e12,
         train_flops=5.76e23,
         seq_len=2048,
-        sources={"params": "[Chinchilla] Table 3", "tokens": "[Chinchilla] Table 3: 1.4 trillion",
-                 "train_flops": "[Chinchilla] Table 3: 5.76e23", "seq_len": "[Chinchilla] 2048 context"},
+        sources={
+            "params": "[Chinchilla] Table 3",
+            "tokens": "[Chinchilla] Table 3: 1.4 trillion",
+            "train_flops": "[Chinchilla] Table 3: 5.76e23",
+            "seq_len": "[Chinchilla] 2048 context",
+        },
         notes="No transformers architecture (relative position encodings); published figures only.",
     )
 )
@@ -187,8 +198,11 @@ _add(
         tokens=300e9,
         train_flops=5.76e23,
         seq_len=2048,
-        sources={"params": "[Chinchilla] Table 3 (Rae et al. 2021)", "tokens": "[Chinchilla] Table 3: 300e9",
-                 "train_flops": "[Chinchilla] Table 3: 5.76e23"},
+        sources={
+            "params": "[Chinchilla] Table 3 (Rae et al. 2021)",
+            "tokens": "[Chinchilla] Table 3: 300e9",
+            "train_flops": "[Chinchilla] Table 3: 5.76e23",
+        },
         notes="No transformers architecture; published figures only.",
     )
 )
@@ -200,15 +214,28 @@ _add(
         # PaLM: SwiGLU MLP of 4*d_model, multi-query attention (one K/V head of 256), shared input/output
         # embedding, no biases: a Llama-shaped config with one KV head reproduces 540.35e9 exactly.
         # Parallel attention+MLP blocks and RoPE do not change the matmul count.
-        config=_llama_like("llama", vocab_size=256000, hidden_size=18432, intermediate_size=73728,
-                           num_hidden_layers=118, num_attention_heads=48, num_key_value_heads=1, head_dim=256,
-                           max_position_embeddings=2048, tie_word_embeddings=True),
+        config=_llama_like(
+            "llama",
+            vocab_size=256000,
+            hidden_size=18432,
+            intermediate_size=73728,
+            num_hidden_layers=118,
+            num_attention_heads=48,
+            num_key_value_heads=1,
+            head_dim=256,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
         params=540.35e9,
         tokens=780e9,
         train_flops=2.56e24,
         seq_len=2048,
-        sources={"params": "[PaLM] Table 1: 540.35B", "tokens": "[PaLM] 780 billion tokens",
-                 "train_flops": "[PaLM] App. B: 2.56e24 (6N + attention)", "config": "[PaLM] Table 1 shape"},
+        sources={
+            "params": "[PaLM] Table 1: 540.35B",
+            "tokens": "[PaLM] 780 billion tokens",
+            "train_flops": "[PaLM] App. B: 2.56e24 (6N + attention)",
+            "config": "[PaLM] Table 1 shape",
+        },
     )
 )
 _add(
@@ -216,17 +243,27 @@ _add(
         "llama-2-7b",
         "model",
         "Llama 2 7B (Meta 2023)",
-        config=_llama_like("llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
-                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                           max_position_embeddings=4096),
+        config=_llama_like(
+            "llama",
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+        ),
         params=6.74e9,
         tokens=2e12,
         seq_len=4096,
         gpu="a100",
         gpu_hours=184_320,
-        sources={"params": "[Llama 2] 6,738,415,616 as transformers builds meta-llama/Llama-2-7b-hf",
-                 "tokens": "[Llama 2] 2.0T tokens", "gpu_hours": "[Llama 2] model card: 184,320 A100-80GB hours",
-                 "seq_len": "[Llama 2] 4096 context"},
+        sources={
+            "params": "[Llama 2] 6,738,415,616 as transformers builds meta-llama/Llama-2-7b-hf",
+            "tokens": "[Llama 2] 2.0T tokens",
+            "gpu_hours": "[Llama 2] model card: 184,320 A100-80GB hours",
+            "seq_len": "[Llama 2] 4096 context",
+        },
     )
 )
 _add(
@@ -234,16 +271,26 @@ _add(
         "llama-2-70b",
         "model",
         "Llama 2 70B (Meta 2023), grouped-query attention",
-        config=_llama_like("llama", vocab_size=32000, hidden_size=8192, intermediate_size=28672,
-                           num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
-                           max_position_embeddings=4096),
+        config=_llama_like(
+            "llama",
+            vocab_size=32000,
+            hidden_size=8192,
+            intermediate_size=28672,
+            num_hidden_layers=80,
+            num_attention_heads=64,
+            num_key_value_heads=8,
+            max_position_embeddings=4096,
+        ),
         params=68.98e9,
         tokens=2e12,
         seq_len=4096,
         gpu="a100",
         gpu_hours=1_720_320,
-        sources={"params": "68,976,648,192 as transformers builds meta-llama/Llama-2-70b-hf ('70B')",
-                 "tokens": "[Llama 2] 2.0T tokens", "gpu_hours": "[Llama 2] model card: 1,720,320 A100-80GB hours"},
+        sources={
+            "params": "68,976,648,192 as transformers builds meta-llama/Llama-2-70b-hf ('70B')",
+            "tokens": "[Llama 2] 2.0T tokens",
+            "gpu_hours": "[Llama 2] model card: 1,720,320 A100-80GB hours",
+        },
     )
 )
 _add(
@@ -251,16 +298,26 @@ _add(
         "llama-3-8b",
         "model",
         "Llama 3 8B (Meta 2024)",
-        config=_llama_like("llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                           max_position_embeddings=8192),
+        config=_llama_like(
+            "llama",
+            vocab_size=128256,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            max_position_embeddings=8192,
+        ),
         params=8.03e9,
         tokens=15e12,
         seq_len=8192,
         gpu="h100",
         gpu_hours=1.3e6,
-        sources={"params": "8,030,261,248 as transformers builds meta-llama/Meta-Llama-3-8B",
-                 "tokens": "[Llama 3] model card: 15T+ tokens", "gpu_hours": "[Llama 3] model card: 1.3M H100-80GB hours"},
+        sources={
+            "params": "8,030,261,248 as transformers builds meta-llama/Meta-Llama-3-8B",
+            "tokens": "[Llama 3] model card: 15T+ tokens",
+            "gpu_hours": "[Llama 3] model card: 1.3M H100-80GB hours",
+        },
     )
 )
 _add(
@@ -268,19 +325,29 @@ _add(
         "llama-3.1-405b",
         "model",
         "Llama 3.1 405B (Meta 2024)",
-        config=_llama_like("llama", vocab_size=128256, hidden_size=16384, intermediate_size=53248,
-                           num_hidden_layers=126, num_attention_heads=128, num_key_value_heads=8,
-                           max_position_embeddings=131072),
+        config=_llama_like(
+            "llama",
+            vocab_size=128256,
+            hidden_size=16384,
+            intermediate_size=53248,
+            num_hidden_layers=126,
+            num_attention_heads=128,
+            num_key_value_heads=8,
+            max_position_embeddings=131072,
+        ),
         params=405e9,
         tokens=15.6e12,
         train_flops=3.8e25,
         seq_len=8192,
         gpu="h100",
         gpu_hours=30.84e6,
-        sources={"params": "[Llama 3] 405B (405.85e9 as transformers builds it)",
-                 "tokens": "[Llama 3] section 3: 15.6T tokens", "train_flops": "[Llama 3] section 3.2.1: 3.8e25",
-                 "seq_len": "[Llama 3] pre-training context 8192 (extended to 128K later)",
-                 "gpu_hours": "[Llama 3] Llama-3.1 model card: 30.84M H100-80GB hours"},
+        sources={
+            "params": "[Llama 3] 405B (405.85e9 as transformers builds it)",
+            "tokens": "[Llama 3] section 3: 15.6T tokens",
+            "train_flops": "[Llama 3] section 3.2.1: 3.8e25",
+            "seq_len": "[Llama 3] pre-training context 8192 (extended to 128K later)",
+            "gpu_hours": "[Llama 3] Llama-3.1 model card: 30.84M H100-80GB hours",
+        },
     )
 )
 _add(
@@ -288,13 +355,24 @@ _add(
         "mistral-7b",
         "model",
         "Mistral 7B v0.1 (Mistral AI 2023), sliding-window attention",
-        config=_llama_like("mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
-                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                           max_position_embeddings=32768, sliding_window=4096),
+        config=_llama_like(
+            "mistral",
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+            max_position_embeddings=32768,
+            sliding_window=4096,
+        ),
         params=7.24e9,
         seq_len=8192,
-        sources={"params": "[Mistral] 7,241,732,096 as transformers builds mistralai/Mistral-7B-v0.1",
-                 "seq_len": "[Mistral] 8192 context, window 4096"},
+        sources={
+            "params": "[Mistral] 7,241,732,096 as transformers builds mistralai/Mistral-7B-v0.1",
+            "seq_len": "[Mistral] 8192 context, window 4096",
+        },
         notes="Training tokens not published. Attention is counted over the full context (as eager "
         "attention computes it), not over the 4096-token window.",
     )
@@ -304,14 +382,27 @@ _add(
         "mixtral-8x7b",
         "model",
         "Mixtral 8x7B (Mistral AI 2024): 8 experts, top-2",
-        config=_llama_like("mixtral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
-                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                           max_position_embeddings=32768, num_local_experts=8, num_experts_per_tok=2),
+        config=_llama_like(
+            "mixtral",
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+            max_position_embeddings=32768,
+            num_local_experts=8,
+            num_experts_per_tok=2,
+        ),
         params=46.7e9,
         params_active=12.9e9,
         seq_len=32768,
-        sources={"params": "[Mixtral] 46.7B total", "params_active": "[Mixtral] 12.9B active per token",
-                 "seq_len": "[Mixtral] 32k-token context"},
+        sources={
+            "params": "[Mixtral] 46.7B total",
+            "params_active": "[Mixtral] 12.9B active per token",
+            "seq_len": "[Mixtral] 32k-token context",
+        },
         notes="Training tokens not published.",
     )
 )
@@ -320,12 +411,23 @@ _add(
         "qwen2.5-0.5b",
         "model",
         "Qwen2.5 0.5B (Alibaba 2024), tied embeddings, qkv biases",
-        config=_llama_like("qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
-                           num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                           max_position_embeddings=32768, tie_word_embeddings=True),
+        config=_llama_like(
+            "qwen2",
+            vocab_size=151936,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            tie_word_embeddings=True,
+        ),
         params=0.49e9,
         tokens=18e12,
-        sources={"params": "[Qwen2.5] Table 1: 0.49B (0.36B non-embedding)", "tokens": "[Qwen2.5] 18T tokens"},
+        sources={
+            "params": "[Qwen2.5] Table 1: 0.49B (0.36B non-embedding)",
+            "tokens": "[Qwen2.5] 18T tokens",
+        },
     )
 )
 _add(
@@ -333,16 +435,29 @@ _add(
         "olmoe-1b-7b",
         "model",
         "OLMoE 1B-7B (AI2 2024): 64 experts, top-8, q/k norm",
-        config=_llama_like("olmoe", vocab_size=50304, hidden_size=2048, intermediate_size=1024,
-                           num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=16,
-                           max_position_embeddings=4096, num_experts=64, num_experts_per_tok=8,
-                           attention_bias=False),
+        config=_llama_like(
+            "olmoe",
+            vocab_size=50304,
+            hidden_size=2048,
+            intermediate_size=1024,
+            num_hidden_layers=16,
+            num_attention_heads=16,
+            num_key_value_heads=16,
+            max_position_embeddings=4096,
+            num_experts=64,
+            num_experts_per_tok=8,
+            attention_bias=False,
+        ),
         params=6.9e9,
         params_active=1.3e9,
         tokens=5.1e12,
         seq_len=4096,
-        sources={"params": "[OLMoE] 6.9B total", "params_active": "[OLMoE] 1.3B active",
-                 "tokens": "[OLMoE] 5.1T tokens", "config": "HF allenai/OLMoE-1B-7B-0924 config.json"},
+        sources={
+            "params": "[OLMoE] 6.9B total",
+            "params_active": "[OLMoE] 1.3B active",
+            "tokens": "[OLMoE] 5.1T tokens",
+            "config": "HF allenai/OLMoE-1B-7B-0924 config.json",
+        },
     )
 )
 _add(
@@ -380,9 +495,14 @@ _add(
         seq_len=4096,
         gpu="h800",
         gpu_hours=2.788e6,
-        sources={"params": "[DeepSeek-V3] 671B total", "params_active": "[DeepSeek-V3] 37B activated per token",
-                 "tokens": "[DeepSeek-V3] 14.8T tokens", "gpu_hours": "[DeepSeek-V3] Table 1: 2.788M H800 hours",
-                 "seq_len": "[DeepSeek-V3] pre-training at 4K context", "config": "HF deepseek-ai/DeepSeek-V3 config"},
+        sources={
+            "params": "[DeepSeek-V3] 671B total",
+            "params_active": "[DeepSeek-V3] 37B activated per token",
+            "tokens": "[DeepSeek-V3] 14.8T tokens",
+            "gpu_hours": "[DeepSeek-V3] Table 1: 2.788M H800 hours",
+            "seq_len": "[DeepSeek-V3] pre-training at 4K context",
+            "config": "HF deepseek-ai/DeepSeek-V3 config",
+        },
         notes="The multi-token-prediction module (14B more on the Hub) is not part of the 671B and not built "
         "by transformers. DeepSeek priced the run at $2 per H800 GPU-hour ($5.576M).",
     )
@@ -417,9 +537,12 @@ def _frontier_2026() -> Preset:
         gpu="b200",
         gpu_hours=gpus * seconds / 3600,
         estimate=True,
-        sources={"shape": "[BACKGROUND] 32,000 B200 GPUs, three to four months, a ~$200M run",
-                 "train_flops": f"derived: {gpus:,} GPUs x {b200.peak_flops:.3g} FLOP/s (B200 dense BF16) x "
-                 f"MFU {hardware.DEFAULT_MFU} (efflab default) x {months} months of {DAYS_PER_MONTH:.2f} days"},
+        sources={
+            "shape": "[BACKGROUND] 32,000 B200 GPUs, three to four months, a ~$200M run",
+            "gpu_hours": f"derived: {gpus:,} GPUs x {months} months of {DAYS_PER_MONTH:.2f} days x 24 h",
+            "train_flops": f"derived: {gpus:,} GPUs x {b200.peak_flops:.3g} FLOP/s (B200 dense BF16) x "
+            f"MFU {hardware.DEFAULT_MFU} (efflab default) x {months} months of {DAYS_PER_MONTH:.2f} days",
+        },
         notes="Hypothetical; its FLOP budget is derived from the hardware with efflab's default MFU.",
     )
 
@@ -442,8 +565,17 @@ class Budget:
 
 # The frontier budgets the extrapolation layer turns savings into (name -> Budget).
 FRONTIER_BUDGETS: dict[str, Budget] = {
-    name: Budget(name, PRESETS[name].train_flops, PRESETS[name].sources["train_flops"], PRESETS[name].estimate)
-    for name in ("gpt3-175b", "chinchilla-70b", "palm-540b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026")
+    name: Budget(
+        name, PRESETS[name].train_flops, PRESETS[name].sources["train_flops"], PRESETS[name].estimate
+    )
+    for name in (
+        "gpt3-175b",
+        "chinchilla-70b",
+        "palm-540b",
+        "gpt4-estimate",
+        "llama-3.1-405b",
+        "frontier-2026",
+    )
 }
 
 
@@ -478,5 +610,7 @@ def describe_presets() -> list[str]:
     for p in PRESETS.values():
         params = _fmt(p.params) + (f" ({_fmt(p.params_active)} active)" if p.params_active else "")
         flops = f"{p.train_flops:.3g}" + (" est." if p.estimate else "") if p.train_flops else "-"
-        rows.append(f"{p.name:<16} {params:<22} {_fmt(p.tokens) + ' tok':<11} {flops + ' FLOPs':<18} {p.description}")
+        rows.append(
+            f"{p.name:<16} {params:<22} {_fmt(p.tokens) + ' tok':<11} {flops + ' FLOPs':<18} {p.description}"
+        )
     return rows

@@ -23,10 +23,15 @@ def register(sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="preset name, config.json, model directory or efflab YAML")
     p.add_argument("--tokens", help="training tokens (e.g. 15.6e12): adds total train FLOPs and 6ND")
-    p.add_argument("--seq-len", dest="seq_len", help="context length T (default: the preset's or the config's)")
+    p.add_argument(
+        "--seq-len", dest="seq_len", help="context length T (default: the preset's or the config's)"
+    )
     p.add_argument("--causal", action="store_true", help="halve attention FLOPs (flash-attention execution)")
-    p.add_argument("--measure", action="store_true",
-                   help="also measure one forward+backward with FlopCounterMode on random weights (CPU; <= 2e9 params)")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="also measure one forward+backward with FlopCounterMode on random weights (CPU; <= 2e9 params)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_flops)
 
@@ -37,17 +42,24 @@ def register(sub) -> None:
         "GPU-hours = FLOPs / (dense BF16 peak x MFU) / 3600; dollars = GPU-hours x price; "
         "energy = TDP x GPU-hours x PUE.",
     )
-    p.add_argument("model", metavar="MODEL", nargs="?", help="preset name, config.json, model directory or YAML")
+    p.add_argument(
+        "model", metavar="MODEL", nargs="?", help="preset name, config.json, model directory or YAML"
+    )
     p.add_argument("--flops", help="training FLOPs (e.g. 2.1e25)")
     p.add_argument("--tokens", help="training tokens for MODEL (e.g. 15.6e12)")
-    p.add_argument("--gpu", required=True, help="accelerator: a100, h100, h100-pcie, h800, h200, b200, tpu-v4, "
-                   "tpu-v5e, tpu-v5p or cpu")
+    p.add_argument(
+        "--gpu",
+        required=True,
+        help="accelerator: a100, h100, h100-pcie, h800, h200, b200, tpu-v4, tpu-v5e, tpu-v5p or cpu",
+    )
     p.add_argument("--mfu", help="model FLOPs utilisation in (0, 1] (default 0.40)")
     p.add_argument("--price", help="$ per GPU-hour (default: the table's, see efflab list)")
     p.add_argument("--gpus", help="number of GPUs, for wall-clock days")
     p.add_argument("--pue", help="data-centre power usage effectiveness (default 1.2)")
     p.add_argument("--tdp", help="board power in W (default: the table's; TPUs have none published)")
-    p.add_argument("--seq-len", dest="seq_len", help="context length T for MODEL (default: preset's/config's)")
+    p.add_argument(
+        "--seq-len", dest="seq_len", help="context length T for MODEL (default: preset's/config's)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
 
@@ -135,8 +147,10 @@ def cmd_flops(args) -> int:
     if args.measure and kind == "run":
         problems.add(f"--measure needs an architecture; preset {obj.name} has published figures only")
     if args.measure and count is not None and count.params_total > MEASURE_MAX_PARAMS:
-        problems.add(f"--measure builds the model with random weights on the CPU: {count.params_total:.3g} "
-                     f"parameters is too big (limit {MEASURE_MAX_PARAMS:.0e}); use a smaller config")
+        problems.add(
+            f"--measure builds the model with random weights on the CPU: {count.params_total:.3g} "
+            f"parameters is too big (limit {MEASURE_MAX_PARAMS:.0e}); use a smaller config"
+        )
     problems.raise_if_any()
 
     if kind == "run":
@@ -241,7 +255,9 @@ def _flops_table(o: dict) -> str:
         params += f", {_si(o['params_embedding'])} embedding"
     rows.append(("parameters", params))
     if o.get("seq_len"):
-        rows.append(("context T", f"{o['seq_len']}" + (" (causal: attention halved)" if o.get("causal") else "")))
+        rows.append(
+            ("context T", f"{o['seq_len']}" + (" (causal: attention halved)" if o.get("causal") else ""))
+        )
     if o.get("forward_flops_per_token") is not None:
         fwd = o["forward_flops_per_token"]
         rows.append(("forward FLOPs/token", _e(fwd)))
@@ -251,15 +267,32 @@ def _flops_table(o: dict) -> str:
     if o.get("tokens") is not None:
         rows.append(("tokens", _e(o["tokens"])))
     if o.get("train_flops") is not None:
-        label = "detailed count" if o.get("train_flops_per_token") else "published" if pub.get("train_flops") else "6ND"
+        label = (
+            "detailed count"
+            if o.get("train_flops_per_token")
+            else "published"
+            if pub.get("train_flops")
+            else "6ND"
+        )
         rows.append(("train FLOPs", f"{_e(o['train_flops'])}  ({label})"))
     if o.get("train_flops_6nd") is not None:
-        rows.append(("train FLOPs, 6ND", f"{_e(o['train_flops_6nd'])}  (quick estimate: 6 x active params x tokens)"))
+        rows.append(
+            ("train FLOPs, 6ND", f"{_e(o['train_flops_6nd'])}  (quick estimate: 6 x active params x tokens)")
+        )
     if "measured_train_flops_per_token" in o:
-        rows.append(("measured FLOPs/token", f"{_e(o['measured_train_flops_per_token'])}  "
-                                             f"(ratio {o['measured_ratio']:.4f}; {o['measured_on']})"))
-    for k, label in (("params", "published params"), ("params_active", "published active"),
-                     ("tokens", "published tokens"), ("train_flops", "published FLOPs")):
+        rows.append(
+            (
+                "measured FLOPs/token",
+                f"{_e(o['measured_train_flops_per_token'])}  "
+                f"(ratio {o['measured_ratio']:.4f}; {o['measured_on']})",
+            )
+        )
+    for k, label in (
+        ("params", "published params"),
+        ("params_active", "published active"),
+        ("tokens", "published tokens"),
+        ("train_flops", "published FLOPs"),
+    ):
         if pub.get(k) is not None:
             src = pub["sources"].get(k, "")
             est = "  ESTIMATE" if k == "train_flops" and pub.get("estimate") else ""
@@ -283,17 +316,18 @@ def cmd_cost(args) -> int:
     tokens = _num(problems, args.tokens, "--tokens", positive=True)
     mfu = _num(problems, args.mfu, "--mfu")
     if mfu is not None and not 0 < mfu <= 1:
-        problems.add(f"--mfu must be in (0, 1], got {args.mfu} (typical 0.3-0.55; default {hardware.DEFAULT_MFU})")
+        problems.add(
+            f"--mfu must be in (0, 1], got {args.mfu} (typical 0.3-0.55; default {hardware.DEFAULT_MFU})"
+        )
         mfu = None
     price = _num(problems, args.price, "--price", lo=0)
     gpus = _num(problems, args.gpus, "--gpus", positive=True, whole=True)
     pue = _num(problems, args.pue, "--pue", lo=1)
     tdp = _num(problems, args.tdp, "--tdp", positive=True)
     seq_len = _num(problems, args.seq_len, "--seq-len", positive=True, whole=True)
-    gpu = None
-    if args.gpu.lower() != hardware.CPU_NAME:
+    if args.gpu.lower() != hardware.CPU_NAME:  # cpu: measured later, once the input is known good
         try:
-            gpu = hardware.gpu(args.gpu)
+            hardware.gpu(args.gpu)
         except UserError as e:
             problems.extend(e.problems)
 
@@ -319,8 +353,10 @@ def cmd_cost(args) -> int:
                     tokens = p.tokens
                 if budget is None and tokens is not None:
                     budget = count.train_flops_per_token * tokens
-                    source = (f"detailed count: {count.train_flops_per_token:.4g} train FLOPs/token at T={count.seq_len}"
-                              f" x {tokens:.4g} tokens")
+                    source = (
+                        f"detailed count: {count.train_flops_per_token:.4g} train FLOPs/token at T={count.seq_len}"
+                        f" x {tokens:.4g} tokens"
+                    )
                     extra["train_flops_6nd"] = flops.flops_6nd(count.params_active, tokens)
                 elif budget is None and args.tokens is None:
                     problems.add(f"{args.model}: give --tokens N (training tokens) to price it")
@@ -330,23 +366,32 @@ def cmd_cost(args) -> int:
                 what = "published FLOPs" if p.train_flops else "detailed count x published tokens"
                 extra["published_gpu_hours"] = p.gpu_hours
                 extra["implied_mfu_published"] = hardware.implied_mfu(run_flops, p.gpu, p.gpu_hours)
-                extra["implied_mfu_note"] = (f"{run_flops:.3g} FLOPs ({what}) in {p.gpu_hours:.4g} {p.gpu} "
-                                             f"GPU-hours ({p.sources.get('gpu_hours', '')})")
+                extra["implied_mfu_note"] = (
+                    f"{run_flops:.3g} FLOPs ({what}) in {p.gpu_hours:.4g} {p.gpu} "
+                    f"GPU-hours ({p.sources.get('gpu_hours', '')})"
+                )
         elif kind == "run":
             if tokens is not None and obj.params:
                 budget = flops.flops_6nd(obj.params_active or obj.params, tokens)
                 source = "6ND with the published parameter count"
             elif obj.train_flops:
                 budget = obj.train_flops
-                source = ("ESTIMATE: " if obj.estimate else "published: ") + obj.sources.get("train_flops", "")
+                source = ("ESTIMATE: " if obj.estimate else "published: ") + obj.sources.get(
+                    "train_flops", ""
+                )
             else:
                 problems.add(f"{obj.name}: no published FLOPs; give --tokens N")
     else:
         source = "given"
     problems.raise_if_any()
 
-    kw = {"mfu": mfu if mfu is not None else hardware.DEFAULT_MFU, "price": price, "gpus": gpus,
-          "pue": pue if pue is not None else hardware.DEFAULT_PUE, "tdp_w": tdp}
+    kw = {
+        "mfu": mfu if mfu is not None else hardware.DEFAULT_MFU,
+        "price": price,
+        "gpus": gpus,
+        "pue": pue if pue is not None else hardware.DEFAULT_PUE,
+        "tdp_w": tdp,
+    }
     out = hardware.cost(budget, args.gpu, **kw)
     out["flops_source"] = source
     if args.model:
@@ -364,23 +409,43 @@ def cmd_cost(args) -> int:
 def _cost_table(o: dict) -> str:
     rows = [
         ("FLOPs", f"{o['flops']:.4g}" + (f"  ({o['flops_source']})" if o.get("flops_source") else "")),
-        ("accelerator", f"{o['gpu']}: peak {o['peak_flops_per_s']:.4g} FLOP/s dense BF16"
-         if o["gpu"] != "cpu" else f"cpu: {o['peak_flops_per_s']:.4g} FLOP/s fp32 (measured now)"),
+        (
+            "accelerator",
+            f"{o['gpu']}: peak {o['peak_flops_per_s']:.4g} FLOP/s dense BF16"
+            if o["gpu"] != "cpu"
+            else f"cpu: {o['peak_flops_per_s']:.4g} FLOP/s fp32 (measured now)",
+        ),
         ("MFU", f"{o['mfu']:.3g}"),
         ("GPU-hours", f"{o['gpu_hours']:.4g}"),
     ]
     if "wall_days" in o:
         rows.append(("wall-clock", f"{o['wall_days']:.4g} days on {o['gpus']:,} GPUs"))
-    rows.append(("cost", f"${o['cost_usd']:,.0f}  at ${o['price_per_gpu_hour']:.2f}/GPU-hour ({o['assumptions']['price']})"
-                 if o["cost_usd"] is not None else "- (no default price: pass --price)"))
-    rows.append(("energy", f"{o['energy_mwh']:,.1f} MWh  (TDP {o['tdp_w']:.0f} W x GPU-hours x PUE {o['pue']:.2f})"
-                 if o["energy_mwh"] is not None else "- (no published TDP: pass --tdp)"))
+    rows.append(
+        (
+            "cost",
+            f"${o['cost_usd']:,.0f}  at ${o['price_per_gpu_hour']:.2f}/GPU-hour ({o['assumptions']['price']})"
+            if o["cost_usd"] is not None
+            else "- (no default price: pass --price)",
+        )
+    )
+    rows.append(
+        (
+            "energy",
+            f"{o['energy_mwh']:,.1f} MWh  (TDP {o['tdp_w']:.0f} W x GPU-hours x PUE {o['pue']:.2f})"
+            if o["energy_mwh"] is not None
+            else "- (no published TDP: pass --tdp)",
+        )
+    )
     if "train_flops_6nd" in o:
         rows.append(("6ND estimate", f"{o['train_flops_6nd']:.4g} FLOPs (quick estimate, active params)"))
     if "implied_mfu_published" in o:
-        rows.append(("published run", f"implied MFU {o['implied_mfu_published']:.3f}: {o['implied_mfu_note']}"))
+        rows.append(
+            ("published run", f"implied MFU {o['implied_mfu_published']:.3f}: {o['implied_mfu_note']}")
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"  {k:<{width}}  {v}" for k, v in rows]
-    lines.append("convention: GPU-hours = FLOPs / (peak x MFU) / 3600; energy counts accelerator board power "
-                 "only; FLOPs: multiply-add = 2")
+    lines.append(
+        "convention: GPU-hours = FLOPs / (peak x MFU) / 3600; energy counts accelerator board power "
+        "only; FLOPs: multiply-add = 2"
+    )
     return "\n".join(lines)
