@@ -183,6 +183,138 @@ def load_corpus(data_cfg) -> Corpus:
     return Corpus([i for i, _ in pairs], [t for _, t in pairs], name, h.hexdigest())
 
 
+IGNORE = -100  # label of a token that is processed (FLOPs spent) but not trained on
+
+
+def load_chat_records(data_cfg) -> tuple[list[str], list[dict], str]:
+    """Instruction/chat JSONL: each line {"prompt": ..., "response": ...} or {"messages": [{"role",
+    "content"}, ...]}. Returns ids, records and a content hash. Problems name the line."""
+    p = Path(data_cfg.corpus).expanduser()
+    files = sorted(f for f in (p.rglob("*.jsonl") if p.is_dir() else [p]) if f.is_file()) if p.exists() else []
+    if not files:
+        raise UserError(f"chat corpus {data_cfg.corpus}: no .jsonl file found")
+    ids, recs, bad = [], [], []
+    h = hashlib.sha256()
+    for f in files:
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(f"{f.name}:{n}: not JSON")
+                continue
+            ok_pr = isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("response"), str)
+            msgs = r.get("messages") if isinstance(r, dict) else None
+            ok_msg = isinstance(msgs, list) and msgs and all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs) and any(
+                m.get("role") == "assistant" for m in msgs)
+            if not (ok_pr or ok_msg):
+                bad.append(f"{f.name}:{n}: needs prompt+response strings, or messages with an assistant turn")
+                continue
+            ids.append(f"{f.name}#{n}")
+            recs.append(r)
+            h.update(line.encode())
+    if bad:
+        raise UserError(bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
+                        header=f"chat corpus {data_cfg.corpus}: {len(bad)} bad record(s)")
+    if not recs:
+        raise UserError(f"chat corpus {data_cfg.corpus}: no records")
+    return ids, recs, h.hexdigest()
+
+
+def _chat_text(rec: dict) -> str:
+    if "messages" in rec:
+        return "\n".join(m["content"] for m in rec["messages"])
+    return rec["prompt"] + "\n" + rec["response"]
+
+
+def encode_chat(rec: dict, tok) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one record: the loss is on assistant/response tokens only.
+
+    With a chat template (an open-weight instruct model's tokenizer) the template formats the turns;
+    without one, prompt and response are joined by a newline. Each record ends with EOS (trained).
+    """
+    eos = tok.eos_token_id
+    turns = rec["messages"] if "messages" in rec else [
+        {"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
+    template = getattr(tok, "chat_template", None)
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, m in enumerate(turns):
+        if template:  # render prefixes with the model's own template; user/system turns enter as prompt
+            if m["role"] != "assistant":
+                continue
+            prefix = _as_ids(tok.apply_chat_template(turns[:i], tokenize=True, add_generation_prompt=True))
+            ids += prefix[len(ids):]
+            labels += [IGNORE] * (len(ids) - len(labels))
+            full = _as_ids(tok.apply_chat_template(turns[: i + 1], tokenize=True))
+            piece = full[len(ids):]
+            ids += piece
+            labels += piece
+        else:
+            piece = tok(m["content"] + "\n", add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += piece if m["role"] == "assistant" else [IGNORE] * len(piece)
+    ids.append(eos)
+    labels.append(eos)
+    return ids, labels
+
+
+def _as_ids(x) -> list[int]:
+    if isinstance(x, dict) or hasattr(x, "keys"):
+        x = x["input_ids"]
+    return list(x)
+
+
+def _prepare_chat(data_cfg, eval_max_blocks: int, tok, root: Path, log) -> DataBundle:
+    ids, recs, chash = load_chat_records(data_cfg)
+    tr_idx, ev_idx = split_ids(ids, data_cfg.eval_fraction)
+    if not ev_idx and len(ids) >= 2:
+        ev_idx, tr_idx = tr_idx[-1:], tr_idx[:-1]
+    if not tr_idx or not ev_idx:
+        raise UserError(f"chat corpus {data_cfg.corpus}: {len(ids)} record(s); need one to train and one held out")
+    if tok is None:
+        if data_cfg.tokenizer == "train":
+            tdir = root / "tokenizers" / sha256("bpe-chat-v1", chash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+            if not (tdir / "tokenizer.json").exists():
+                train_tokenizer([_chat_text(recs[i]) for i in tr_idx], data_cfg.vocab_size, tdir)
+            tok = load_tokenizer(str(tdir))
+        else:
+            tok = load_tokenizer(data_cfg.tokenizer)
+    enc = [encode_chat(r, tok) for r in recs]
+    T = data_cfg.seq_len
+
+    def packed(idx):
+        flat_ids = np.fromiter((t for i in idx for t in enc[i][0]), dtype=np.int32)
+        flat_lab = np.fromiter((t for i in idx for t in enc[i][1]), dtype=np.int32)
+        n = len(flat_ids) // T
+        return flat_ids[: n * T].reshape(n, T), flat_lab[: n * T].reshape(n, T)
+
+    train, train_lab = packed(tr_idx)
+    held, held_lab = packed(ev_idx)
+    if len(train) < 1 or len(held) < 1:
+        raise UserError(f"chat corpus {data_cfg.corpus} is too small for blocks of seq_len={T} "
+                        f"(train blocks {len(train)}, held-out blocks {len(held)})")
+    held, held_lab = held[:eval_max_blocks], held_lab[:eval_max_blocks]
+    thash = tokenizer_hash(tok)
+    # bits per byte over the trained (response) tokens the eval loss predicts
+    eval_bytes = sum(len(tok.decode([int(t) for t, lab in zip(b[1:], lb[1:]) if lab != IGNORE]).encode("utf-8"))
+                     for b, lb in zip(held, held_lab))
+    meta = {
+        "corpus": str(data_cfg.corpus), "format": "chat", "corpus_hash": chash, "corpus_docs": len(ids),
+        "tokenizer_hash": thash, "tokenization_cached": False, "vocab_size": len(tok), "seq_len": T,
+        "train_blocks": int(len(train)), "train_tokens": int(train.size),
+        "train_trained_tokens": int((train_lab[:, 1:] != IGNORE).sum()),
+        "eval_blocks": int(len(held)), "eval_tokens": int(held.size),
+        "eval_set_hash": sha256(thash, held.tobytes(), held_lab.tobytes())[:32],
+        "eval_text_hash": sha256(*(json.dumps(recs[i], sort_keys=True) for i in ev_idx))[:32],
+        "eval_docs": len(ev_idx), "eval_bytes": int(eval_bytes),
+        "unigram_entropy_nats": unigram_entropy(train, len(tok)),
+    }
+    return DataBundle(tok, train, held, max(1, int(eval_bytes)), meta, train_labels=train_lab, eval_labels=held_lab)
+
+
 def split_ids(ids: list[str], eval_fraction: float) -> tuple[list[int], list[int]]:
     """Indices of train and eval documents; eval when sha256(id) / 2^64 < eval_fraction."""
     train, held = [], []
@@ -276,6 +408,8 @@ class DataBundle:
     eval: np.ndarray  # [n_eval_blocks, seq_len]
     eval_bytes: int  # UTF-8 bytes of the tokens the eval loss predicts (for bits per byte)
     meta: dict = field(default_factory=dict)
+    train_labels: np.ndarray | None = None  # chat data: -100 on prompt tokens (no loss), else = train
+    eval_labels: np.ndarray | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -308,6 +442,8 @@ def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print) -> Dat
     `tokenizer`: an already-loaded tokenizer (a pretrained model's own) overriding `data.tokenizer`.
     """
     root = cache_root(data_cfg)
+    if data_cfg.format == "chat":
+        return _prepare_chat(data_cfg, eval_max_blocks, tokenizer, root, log)
     corpus = load_corpus(data_cfg)
     tr_idx, ev_idx = split_ids(corpus.ids, data_cfg.eval_fraction)
     if not ev_idx and len(corpus.ids) >= 2:  # tiny corpora: hold out the last document by hash order

@@ -223,10 +223,17 @@ def write_manifest(run: Run, **updates) -> None:
 # =============================================================================================
 def prepare_data(run: Run, *, tokenizer=None):
     """Corpus, tokenizer and packed blocks (main process first, so ranks share the cache)."""
-    from efflab.data import prepare
+    from efflab.data import load_tokenizer, prepare
 
+    cfg = run.cfg
+    if tokenizer is None and cfg.model.pretrained and cfg.data.tokenizer == "train":
+        # fine-tuning: the data pipeline uses the pretrained model's own tokenizer (and chat template)
+        from efflab.models import check_pretrained_tokenizer
+
+        check_pretrained_tokenizer(cfg.model.pretrained)
+        tokenizer = load_tokenizer(cfg.model.pretrained, cfg.model.trust_remote_code)
     with run.accelerator.main_process_first():
-        data = prepare(run.cfg.data, run.cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log)
+        data = prepare(cfg.data, cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log)
     write_manifest(run, data=data.meta)
     run.log(f"data: {data.meta['train_tokens']:,} train tokens in {data.meta['train_blocks']:,} blocks of "
             f"{data.seq_len}; eval {data.meta['eval_tokens']:,} tokens; vocab {data.vocab_size:,}; "
@@ -242,8 +249,9 @@ class BlockSampler:
     sees the same global batch (each then takes its own share).
     """
 
-    def __init__(self, blocks: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, blocks: np.ndarray, batch_size: int, seed: int, labels: np.ndarray | None = None):
         self.blocks = blocks
+        self.labels = labels  # chat data: -100 where no loss is taken (prompt tokens)
         self.batch_size = batch_size
         self.seed = seed
         self._perm_epoch, self._perm = -1, None
@@ -260,7 +268,11 @@ class BlockSampler:
         return np.array([self._perm_for(i // n)[i % n] for i in g])
 
     def batch(self, step: int) -> dict:
-        return {"input_ids": torch.from_numpy(self.blocks[self.indices(step)].astype(np.int64))}
+        idx = self.indices(step)
+        out = {"input_ids": torch.from_numpy(self.blocks[idx].astype(np.int64))}
+        if self.labels is not None:
+            out["labels"] = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return out
 
     def seq_len_at(self, step: int) -> int:
         return int(self.blocks.shape[1])
@@ -342,11 +354,15 @@ def evaluate(run: Run, model, data, batch_size: int | None = None) -> dict:
     was_training = model.training
     model.eval()
     nll = torch.zeros(2, dtype=torch.float64, device=acc.device)
+    labels = data.eval_labels[acc.process_index:: acc.num_processes] if data.eval_labels is not None else blocks
     for i in range(0, len(blocks), bs):
         ids = torch.from_numpy(blocks[i: i + bs].astype(np.int64)).to(acc.device)
+        lab = torch.from_numpy(labels[i: i + bs].astype(np.int64)).to(acc.device)
         with acc.autocast():
-            out = model(input_ids=ids, labels=ids)
-        n = ids.shape[0] * (ids.shape[1] - 1)
+            out = model(input_ids=ids, labels=lab)
+        n = int((lab[:, 1:] != -100).sum())  # predicted (trained) positions
+        if n == 0:
+            continue
         nll[0] += out.loss.double() * n
         nll[1] += n
     if acc.num_processes > 1:
@@ -426,9 +442,14 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     from efflab.accounting import flops as F
 
     cfg, acc = run.cfg, run.accelerator
-    source = source or BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed)
+    source = source or BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels)
     loss_fn = loss_fn or default_loss
     raw_config = model.config
+    if cfg.lora.r and lora is None:
+        from efflab.models import apply_lora
+
+        lora = cfg.lora  # the accounting layer counts frozen base matmuls without weight gradients
+        model = apply_lora(model, cfg.lora)
     _fpt_cache: dict[int, float] = {}
     if flops_per_token is None:
         def flops_per_token(T: int) -> float:  # noqa: E306
@@ -436,6 +457,15 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
                 _fpt_cache[T] = F.train_flops_per_token(raw_config, T, lora=lora)
             return _fpt_cache[T]
     fwd_eval = F.forward_flops_per_token(raw_config, data.seq_len)
+    recompute_per_token: dict[int, float] = {}
+
+    def recompute_flops_per_token(T: int) -> float:
+        """Gradient checkpointing re-runs each decoder layer's forward in backward: hardware FLOPs,
+        not model FLOPs (DESIGN.md section 5); reported beside the ledger, never in it."""
+        if T not in recompute_per_token:
+            c = F.count_flops(raw_config, T, lora=lora)
+            recompute_per_token[T] = c.forward_flops_per_token - c.breakdown.get("lm_head", 0.0)
+        return recompute_per_token[T]
 
     world = acc.num_processes
     B = cfg.train.batch_size
@@ -453,7 +483,8 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     warmup = int(round(warm * total_steps)) if isinstance(warm, float) and warm < 1 else int(warm)
 
     if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model, cfg, acc.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio))
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
@@ -551,6 +582,12 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         tokens = r_rank * T
         dt = time.perf_counter() - t0
         run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt)
+        if "labels" in share:  # chat data: every processed token costs FLOPs; only responses train
+            ex = run.ledger.extra
+            ex["trained_tokens"] = ex.get("trained_tokens", 0) + int((share["labels"][:, 1:] != -100).sum())
+        if cfg.train.gradient_checkpointing:
+            ex = run.ledger.extra
+            ex["recompute_flops"] = ex.get("recompute_flops", 0.0) + recompute_flops_per_token(T) * tokens
         loss_val = float(step_loss)
         if not math.isfinite(loss_val):
             msg = f"the training loss became {loss_val} at step {step}; stopped (try a lower train.lr)"

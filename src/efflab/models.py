@@ -61,6 +61,36 @@ def check_pretrained_dir(path: str) -> list[str]:
     return probs
 
 
+def check_pretrained_tokenizer(path: str) -> None:
+    """A pretrained directory must carry its tokenizer (the data pipeline uses it)."""
+    p = Path(path).expanduser()
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if p.is_dir() and not any((p / n).is_file() for n in names):
+        raise UserError(f"pretrained model {path}: no tokenizer files ({', '.join(names)}); "
+                        f"save the tokenizer with the model, or set data.tokenizer to a tokenizer directory")
+
+
+def apply_lora(model, lora_cfg):
+    """Wrap `model` with peft LoRA adapters (rank, alpha, dropout, target modules); base weights freeze.
+
+    Target modules that match nothing are bad input: the error names the model's linear layers.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    import torch
+
+    targets = lora_cfg.target_modules
+    spec = "all-linear" if targets == ["all-linear"] else list(targets)
+    names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    try:
+        peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                              target_modules=spec, bias="none", task_type="CAUSAL_LM")
+        return get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise UserError(f"lora.target_modules {targets} match no module of this model "
+                        f"(its linear layers: {', '.join(names)}) [{e}]") from None
+
+
 def load_pretrained_config(path: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 

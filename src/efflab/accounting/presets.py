@@ -609,8 +609,7 @@ def describe_presets() -> list[str]:
     rows = []
     for p in PRESETS.values():
         params = _fmt(p.params) + (f" ({_fmt(p.params_active)} active)" if p.params_active else "")
-        flops = f"{p.train_flops:.3g}" + (" est." if p.estimate else "") if p.train_flops else "-"
-        rows.append(
-            f"{p.name:<16} {params:<22} {_fmt(p.tokens) + ' tok':<11} {flops + ' FLOPs':<18} {p.description}"
-        )
+        tokens = f"{_fmt(p.tokens)} tok" if p.tokens else "-"
+        flops = (f"{p.train_flops:.3g} FLOPs" + (" est." if p.estimate else "")) if p.train_flops else "-"
+        rows.append(f"{p.name:<16} {params:<22} {tokens:<11} {flops:<19} {p.description}")
     return rows
