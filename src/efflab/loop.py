@@ -483,8 +483,10 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     warmup = int(round(warm * total_steps)) if isinstance(warm, float) and warm < 1 else int(warm)
 
     if cfg.train.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model, cfg, acc.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio))
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
