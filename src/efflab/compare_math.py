@@ -81,7 +81,9 @@ def loss_at_flops(flops, losses, budget: float) -> float | None:
     return float(np.interp(math.log(budget), np.log(f), y))
 
 
-def multiplier(flops_baseline_to_target: float | None, flops_technique_to_target: float | None) -> float | None:
+def multiplier(
+    flops_baseline_to_target: float | None, flops_technique_to_target: float | None
+) -> float | None:
     """Compute multiplier M = baseline FLOPs-to-target / technique FLOPs-to-target.
 
     M > 1: the technique reaches the target with less compute; M < 1: it needs more (a loss,

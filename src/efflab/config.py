@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from efflab.errors import Problems, UserError, parse_count
 
-RECIPES = ("baseline", "moe", "distill", "curriculum", "synthetic")
+from efflab import RECIPES  # noqa: E402  (re-exported)
 TECHNIQUE_SECTIONS = {
     "moe": "efflab.techniques.moe:MoEConfig",
     "distill": "efflab.techniques.distill:DistillConfig",
@@ -335,8 +335,12 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
 
 def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     out = []
-    if cfg.lora.r and not cfg.model.pretrained and cfg.recipe != "baseline":
-        pass  # LoRA on a from-scratch model is allowed (and counted honestly), if unusual
+    if cfg.model.pretrained:  # a local directory: weights, config and (unless given) tokenizer, checked up front
+        from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
+
+        out += check_pretrained_dir(cfg.model.pretrained)
+        if cfg.data.tokenizer == "train" and not out:
+            out += pretrained_tokenizer_problems(cfg.model.pretrained)
     for sec, val in sections.items():
         check = getattr(val, "cross_check", None)
         if check:

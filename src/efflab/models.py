@@ -61,13 +61,20 @@ def check_pretrained_dir(path: str) -> list[str]:
     return probs
 
 
-def check_pretrained_tokenizer(path: str) -> None:
-    """A pretrained directory must carry its tokenizer (the data pipeline uses it)."""
+def pretrained_tokenizer_problems(path: str) -> list[str]:
+    """A pretrained directory must carry its tokenizer when the data pipeline is to use it."""
     p = Path(path).expanduser()
     names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
     if p.is_dir() and not any((p / n).is_file() for n in names):
-        raise UserError(f"pretrained model {path}: no tokenizer files ({', '.join(names)}); "
-                        f"save the tokenizer with the model, or set data.tokenizer to a tokenizer directory")
+        return [f"pretrained model {path}: no tokenizer files ({', '.join(names)}); save the tokenizer "
+                f"with the model, or set data.tokenizer to a tokenizer directory"]
+    return []
+
+
+def check_pretrained_tokenizer(path: str) -> None:
+    probs = pretrained_tokenizer_problems(path)
+    if probs:
+        raise UserError(probs)
 
 
 def apply_lora(model, lora_cfg):

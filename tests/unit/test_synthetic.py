@@ -215,8 +215,9 @@ def test_mixing_ratio_holds_within_one_block_per_step(ratio):
     again = S.MixedSampler(syn, real, B, ratio, seed=0)  # resume: a pure function of the step
     assert torch.equal(again.batch(37)["input_ids"], s.batch(37)["input_ids"])
     if ratio < 1:  # each stream is read in epochs: no synthetic block repeats before all were used
-        first = [int(r) for st in range(4) for r, y in zip(*s.rows(st)) if y for r in [r[0]]]
-        assert len(first) == len(set(first))
+        steps_in_epoch = [st for st in range(steps) if s.synthetic_before(st + 1) <= len(syn)]
+        first = [int(r[0]) for st in steps_in_epoch for r, y in zip(*s.rows(st)) if y]
+        assert len(steps_in_epoch) >= 2 and len(first) == len(set(first))
 
 
 # ---- config ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from efflab.config import RECIPES
+from efflab import RECIPES
 
 
 def configs_root() -> Path:

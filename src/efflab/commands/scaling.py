@@ -33,7 +33,9 @@ ALIASES = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser("scaling", help="scaling-law fits (scaling fit CSV)", description=__doc__.splitlines()[0])
+    p = sub.add_parser(
+        "scaling", help="scaling-law fits (scaling fit CSV)", description=__doc__.splitlines()[0]
+    )
     inner = p.add_subparsers(dest="scaling_command", metavar="SUBCOMMAND", parser_class=type(p))
     f = inner.add_parser(
         "fit",
@@ -337,7 +339,8 @@ def _render(result: dict, fit) -> str:
         )
     else:
         lines.append(
-            "Power-law fit  L(C) = E + A * C^-alpha   (C in FLOPs)" + ("   E fixed to 0" if result["E_fixed"] else "")
+            "Power-law fit  L(C) = E + A * C^-alpha   (C in FLOPs)"
+            + ("   E fixed to 0" if result["E_fixed"] else "")
         )
         lines.append(f"{result['rows_used']} rows from {result['csv']}. Huber least squares on log L.")
     lines.append(

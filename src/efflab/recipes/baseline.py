@@ -30,7 +30,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     model = build_model(cfg, data.vocab_size)
 
     # ---- train until the budget is spent; every step charges the ledger ------------------------
-    source = loop.BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed)
+    source = loop.BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels)
     return loop.train(run, model, data, source=source)
 
 
