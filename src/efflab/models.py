@@ -23,6 +23,10 @@ def build_model_config(cfg, vocab_size: int | None = None):
     """
     if cfg.model.pretrained:
         return load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code)
+    if cfg.recipe == "moe":  # Mixtral / Qwen2-MoE config from the moe section
+        from efflab.moe_model import build_moe_config
+
+        return build_moe_config(cfg, vocab_size)
     from transformers import LlamaConfig
 
     r = cfg.model.resolved()
@@ -131,6 +135,10 @@ def build_model(cfg, vocab_size: int, *, config=None):
     """The trained model: from `model.pretrained`, or freshly initialised (seeded by the caller)."""
     from transformers import AutoModelForCausalLM
 
+    if cfg.recipe == "moe":  # efflab's sparse blocks, fresh or on a pretrained MoE model
+        from efflab.moe_model import build_moe_model
+
+        return build_moe_model(cfg, vocab_size, config=config)
     if cfg.model.pretrained:
         model = load_pretrained(cfg.model.pretrained, trust_remote_code=cfg.model.trust_remote_code,
                                 attn_implementation=cfg.model.attn_implementation)

@@ -611,6 +611,7 @@ class ChinchillaFit:
     n_at_best: int  # runs that ended within 1e-6 (relative) of the best objective
     boot: np.ndarray = field(repr=False)  # (n_bootstrap, 5): E, A, B, alpha, beta
     n_bootstrap_requested: int = 0
+    warnings: list[str] = field(default_factory=list)  # identifiability problems seen in the data
 
     @property
     def n_bootstrap(self) -> int:
@@ -666,6 +667,7 @@ class ChinchillaFit:
             "n_bootstrap": self.n_bootstrap,
             "objective": self.objective,
             "starts": {"grid": self.n_grid, "optimised": self.n_starts, "at_best": self.n_at_best},
+            "warnings": list(self.warnings),
             "method": f"Huber loss (delta {self.delta:g}) on log L via log-sum-exp, L-BFGS from a grid of "
             "starts, best kept (Hoffmann et al. 2022 Approach 3; Besiroglu et al. 2024)",
             "compute_optimal": [self.compute_optimal(b).to_dict() for b in budgets],
@@ -744,6 +746,23 @@ def fit_chinchilla(
     obj.w = np.ones_like(obj.y)
 
     E, A, B, al, be = unpack(best_q)
+    warnings = []
+    r = float(np.corrcoef(np.log(N), np.log(D))[0, 1]) if np.ptp(N) > 0 and np.ptp(D) > 0 else 1.0
+    if abs(r) > 0.98:
+        # with D a fixed multiple of N (e.g. 20 tokens per parameter) A/N^alpha and B/D^beta are
+        # the same curve: only their sum is identified, so E, A, B and the split are not
+        warnings.append(
+            f"log N and log D are almost collinear (correlation {r:.3f}): the fit cannot separate "
+            "the N and D terms; vary tokens per parameter across runs"
+        )
+    raw_best = obj.to_raw(best_q)
+    for j, name in enumerate(("A", "B", "E", "alpha", "beta")):
+        lo_b, hi_b = _CHIN_BOUNDS[j]  # bounds of the (centred) optimisation variables
+        if min(best_q[j] - lo_b, hi_b - best_q[j]) < 1e-6 * max(1.0, abs(lo_b), abs(hi_b)):
+            shown = raw_best[j] if j >= 3 else math.exp(raw_best[j])
+            warnings.append(
+                f"{name} ended at a bound of the search ({shown:.4g}): the data do not pin it down"
+            )
     return ChinchillaFit(
         E=E,
         A=A,
@@ -760,6 +779,7 @@ def fit_chinchilla(
         n_at_best=n_at_best,
         boot=np.array(boot, dtype=float).reshape(-1, 5),
         n_bootstrap_requested=n_bootstrap,
+        warnings=warnings,
     )
 
 

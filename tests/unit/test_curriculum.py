@@ -22,7 +22,9 @@ def test_pacing_is_monotone_starts_at_c0_and_reaches_all_data_at_the_ramp_end():
     for kind in KINDS:
         for start in (0.01, 0.2, 0.5, 1.0):
             for ramp in (1, 7, 100):
-                c = [C.pacing_fraction(s, kind, start, ramp, power=2.0, stages=4) for s in range(2 * ramp + 3)]
+                c = [
+                    C.pacing_fraction(s, kind, start, ramp, power=2.0, stages=4) for s in range(2 * ramp + 3)
+                ]
                 assert c[0] == pytest.approx(start)
                 assert all(0 < x <= 1 for x in c)
                 assert all(b >= a for a, b in zip(c, c[1:])), (kind, start, ramp)
@@ -98,7 +100,9 @@ def _sampler(n=200, T=32, B=8, seed=3, ramp=20, start=0.1, kind="root", warmup=N
     blocks = np.arange(n * T, dtype=np.int32).reshape(n, T)  # block i's first token identifies it
     scores = np.random.default_rng(1).random(n)
     ranking = C.difficulty_ranking(scores, order, seed)
-    return C.CurriculumSampler(blocks, B, seed, ranking=ranking, pacing=C.Pacing(kind, start, ramp), warmup=warmup), scores
+    return C.CurriculumSampler(
+        blocks, B, seed, ranking=ranking, pacing=C.Pacing(kind, start, ramp), warmup=warmup
+    ), scores
 
 
 def test_sampler_draws_only_from_the_allowed_easiest_fraction_at_every_step():
@@ -184,7 +188,9 @@ def test_length_warmup_truncates_or_reshapes_and_counts_its_tokens():
                 assert x.shape[0] == 4 and torch.equal(x, torch.from_numpy(first[:, :t].astype(np.int64)))
             else:  # T // t pieces of each block, in order; tokens per step stay within one piece of B x T
                 k = 64 // t
-                assert x.shape[0] == 4 * k and torch.equal(x[:k].reshape(-1), torch.from_numpy(first[0, :k * t].astype(np.int64)))
+                assert x.shape[0] == 4 * k and torch.equal(
+                    x[:k].reshape(-1), torch.from_numpy(first[0, : k * t].astype(np.int64))
+                )
                 assert 4 * 64 - 4 * t < s.tokens_at(step) <= 4 * 64
             seen += 1
         assert s.seq_len_at(0) == 16 and s.seq_len_at(12) == 64
@@ -203,9 +209,19 @@ def _tiny_llama(vocab=96, layers=2, width=32, heads=2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=64,
-                      use_cache=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=width,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=64,
+        use_cache=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -218,7 +234,7 @@ def test_reference_scores_are_per_block_losses_and_cost_forward_flops_over_the_s
     assert tokens == 10 * 24 and scores.shape == (10,)
     with torch.no_grad():
         ids = torch.from_numpy(blocks.astype(np.int64))
-        want = [float(model(input_ids=ids[i: i + 1], labels=ids[i: i + 1]).loss) for i in range(10)]
+        want = [float(model(input_ids=ids[i : i + 1], labels=ids[i : i + 1]).loss) for i in range(10)]
     assert scores == pytest.approx(want, rel=1e-5)
     charged = C.scoring_flops(model.config, 24, tokens)
     assert charged == F.forward_flops_per_token(model.config, 24) * 240
@@ -235,7 +251,7 @@ def test_reference_scores_shard_over_ranks():
     for rank, (lo, hi) in enumerate(((0, 3), (3, 6), (6, 7))):  # ceil(7 / 3) = 3 blocks per rank, padded
         shard, t = C.reference_scores(model, blocks, rank=rank, world=3, gather=lambda x: x.reshape(-1))
         assert len(shard) == 3 and np.allclose(shard[: hi - lo], whole[lo:hi])
-        assert np.isnan(shard[hi - lo:]).all()  # padding, dropped after the real gather
+        assert np.isnan(shard[hi - lo :]).all()  # padding, dropped after the real gather
         toks += t
         seen += 1
     assert seen == 3 and toks == 7 * 16  # every block scored (and charged) exactly once over the ranks
@@ -261,13 +277,24 @@ def test_warmup_lengths_cost_what_the_accounting_layer_says_attention_included()
 # ---- config -----------------------------------------------------------------------------------------
 def test_config_cross_checks_report_every_problem(tiny_cfg, tmp_path):
     with pytest.raises(UserError) as e:
-        tiny_cfg("curriculum", {"curriculum": {"scorer": "none", "reference": str(tmp_path / "nope"),
-                                               "seq_len_warmup": False}})
+        tiny_cfg(
+            "curriculum",
+            {"curriculum": {"scorer": "none", "reference": str(tmp_path / "nope"), "seq_len_warmup": False}},
+        )
     msg = e.value.message
     assert "changes nothing" in msg and "would be ignored" in msg
     with pytest.raises(UserError) as e:
-        tiny_cfg("curriculum", {"curriculum": {"scorer": "reference", "reference": str(tmp_path / "nope"),
-                                               "seq_len_warmup": True, "seq_len_start": 512}})
+        tiny_cfg(
+            "curriculum",
+            {
+                "curriculum": {
+                    "scorer": "reference",
+                    "reference": str(tmp_path / "nope"),
+                    "seq_len_warmup": True,
+                    "seq_len_start": 512,
+                }
+            },
+        )
     msg = e.value.message
     assert "no such directory" in msg and "exceeds data.seq_len" in msg
     with pytest.raises(UserError) as e:
@@ -278,9 +305,39 @@ def test_config_cross_checks_report_every_problem(tiny_cfg, tmp_path):
 
 
 def test_reference_run_config_is_a_smaller_baseline_on_a_fraction_of_the_budget(tiny_cfg):
-    cfg = tiny_cfg("curriculum", {"model": {"depth": 4}, "train": {"steps": 40},
-                                  "curriculum": {"scorer": "reference", "reference_budget": 0.25}})
+    cfg = tiny_cfg(
+        "curriculum",
+        {
+            "model": {"depth": 4},
+            "train": {"steps": 40},
+            "curriculum": {"scorer": "reference", "reference_budget": 0.25},
+        },
+    )
     ref = C.reference_run_config(cfg)
     assert ref.recipe == "baseline" and ref.curriculum is None
     assert ref.model.resolved()["n_layer"] == 2 and ref.train.steps == 10
     assert ref.data == cfg.data and ref.eval == cfg.eval
+
+
+def test_chat_labels_are_cut_like_the_blocks_and_score_only_trained_tokens():
+    blocks = np.arange(6 * 32, dtype=np.int32).reshape(6, 32) % 96
+    labels = blocks.copy()
+    labels[:, :10] = -100  # a prompt: no loss there
+    seen = 0
+    for mode in ("truncate", "reshape"):
+        s = C.CurriculumSampler(
+            blocks, 2, 0, ranking=np.arange(6), warmup=C.LengthWarmup(8, 4, 8, mode), labels=labels
+        )
+        for step in range(5):
+            b = s.batch(step)
+            assert b["labels"].shape == b["input_ids"].shape
+            keep = b["labels"] != -100
+            assert torch.equal(b["labels"][keep], b["input_ids"][keep])
+            seen += 1
+    assert seen == 10
+    model = _tiny_llama()
+    scores, _ = C.reference_scores(model, blocks, labels=labels)
+    with torch.no_grad():
+        ids, lab = torch.from_numpy(blocks.astype(np.int64)), torch.from_numpy(labels.astype(np.int64))
+        want = [float(model(input_ids=ids[i : i + 1], labels=lab[i : i + 1]).loss) for i in range(6)]
+    assert scores == pytest.approx(want, rel=1e-5)

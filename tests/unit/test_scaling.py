@@ -303,7 +303,7 @@ def test_fewer_than_three_scales_gives_a_flagged_constant():
 
 def test_power_law_backtest_lands_inside_its_interval():
     c, loss = _power_data(seed=4, scales=np.logspace(15, 20, 6))
-    bt = backtest_power_law(c, loss, n_bootstrap=150, seed=0)
+    bt = backtest_power_law(c, loss, n_bootstrap=100, seed=0)
     assert bt.held_out_compute == pytest.approx(1e20)
     assert bt.n_fit_points == 15
     assert bt.within is True, bt
@@ -318,7 +318,7 @@ def test_power_law_backtest_catches_a_wrong_law():
     top = c == c.max()
     loss = loss.copy()
     loss[top] = 1.2 + POWER_TRUE["A"] * c[top] ** -POWER_TRUE["alpha"]
-    bt = backtest_power_law(c, loss, n_bootstrap=150, seed=0)
+    bt = backtest_power_law(c, loss, n_bootstrap=100, seed=0)
     assert bt.within is False
     assert bt.rel_error > 0.1  # predicted far above the measurement
 

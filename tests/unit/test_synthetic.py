@@ -15,6 +15,15 @@ from efflab.errors import UserError
 from efflab.techniques import synthetic as S
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matmuls: one thread is as fast, and far faster when other processes share the two cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_llama(vocab=97, attn="eager", seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -224,11 +233,13 @@ def test_mixing_ratio_holds_within_one_block_per_step(ratio):
 def test_config_problems_are_reported_together(tiny_cfg, tmp_path):
     with pytest.raises(UserError) as e:
         tiny_cfg("synthetic", {"synthetic": {"prompts": "seeds", "min_new_tokens": 50, "max_new_tokens": 20,
-                                             "budget_includes": "marginal", "generator": str(tmp_path / "nope"),
-                                             "nll_quantiles": [0.9, 0.1]}})
+                                             "budget_includes": "marginal", "generator": str(tmp_path / "nope")}})
     msg = e.value.message
-    for needle in ("seeds", "min_new_tokens=50", "budget_includes=marginal", "no such directory", "nll_quantiles"):
+    for needle in ("seeds", "min_new_tokens=50", "budget_includes=marginal", "no such directory"):
         assert needle in msg, (needle, msg)
+    with pytest.raises(UserError) as e:
+        tiny_cfg("synthetic", {"synthetic": {"nll_quantiles": [0.9, 0.1], "top_p": 0, "colour": 1}})
+    assert len(e.value.problems) == 3, e.value.message
     with pytest.raises(UserError, match="data.seq_len cannot be overridden"):
         tiny_cfg("synthetic", {"synthetic": {"generator_overrides": {"data.seq_len": 32}}})
     with pytest.raises(UserError, match="prompt_len=64 must be shorter"):
@@ -240,10 +251,21 @@ def test_config_problems_are_reported_together(tiny_cfg, tmp_path):
     assert S.generator_run_config(cfg).model.depth == 3 and S.generator_run_config(cfg).recipe == "baseline"
 
 
+def tokenizer_dir(path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "a": 1}, unk_token="<|endoftext|>"))
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(str(path))
+
+
 def test_generator_sources(tmp_path):
     model = tiny_llama()
     hf = tmp_path / "hf"
     model.save_pretrained(hf)
+    with pytest.raises(UserError, match="no tokenizer files"):
+        S.inspect_generator(hf)
+    tokenizer_dir(hf)
     src = S.inspect_generator(hf)
     assert src.kind == "hf" and src.training_flops is None and "unknown" in src.describe()
     ident = S.model_identity(hf)
@@ -251,6 +273,7 @@ def test_generator_sources(tmp_path):
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     model.save_pretrained(run / "model")
+    tokenizer_dir(run / "model")
     (run / "manifest.json").write_text(json.dumps({"status": "running"}))
     with pytest.raises(UserError, match="not complete"):
         S.inspect_generator(run)

@@ -207,7 +207,9 @@ def cmd_fit(args) -> int:
     n_rows = len(cols["loss"]) if "loss" in cols else 0
     n_par = 5 if args.form == "chinchilla" else (2 if args.e_zero else 3)
     k_drop = max(args.exclude_highest_loss, 0)
-    if header and n_rows and n_rows - k_drop < n_par:
+    if header and n_rows and k_drop >= n_rows:
+        problems.add(f"--exclude-highest-loss {k_drop} leaves no rows ({args.csv} has {n_rows})")
+    elif header and n_rows and n_rows - k_drop < n_par:
         problems.add(
             f"{args.csv}: {n_rows - k_drop} rows{' after exclusions' if k_drop else ''} for a "
             f"{args.form} law with {n_par} parameters; need at least {n_par}"
@@ -349,6 +351,8 @@ def _render(result: dict, fit) -> str:
     )
     for n in result["notes"]:
         lines.append(f"Note: {n}")
+    for w in result.get("warnings", []):
+        lines.append(f"Warning: {w}")
     lines.append("")
     lines.append(f"{'param':<8}{'value':>12}   {pct} interval")
     for k, d in result["params"].items():

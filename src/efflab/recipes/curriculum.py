@@ -58,6 +58,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             ref_run = run.dir / "reference"
             run.log(f"training the reference model for scoring -> {ref_run}")
             baseline.main(C.reference_run_config(cfg), out=ref_run, resume=True)
+            acc.wait_for_everyone()  # the main process writes its ledger and manifest last
             ref_dir = ref_run / "model"
         problem = C.reference_tokenizer_problem(ref_dir, ref_run, data)
         if problem:
@@ -78,24 +79,45 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         if hit is not None:  # paid by an earlier run: shown with its source, never summed again
             scores, meta = hit
             if fresh:
-                run.ledger.record_reuse("scoring", meta["flops"], meta["source"], meta["tokens"],
-                                        note="reference-model block scores reused from the cache")
+                run.ledger.record_reuse(
+                    "scoring",
+                    meta["flops"],
+                    meta["source"],
+                    meta["tokens"],
+                    note="reference-model block scores reused from the cache",
+                )
             scoring.update(cached=True, cache_key=key, flops=meta["flops"])
         else:
             ref = load_pretrained(str(ref_dir)).to(acc.device)
             scores, tokens_here = C.reference_scores(
-                ref, data.train, batch_size=cc.score_batch_size, device=acc.device, autocast=acc.autocast,
-                rank=acc.process_index, world=acc.num_processes, gather=acc.gather)
-            flops_here = C.scoring_flops(ref.config, T, tokens_here)  # forward FLOPs x tokens this rank scored
-            if fresh:
+                ref,
+                data.train,
+                batch_size=cc.score_batch_size,
+                device=acc.device,
+                autocast=acc.autocast,
+                rank=acc.process_index,
+                world=acc.num_processes,
+                gather=acc.gather,
+                labels=data.train_labels,
+            )
+            if fresh:  # the reference's forward FLOPs over the tokens this rank scored
+                flops_here = C.scoring_flops(ref.config, T, tokens_here)
                 run.ledger.charge("scoring", flops_here, tokens_here, time.perf_counter() - t0)
             total = C.scoring_flops(ref.config, T, n * T)
             if run.is_main and cc.cache_scores:
-                C.save_cached_scores(cache_dir, key, scores, {"flops": total, "tokens": n * T, "source": str(run.dir),
-                                                              "reference": str(ref_dir)})
+                C.save_cached_scores(
+                    cache_dir,
+                    key,
+                    scores,
+                    {"flops": total, "tokens": n * T, "source": str(run.dir), "reference": str(ref_dir)},
+                )
             acc.wait_for_everyone()
-            scoring.update(cached=False, cache_key=key, flops=total,
-                           reference_forward_flops_per_token=F.forward_flops_per_token(ref.config, T))
+            scoring.update(
+                cached=False,
+                cache_key=key,
+                flops=total,
+                reference_forward_flops_per_token=F.forward_flops_per_token(ref.config, T),
+            )
             del ref
         scoring["reference"] = str(ref_dir)
     elif cc.scorer == "length":
@@ -112,36 +134,50 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     # ---- curriculum 3: order, pacing and length warmup; ramps given as fractions of the horizon ----
     ranking = None if scores is None else C.difficulty_ranking(scores, cc.order, cfg.train.seed)
     fpt_cache: dict[int, float] = {}
+    lora = cfg.lora if cfg.lora.r else None  # the loop applies LoRA itself; the count must know it
 
     def flops_per_token(t: int) -> float:  # the loop's own default: accounting at the trained length
         if t not in fpt_cache:
-            fpt_cache[t] = F.train_flops_per_token(model.config, t)
+            fpt_cache[t] = F.train_flops_per_token(model.config, t, lora=lora)
         return fpt_cache[t]
 
-    def sampler(horizon: int) -> C.CurriculumSampler:
-        pacing = C.Pacing(cc.pacing, cc.start_fraction, C.resolve_steps(cc.ramp, horizon), cc.root_power, cc.stages)
-        warmup = (C.LengthWarmup(cc.seq_len_start, C.resolve_steps(cc.seq_len_ramp, horizon), cc.seq_len_multiple,
-                                 cc.seq_len_mode) if cc.seq_len_warmup else None)
-        return C.CurriculumSampler(data.train, cfg.train.batch_size, cfg.train.seed, ranking=ranking,
-                                   pacing=pacing, warmup=warmup)
+    def sampler(horizon: int) -> C.CurriculumSampler:  # ramps given as fractions are fractions of `horizon`
+        ramp, length_ramp = C.resolve_steps(cc.ramp, horizon), C.resolve_steps(cc.seq_len_ramp, horizon)
+        pacing = C.Pacing(cc.pacing, cc.start_fraction, ramp, cc.root_power, cc.stages)
+        warmup = C.LengthWarmup(cc.seq_len_start, length_ramp, cc.seq_len_multiple, cc.seq_len_mode)
+        warmup = warmup if cc.seq_len_warmup else None
+        B, seed = cfg.train.batch_size, cfg.train.seed
+        return C.CurriculumSampler(
+            data.train, B, seed, ranking=ranking, pacing=pacing, warmup=warmup, labels=data.train_labels
+        )
 
     # shorter early steps buy more steps from a FLOP or token budget, and the ramps scale with the steps
     steps = C.fixed_point_horizon(lambda s: loop.horizon(cfg, sampler(s), flops_per_token))
     source = sampler(steps)
-    loop.write_manifest(run, curriculum={
-        **scoring, "order": cc.order, "pacing": cc.pacing, "start_fraction": cc.start_fraction,
-        "ramp_steps": source.pacing.ramp_steps if ranking is not None else 0, "horizon_steps": steps,
-        "seq_len_warmup": None if source.warmup is None else {
-            "start": cc.seq_len_start, "ramp_steps": source.warmup.ramp_steps, "mode": cc.seq_len_mode}})
-    run.log(f"curriculum over {steps} steps: "
-            + (f"scorer {cc.scorer} ({cc.order}), {cc.pacing} pacing from {cc.start_fraction:.0%} of the data over "
-               f"{source.pacing.ramp_steps} steps" if ranking is not None else "uniform order")
-            + (f"; length {cc.seq_len_start} -> {T} over {source.warmup.ramp_steps} steps ({cc.seq_len_mode})"
-               if source.warmup else ""))
+    order = {
+        "order": cc.order,
+        "pacing": cc.pacing,
+        "start_fraction": cc.start_fraction,
+        "horizon_steps": steps,
+        "ramp_steps": source.pacing.ramp_steps if ranking is not None else 0,
+        "seq_len_warmup": None,
+    }
+    said = f"scorer {cc.scorer} ({cc.order}), {cc.pacing} pacing from {cc.start_fraction:.0%} of the data"
+    said = f"{said} over {order['ramp_steps']} steps" if ranking is not None else "uniform order"
+    if source.warmup is not None:
+        w = source.warmup
+        order["seq_len_warmup"] = {"start": w.start, "ramp_steps": w.ramp_steps, "mode": w.mode}
+        said += f"; length {w.start} -> {T} over {w.ramp_steps} steps ({w.mode})"
+    loop.write_manifest(run, curriculum={**scoring, **order})
+    run.log(f"curriculum over {steps} steps: {said}")
 
     # ---- train until the budget is spent; every step charges the ledger at its trained length ----
-    return loop.train(run, model, data, source=source, flops_per_token=flops_per_token,
-                      metrics_fn=lambda _model: source.diagnostics())
+    def diagnostics(_model) -> dict:  # the pool's size and passes, at eval points (an observer)
+        return source.diagnostics()
+
+    return loop.train(
+        run, model, data, source=source, flops_per_token=flops_per_token, metrics_fn=diagnostics
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,6 @@ from pydantic import Field
 from efflab.config import Section
 from efflab.errors import UserError
 
-SCORERS = ("length", "rarity", "reference", "random", "none")
 SCORES_VERSION = "curriculum-scores-v1"
 
 
@@ -77,45 +76,77 @@ class CurriculumConfig(Section):
     """The `curriculum` config section: difficulty scorer, pacing, and sequence-length warmup."""
 
     scorer: Literal["length", "rarity", "reference", "random", "none"] = Field(
-        default="rarity", description="block difficulty; random = control with pacing but no order; none = no data order")
-    order: Literal["easy_first", "hard_first"] = Field(default="easy_first", description="hard_first = anti-curriculum")
+        default="rarity",
+        description="block difficulty; random = control with pacing but no order; none = no data order",
+    )
+    order: Literal["easy_first", "hard_first"] = Field(
+        default="easy_first", description="hard_first = anti-curriculum"
+    )
     pacing: Literal["linear", "root", "step"] = Field(default="root", description="how the pool grows")
-    start_fraction: float = Field(default=0.2, gt=0, le=1, description="fraction of the data (easiest) at step 0")
-    ramp: int | float = Field(default=0.5, ge=0, description="steps until all data is allowed; a float < 1 is a "
-                                                             "fraction of the horizon; 0 = no pacing")
-    root_power: float = Field(default=2.0, ge=1, description="p of root pacing (2 = square root, Platanios et al.)")
+    start_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="fraction of the data (easiest) at step 0"
+    )
+    ramp: int | float = Field(
+        default=0.5,
+        ge=0,
+        description="steps until all data is allowed; a float < 1 is a "
+        "fraction of the horizon; 0 = no pacing",
+    )
+    root_power: float = Field(
+        default=2.0, ge=1, description="p of root pacing (2 = square root, Platanios et al.)"
+    )
     stages: int = Field(default=4, ge=1, description="increments of step pacing after the first pool")
-    reference: str | None = Field(default=None, description="reference model: an efflab run dir or a local HF "
-                                                            "model dir; default: the recipe trains a small one")
-    reference_depth: int | None = Field(default=None, ge=1, description="layers of the trained reference "
-                                                                        "(default: half the model's, at least 1)")
-    reference_budget: float = Field(default=0.25, gt=0, le=10, description="trained reference's budget as a "
-                                                                           "fraction of this run's")
+    reference: str | None = Field(
+        default=None,
+        description="reference model: an efflab run dir or a local HF "
+        "model dir; default: the recipe trains a small one",
+    )
+    reference_depth: int | None = Field(
+        default=None,
+        ge=1,
+        description="layers of the trained reference (default: half the model's, at least 1)",
+    )
+    reference_budget: float = Field(
+        default=0.25, gt=0, le=10, description="trained reference's budget as a fraction of this run's"
+    )
     score_batch_size: int = Field(default=32, ge=1, description="blocks per reference forward")
-    cache_scores: bool = Field(default=True, description="reuse reference scores from the cache (recorded as reuse)")
+    cache_scores: bool = Field(
+        default=True, description="reuse reference scores from the cache (recorded as reuse)"
+    )
     seq_len_warmup: bool = Field(default=False, description="grow the training length (Li et al. 2022)")
     seq_len_start: int = Field(default=64, ge=8, description="training length at step 0, tokens")
-    seq_len_ramp: int | float = Field(default=0.3, ge=0, description="steps until full length; a float < 1 is a "
-                                                                      "fraction of the horizon")
-    seq_len_multiple: int = Field(default=8, ge=1, description="lengths are rounded down to a multiple of this")
+    seq_len_ramp: int | float = Field(
+        default=0.3, ge=0, description="steps until full length; a float < 1 is a fraction of the horizon"
+    )
+    seq_len_multiple: int = Field(
+        default=8, ge=1, description="lengths are rounded down to a multiple of this"
+    )
     seq_len_mode: Literal["truncate", "reshape"] = Field(
-        default="truncate", description="truncate: first t tokens of each block; reshape: T // t rows of t per block")
+        default="truncate",
+        description="truncate: first t tokens of each block; reshape: T // t rows of t per block",
+    )
 
     def cross_check(self, cfg) -> list[str]:
         """Problems that involve other sections (reported with every other problem)."""
         out = []
         if self.scorer == "none" and not self.seq_len_warmup:
-            out.append("curriculum: scorer none with seq_len_warmup off changes nothing (use the baseline recipe)")
+            out.append(
+                "curriculum: scorer none with seq_len_warmup off changes nothing (use the baseline recipe)"
+            )
         if self.reference is not None and self.scorer != "reference":
             out.append(f"curriculum.reference is set but scorer is {self.scorer!r} (it would be ignored)")
         if self.scorer == "reference":
             if self.reference is not None:
                 out.extend(f"curriculum.reference: {p}" for p in reference_problems(self.reference))
             elif cfg.model.pretrained:
-                out.append("curriculum.reference: give a reference model (an efflab run dir or a local model dir); "
-                           "a reference is only trained for models built from the ladder")
+                out.append(
+                    "curriculum.reference: give a reference model (an efflab run dir or a local model dir); "
+                    "a reference is only trained for models built from the ladder"
+                )
         if self.seq_len_warmup and self.seq_len_start > cfg.data.seq_len:
-            out.append(f"curriculum.seq_len_start={self.seq_len_start} exceeds data.seq_len={cfg.data.seq_len}")
+            out.append(
+                f"curriculum.seq_len_start={self.seq_len_start} exceeds data.seq_len={cfg.data.seq_len}"
+            )
         return out
 
 
@@ -129,8 +160,9 @@ def resolve_steps(spec: int | float, horizon: int) -> int:
     return int(round(spec))
 
 
-def pacing_fraction(step: int, kind: str, start: float, ramp_steps: int, *, power: float = 2.0,
-                    stages: int = 4) -> float:
+def pacing_fraction(
+    step: int, kind: str, start: float, ramp_steps: int, *, power: float = 2.0, stages: int = 4
+) -> float:
     """Fraction of the data (easiest first) allowed at `step`: in (0, 1], non-decreasing, 1 from `ramp_steps` on.
 
     linear: c0 + (1 - c0) s/R.  root: (c0^p + (1 - c0^p) s/R)^(1/p) (Platanios et al. 2019, eq. 7 for
@@ -196,12 +228,24 @@ def random_scores(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 0x5C0E]).random(n)
 
 
-def reference_scores(model, blocks: np.ndarray, *, batch_size: int = 32, device=None, autocast=None,
-                     rank: int = 0, world: int = 1, gather: Callable | None = None) -> tuple[np.ndarray, int]:
+def reference_scores(
+    model,
+    blocks: np.ndarray,
+    *,
+    batch_size: int = 32,
+    device=None,
+    autocast=None,
+    rank: int = 0,
+    world: int = 1,
+    gather: Callable | None = None,
+    labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """Mean next-token loss (nats/token) of `model` on each block.
 
-    With `world` > 1 each rank scores a contiguous shard and `gather` (e.g. accelerator.gather)
-    concatenates the padded shards. Returns (scores [n] float64, tokens this rank forwarded).
+    `labels` [n, T] (chat data): -100 marks tokens without loss; the mean is over the others, and a
+    block with none scores 0 (it trains nothing). With `world` > 1 each rank scores a contiguous
+    shard and `gather` (e.g. accelerator.gather) concatenates the padded shards.
+    Returns (scores [n] float64, tokens this rank forwarded: every token, labelled or not).
     """
     import contextlib
 
@@ -217,12 +261,16 @@ def reference_scores(model, blocks: np.ndarray, *, batch_size: int = 32, device=
     out = torch.full((per,), float("nan"), dtype=torch.float64, device=device)
     with torch.no_grad():
         for i in range(lo, hi, batch_size):
-            ids = torch.from_numpy(blocks[i: min(hi, i + batch_size)].astype(np.int64)).to(device)  # [b, T]
+            j = min(hi, i + batch_size)
+            ids = torch.from_numpy(blocks[i:j].astype(np.int64)).to(device)  # [b, T]
+            lab = ids if labels is None else torch.from_numpy(labels[i:j].astype(np.int64)).to(device)
             with autocast():
                 logits = model(input_ids=ids).logits  # [b, T, V]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
-                                                    reduction="none")  # [b, T-1]
-            out[i - lo: i - lo + ids.shape[0]] = nll.mean(dim=1).double()
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2), lab[:, 1:], reduction="none", ignore_index=-100
+            )  # [b, T-1], 0 where ignored
+            valid = (lab[:, 1:] != -100).sum(dim=1).clamp(min=1)
+            out[i - lo : i - lo + ids.shape[0]] = (nll.sum(dim=1) / valid).double()
     model.train(was_training)
     if world > 1:
         out = gather(out.unsqueeze(0)).reshape(-1)  # [world * per]
@@ -385,7 +433,9 @@ class Pacing:
     stages: int = 4
 
     def __call__(self, step: int) -> float:
-        return pacing_fraction(step, self.kind, self.start, self.ramp_steps, power=self.power, stages=self.stages)
+        return pacing_fraction(
+            step, self.kind, self.start, self.ramp_steps, power=self.power, stages=self.stages
+        )
 
 
 @dataclass(frozen=True)
@@ -408,9 +458,19 @@ class CurriculumSampler:
     this pass) only saves replaying the draws, and `state_dict` carries it across a checkpoint.
     """
 
-    def __init__(self, blocks: np.ndarray, batch_size: int, seed: int, *, ranking: np.ndarray | None = None,
-                 pacing: Pacing | None = None, warmup: LengthWarmup | None = None):
+    def __init__(
+        self,
+        blocks: np.ndarray,
+        batch_size: int,
+        seed: int,
+        *,
+        ranking: np.ndarray | None = None,
+        pacing: Pacing | None = None,
+        warmup: LengthWarmup | None = None,
+        labels: np.ndarray | None = None,
+    ):
         self.blocks = blocks
+        self.labels = labels  # chat data: -100 where no loss is taken; cut exactly like the blocks
         self.n, self.T = (int(x) for x in blocks.shape)
         self.batch_size = batch_size
         self.seed = seed
@@ -423,7 +483,7 @@ class CurriculumSampler:
         if self.ranking is None:
             from efflab.loop import BlockSampler
 
-            self._uniform = BlockSampler(blocks, batch_size, seed)
+            self._uniform = BlockSampler(blocks, batch_size, seed, labels=labels)
         self._reset()
 
     # ---- the pool and the draw ------------------------------------------------------------------
@@ -453,8 +513,9 @@ class CurriculumSampler:
             self._passes += 1
             rest = pool[~np.isin(pool, first)]
             need = B - len(first)
-            pick = np.concatenate([first, rng.choice(rest if len(rest) else pool, need,
-                                                     replace=len(rest) < need)]).astype(np.int64)
+            pick = np.concatenate(
+                [first, rng.choice(rest if len(rest) else pool, need, replace=len(rest) < need)]
+            ).astype(np.int64)
         self._seen[pick] = True
         return pick
 
@@ -487,19 +548,29 @@ class CurriculumSampler:
         """Tokens trained at `step` (what loop.horizon and the ledger count)."""
         return self.rows_at(step) * self.seq_len_at(step)
 
-    def batch(self, step: int) -> dict:
-        """{"input_ids": LongTensor [rows_at(step), seq_len_at(step)]}."""
-        import torch
-
-        x = self.blocks[self.indices(step)]  # [B, T]
-        t = self.seq_len_at(step)
+    def _cut(self, x: np.ndarray, t: int) -> np.ndarray:
         if t < self.T:
             if self.warmup.mode == "reshape":
                 k = self.T // t
-                x = x[:, : k * t].reshape(len(x) * k, t)  # [B * k, t]: row j*k+i = piece i of block j
-            else:
-                x = x[:, :t]  # [B, t]: the first t tokens (positions 0..t-1)
-        return {"input_ids": torch.from_numpy(np.ascontiguousarray(x).astype(np.int64))}
+                return x[:, : k * t].reshape(len(x) * k, t)  # [B * k, t]: row j*k+i = piece i of block j
+            return x[:, :t]  # [B, t]: the first t tokens (positions 0..t-1)
+        return x
+
+    def batch(self, step: int) -> dict:
+        """{"input_ids": LongTensor [rows_at(step), seq_len_at(step)], "labels" with chat data}."""
+        import torch
+
+        idx, t = self.indices(step), self.seq_len_at(step)
+        out = {
+            "input_ids": torch.from_numpy(
+                np.ascontiguousarray(self._cut(self.blocks[idx], t)).astype(np.int64)
+            )
+        }
+        if self.labels is not None:
+            out["labels"] = torch.from_numpy(
+                np.ascontiguousarray(self._cut(self.labels[idx], t)).astype(np.int64)
+            )
+        return out
 
     def diagnostics(self) -> dict:
         """What the curriculum allows now (logged at eval points; observer only)."""
@@ -508,19 +579,31 @@ class CurriculumSampler:
 
     def signature(self) -> dict:
         rank_hash = None if self.ranking is None else hashlib.sha256(self.ranking.tobytes()).hexdigest()[:16]
-        return {"seed": self.seed, "batch_size": self.batch_size, "n": self.n, "ranking": rank_hash,
-                "pacing": asdict(self.pacing), "warmup": None if self.warmup is None else asdict(self.warmup)}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "n": self.n,
+            "ranking": rank_hash,
+            "pacing": asdict(self.pacing),
+            "warmup": None if self.warmup is None else asdict(self.warmup),
+        }
 
     def state_dict(self) -> dict:
-        return {"signature": self.signature(), "next_step": self._next, "passes": self._passes,
-                "seen": base64.b64encode(np.packbits(self._seen).tobytes()).decode("ascii")}
+        return {
+            "signature": self.signature(),
+            "next_step": self._next,
+            "passes": self._passes,
+            "seen": base64.b64encode(np.packbits(self._seen).tobytes()).decode("ascii"),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
         if state.get("signature") != json.loads(json.dumps(self.signature())):
-            raise UserError("--resume: the curriculum data order of the checkpoint differs from this run's "
-                            "(scores, pacing or length warmup changed)")
+            raise UserError(
+                "--resume: the curriculum data order of the checkpoint differs from this run's "
+                "(scores, pacing or length warmup changed)"
+            )
         self._reset()
         self._next = int(state["next_step"])
         self._passes = int(state["passes"])

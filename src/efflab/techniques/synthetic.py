@@ -226,7 +226,7 @@ def inspect_generator(path: str | os.PathLike) -> GeneratorSource:
     """Classify a generator directory: a finished efflab run (manifest.json) or a local HF model dir."""
     from efflab.accounting.ledger import Ledger
     from efflab.io import read_json
-    from efflab.models import check_pretrained_dir
+    from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
     p = Path(path).expanduser()
     if not p.is_dir():
@@ -236,14 +236,14 @@ def inspect_generator(path: str | os.PathLike) -> GeneratorSource:
         if man.get("status") != "complete":
             raise UserError(f"{path}: the efflab run is not complete (status {man.get('status')!r}); "
                             f"finish it with --resume first")
-        probs = check_pretrained_dir(str(p / "model"))
+        probs = check_pretrained_dir(str(p / "model")) or pretrained_tokenizer_problems(str(p / "model"))
         if not (p / "ledger.json").is_file():
             probs.append(f"{path}: the run has no ledger.json")
         if probs:
             raise UserError(probs)
         return GeneratorSource("run", p, p / "model", Ledger.load(p / "ledger.json").total)
-    probs = check_pretrained_dir(str(p))
-    if probs:
+    probs = check_pretrained_dir(str(p)) or pretrained_tokenizer_problems(str(p))
+    if probs:  # the student learns the generator's tokens: it needs the generator's tokenizer
         raise UserError(probs)
     return GeneratorSource("hf", p, p, None)
 
@@ -272,6 +272,10 @@ def generator_run_config(cfg, syn: SyntheticConfig | None = None):
     raw["recipe"] = "baseline"
     raw["name"] = None
     probs = Problems()
+    horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
+    if any(k in syn.generator_overrides for k in horizons):  # overriding the horizon replaces it
+        for k in horizons:
+            raw.get("train", {}).pop(k.split(".")[1], None)
     for k, v in syn.generator_overrides.items():
         _set_dotted(raw, k, v, probs)
     probs.raise_if_any()

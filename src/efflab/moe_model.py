@@ -1,0 +1,327 @@
+"""efflab's mixture-of-experts decoder: a stock transformers Mixtral model (or Qwen2-MoE when there is
+a shared expert) whose sparse blocks efflab swaps for its own at build time.
+
+Why stock model types. The checkpoint is a plain `MixtralForCausalLM` / `Qwen2MoeForCausalLM`
+(model_type "mixtral" / "qwen2_moe", attention without biases and without a sliding window, i.e.
+exactly the dense baseline's Llama attention), so `AutoModelForCausalLM.from_pretrained` loads a
+finished run with no efflab import and no remote code, and the accounting layer counts it as it
+counts any Mixtral or Qwen2-MoE config (router + top-k experts + shared expert). The efflab block
+keeps the stock submodules and parameter names (`mlp.gate`, `mlp.experts.gate_up_proj`, ...) and adds
+what training needs: capacity-factor routing, the router losses of the last forward, and routing
+statistics. Evaluation (and the saved model) route dropless exactly like the stock block, so the
+reloaded model reproduces the run's eval loss.
+
+Experts implementations (`moe.experts_implementation`; transformers' `experts_implementation`):
+- `efflab` (registered with transformers at import of this module): sort the token-assignments by
+  expert, one gather, then per expert one gate_up and one down matmul on a contiguous slice, one
+  scatter-add back. Every matmul is an `aten.mm` FlopCounterMode counts; capacity drops skip work.
+- transformers' own: `eager` (a loop over experts with per-expert masks), `grouped_mm` (one grouped
+  GEMM per projection; FlopCounterMode counts it as zero), `batched_mm` (gathers a weight copy per
+  token-assignment: memory-bound and very large at training batch sizes).
+`auto` picks `grouped_mm` on CUDA with compute capability >= 8.0 and `efflab` elsewhere
+(benchmarks/moe.py measures them all against the dense model at equal active FLOPs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from efflab.errors import UserError
+from efflab.techniques import moe as M
+
+MOE_MODEL_TYPES = ("mixtral", "qwen2_moe")
+SENTINEL_IMPLEMENTATIONS = ("efflab", "eager")  # skip an expert id == n_experts (a dropped assignment)
+
+
+# =============================================================================================
+# the efflab experts implementation
+# =============================================================================================
+def efflab_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                           top_k_weights: torch.Tensor) -> torch.Tensor:
+    """Routed experts on sorted token-assignments. hidden_states [N, d], top_k_index [N, k] (an id equal
+    to n_experts marks a dropped assignment), top_k_weights [N, k] -> [N, d]."""
+    if self.is_transposed or self.has_bias or not self.has_gate or self.has_post_expert_norm:
+        raise NotImplementedError("efflab experts: only untransposed, bias-free gated experts (Mixtral, Qwen2-MoE)")
+    N, d = hidden_states.shape
+    k = top_k_index.shape[1]
+    E = self.num_experts
+    flat = top_k_index.reshape(-1)  # [S], S = N * k assignments
+    sorted_ids, order = torch.sort(flat)  # dropped (id E) sort last
+    counts = torch.bincount(flat, minlength=E + 1).tolist()  # the one host sync
+    kept = sum(counts[:E])
+    order = order[:kept]
+    token_of = order // k  # [S_kept] token of each sorted assignment
+    x = hidden_states.index_select(0, token_of)  # [S_kept, d], grouped by expert
+    # split/unbind (not slicing) so that backward concatenates the per-expert gradients once
+    # instead of allocating a full-size zero gradient per expert
+    w_gate_up, w_down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
+    outs = []
+    for e, xe in enumerate(x.split(counts[:E])):
+        if xe.shape[0]:
+            h = F.linear(xe, w_gate_up[e])  # [n_e, 2I]
+            outs.append(F.linear(self._apply_gate(h), w_down[e]))  # act(gate) * up: [n_e, I] -> [n_e, d]
+    out = torch.zeros_like(hidden_states)
+    if not outs:
+        return out
+    w = top_k_weights.reshape(-1)[order]  # [S_kept]
+    y = torch.cat(outs)
+    y = y * w.unsqueeze(-1).to(y.dtype)
+    return out.index_add_(0, token_of, y.to(out.dtype))  # sum of the k weighted expert outputs per token
+
+
+def register_experts_implementation() -> None:
+    """Make "efflab" a transformers experts implementation (idempotent)."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    ALL_EXPERTS_FUNCTIONS.register("efflab", efflab_experts_forward)
+
+
+register_experts_implementation()
+
+
+def available_experts_implementations() -> list[str]:
+    """Experts implementations this transformers offers, plus efflab's."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    names = ["eager", *sorted(ALL_EXPERTS_FUNCTIONS.keys())]
+    return [n for n in names if n in ("eager", "efflab", "grouped_mm", "batched_mm")]
+
+
+def pick_experts_implementation(requested: str = "auto", device: str | torch.device | None = None) -> str:
+    """The implementation to run: `requested`, or for "auto" grouped_mm on CUDA (compute capability
+    >= 8.0, where transformers dispatches it to torch's grouped GEMM) and efflab elsewhere."""
+    if requested != "auto":
+        return requested
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
+        if grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
+            return "grouped_mm"
+    return "efflab"
+
+
+# =============================================================================================
+# the sparse block
+# =============================================================================================
+class SparseMoeBlock(nn.Module):
+    """A stock Mixtral / Qwen2-MoE sparse block's router and experts, routed by efflab.
+
+    In training: capacity-factor routing (if configured), the (balance, z) router losses of this
+    forward in `self.aux`, and routing statistics accumulated until `pop_stats()`. In eval: exactly the
+    stock block (dropless).
+    """
+
+    def __init__(self, block: nn.Module, *, layer: int, capacity_factor: float | None = None):
+        super().__init__()
+        self.gate = block.gate  # router: weight [E, d]; forward -> (logits, top-k weights, top-k ids)
+        self.experts = block.experts
+        shared = getattr(block, "shared_expert", None)
+        self.has_shared = shared is not None and shared.down_proj.weight.numel() > 0
+        if shared is not None:  # kept (and saved) even when empty, so the stock class loads cleanly
+            self.shared_expert = shared
+            self.shared_expert_gate = block.shared_expert_gate
+            if not self.has_shared:  # an empty shared expert: unused, so frozen (DDP rejects unused params)
+                for p in [*shared.parameters(), *self.shared_expert_gate.parameters()]:
+                    p.requires_grad_(False)
+        self.num_experts = self.gate.num_experts
+        self.top_k = self.gate.top_k
+        self.layer = layer
+        self.capacity_factor = capacity_factor
+        self.aux: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._stats: dict | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        B, T, d = hidden_states.shape
+        x = hidden_states.reshape(-1, d)  # [N, d], N = B*T tokens
+        logits, weights, index = self.gate(x)  # [N, E], [N, k], [N, k]
+        if self.training and not _in_backward():  # not the recomputation of gradient checkpointing
+            probs = torch.softmax(logits.float(), dim=-1)  # [N, E]
+            keep = None
+            if self.capacity_factor is not None:
+                cap = M.expert_capacity(x.shape[0], self.top_k, self.num_experts, self.capacity_factor)
+                keep = M.capacity_keep(index, self.num_experts, cap)  # [N, k] bool
+            self.aux = (M.load_balancing_loss(probs, index, self.num_experts), M.router_z_loss(logits))
+            self._record(probs, index, keep)
+            if keep is not None:
+                if self.experts.config._experts_implementation in SENTINEL_IMPLEMENTATIONS:
+                    index = index.masked_fill(~keep, self.num_experts)  # skipped: no compute
+                else:
+                    weights = weights * keep  # computed, weighted zero
+        y = self.experts(x, index, weights)
+        if self.has_shared:  # Qwen2-MoE: always-on shared expert behind a sigmoid gate
+            y = y + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+        return y.reshape(B, T, d)
+
+    @torch.no_grad()
+    def _record(self, probs, index, keep) -> None:
+        E = self.num_experts
+        s = self._stats
+        if s is None:
+            z = torch.zeros((), dtype=torch.float64, device=probs.device)
+            s = self._stats = {"counts": torch.zeros(E, dtype=torch.float64, device=probs.device), "assigned": z.clone(),
+                               "dropped": z.clone(), "tokens": z.clone(), "entropy_sum": z.clone(),
+                               "balance_sum": z.clone(), "forwards": z.clone()}
+        s["counts"] += torch.bincount(index.reshape(-1), minlength=E)[:E]
+        s["assigned"] += index.numel()
+        if keep is not None:
+            s["dropped"] += (~keep).sum()
+        s["tokens"] += probs.shape[0]
+        s["entropy_sum"] += -(probs * torch.log(probs.clamp_min(1e-20))).sum()
+        s["balance_sum"] += self.aux[0].detach()
+        s["forwards"] += 1
+
+    def pop_aux(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (balance, z) losses of the last training forward; cleared so they are never reused."""
+        aux, self.aux = self.aux, None
+        if aux is None:
+            raise RuntimeError(f"MoE layer {self.layer}: no router losses (call after a training-mode forward)")
+        return aux
+
+    def pop_stats(self) -> dict | None:
+        """Routing statistics since the last call, as Python numbers (see techniques.moe.routing_metrics)."""
+        s, self._stats = self._stats, None
+        if s is None:
+            return None
+        return {k: (v.tolist() if k == "counts" else float(v)) for k, v in s.items()}
+
+
+def _in_backward() -> bool:
+    f = getattr(torch._C, "_current_graph_task_id", None)
+    return f is not None and f() != -1
+
+
+def moe_blocks(model) -> list[SparseMoeBlock]:
+    """The efflab sparse blocks of a model (in layer order)."""
+    return [m for m in model.modules() if isinstance(m, SparseMoeBlock)]
+
+
+def install_blocks(model, capacity_factor: float | None = None) -> list[SparseMoeBlock]:
+    """Replace every stock sparse block of a Mixtral / Qwen2-MoE model by an efflab block (same weights)."""
+    blocks = []
+    for i, layer in enumerate(model.model.layers):
+        mlp = layer.mlp
+        if isinstance(mlp, SparseMoeBlock):
+            mlp.capacity_factor = capacity_factor
+        elif hasattr(mlp, "gate") and hasattr(mlp, "experts"):
+            mlp = layer.mlp = SparseMoeBlock(mlp, layer=i, capacity_factor=capacity_factor)
+        else:
+            continue  # a dense layer (Qwen2-MoE mlp_only_layers)
+        blocks.append(mlp)
+    if not blocks:
+        raise UserError(f"{type(model).__name__}: no sparse MoE layers to route")
+    return blocks
+
+
+# =============================================================================================
+# building the model
+# =============================================================================================
+def build_moe_config(cfg, vocab_size: int | None = None, *, rms_norm_eps: float | None = None):
+    """The transformers config of the MoE model a moe RunConfig describes: MixtralConfig, or Qwen2MoeConfig
+    with a shared expert. Attention as the dense baseline's (no biases, no sliding window)."""
+    from transformers import LlamaConfig, MixtralConfig, Qwen2MoeConfig
+
+    mc = cfg.moe
+    r = cfg.model.resolved()
+    s = M.moe_shape(cfg)
+    common = dict(
+        vocab_size=int(vocab_size or cfg.data.vocab_size),
+        hidden_size=r["width"],
+        num_hidden_layers=r["n_layer"],
+        num_attention_heads=r["n_head"],
+        num_key_value_heads=r["n_kv_head"],
+        head_dim=r["head_dim"],
+        max_position_embeddings=max(cfg.data.seq_len, 128),
+        rope_theta=cfg.model.rope_theta,
+        rms_norm_eps=rms_norm_eps if rms_norm_eps is not None else LlamaConfig().rms_norm_eps,
+        initializer_range=cfg.model.init_std,
+        tie_word_embeddings=cfg.model.tie_embeddings,
+        num_experts_per_tok=s.top_k,
+        router_aux_loss_coef=mc.balance_coef,
+        output_router_logits=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        use_cache=False,
+        # provenance, saved in config.json (transformers ignores it): how efflab trained this model
+        efflab_moe={"routing": mc.routing, "capacity_factor": mc.effective_capacity_factor,
+                    "balance_coef": mc.balance_coef, "z_loss_coef": mc.z_loss_coef,
+                    "dense_ffn": s.dense_ffn, "upcycled_from": mc.upcycle_from},
+    )
+    if s.shared_width == 0:
+        return MixtralConfig(intermediate_size=s.expert_width, num_local_experts=s.n_experts, sliding_window=None,
+                             router_jitter_noise=0.0, **common)
+    return Qwen2MoeConfig(intermediate_size=s.dense_ffn, moe_intermediate_size=s.expert_width,
+                          shared_expert_intermediate_size=s.shared_width, num_experts=s.n_experts,
+                          norm_topk_prob=True, qkv_bias=False, decoder_sparse_step=1, mlp_only_layers=[],
+                          use_sliding_window=False, **common)
+
+
+def _check_pretrained_moe(model, cfg) -> None:
+    mt = model.config.model_type
+    if mt not in MOE_MODEL_TYPES:
+        raise UserError(f"model.pretrained {cfg.model.pretrained}: model type {mt!r} is not an MoE model "
+                        f"({', '.join(MOE_MODEL_TYPES)}); to start from a dense model use moe.upcycle_from")
+    c = model.config
+    have = {"n_experts": getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None),
+            "top_k": c.num_experts_per_tok,
+            "expert_width": getattr(c, "moe_intermediate_size", None) or c.intermediate_size,
+            "shared_expert_width": getattr(c, "shared_expert_intermediate_size", 0)}
+    bad = [f"moe.{k}={getattr(cfg.moe, k)} differs from the pretrained model's {have[k]}"
+           for k in cfg.moe.model_fields_set & set(have) if getattr(cfg.moe, k) != have[k]]
+    if bad:
+        raise UserError(bad, header=f"model.pretrained {cfg.model.pretrained}: the moe section contradicts the model")
+
+
+def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
+    """The MoE model of a moe RunConfig (fresh, or `model.pretrained` MoE), with efflab blocks installed
+    and the experts implementation picked for `device` (default: CUDA if available, else CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    from efflab.models import load_pretrained
+
+    if cfg.model.pretrained:
+        model = load_pretrained(cfg.model.pretrained, trust_remote_code=cfg.model.trust_remote_code,
+                                attn_implementation=cfg.model.attn_implementation)
+        _check_pretrained_moe(model, cfg)
+    else:
+        config = config or build_moe_config(cfg, vocab_size)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
+    install_blocks(model, cfg.moe.effective_capacity_factor)
+    model.set_experts_implementation(pick_experts_implementation(cfg.moe.experts_implementation, device))
+    return model
+
+
+# =============================================================================================
+# sparse upcycling (Komatsuzaki et al. 2022)
+# =============================================================================================
+@torch.no_grad()
+def upcycle_(moe_model, dense_model) -> None:
+    """Copy a dense Llama-style model into an MoE model of the same shape, in place: embeddings,
+    attention, norms and LM head tensor for tensor; the dense MLP into every expert
+    (gate_up_proj[e] = [gate; up], down_proj[e] = down). The router keeps its fresh initialisation.
+    With top-k weights renormalised to sum to 1, the upcycled model computes the dense function."""
+    dense_sd = dense_model.state_dict()
+    probs = []
+    for name, p in moe_model.named_parameters():
+        if ".mlp." in name:
+            continue
+        src = dense_sd.get(name)
+        if src is None or src.shape != p.shape:
+            probs.append(f"{name}: {None if src is None else tuple(src.shape)} in the dense model, "
+                         f"{tuple(p.shape)} in the MoE model")
+            continue
+        p.copy_(src)
+    for i, layer in enumerate(moe_model.model.layers):
+        mlp = dense_model.model.layers[i].mlp
+        ex = layer.mlp.experts
+        gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0)  # [2I, d]
+        if gate_up.shape != ex.gate_up_proj.shape[1:] or mlp.down_proj.weight.shape != ex.down_proj.shape[1:]:
+            probs.append(f"layer {i}: dense MLP {tuple(gate_up.shape)}/{tuple(mlp.down_proj.weight.shape)} vs "
+                         f"experts {tuple(ex.gate_up_proj.shape[1:])}/{tuple(ex.down_proj.shape[1:])}")
+            continue
+        ex.gate_up_proj.copy_(gate_up.unsqueeze(0).expand_as(ex.gate_up_proj))
+        ex.down_proj.copy_(mlp.down_proj.weight.unsqueeze(0).expand_as(ex.down_proj))
+    if probs:
+        raise UserError(probs[:8], header="upcycling: the dense checkpoint does not fit the MoE model")
