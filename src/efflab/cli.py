@@ -12,13 +12,14 @@ import sys
 
 from efflab.errors import RunFailed, UserError
 
-# module -> it adds one or more subcommands through register(subparsers)
-COMMAND_MODULES = [
-    "efflab.commands.run",  # list, run
-    "efflab.commands.suite",  # suite, compare, extrapolate
-    "efflab.commands.scaling",  # scaling fit
-    "efflab.commands.accounting",  # flops, cost
-]
+# module -> the subcommands it adds through register(subparsers)
+COMMANDS = {
+    "efflab.commands.run": ("list", "run"),
+    "efflab.commands.suite": ("suite", "compare", "extrapolate"),
+    "efflab.commands.scaling": ("scaling",),
+    "efflab.commands.accounting": ("flops", "cost"),
+}
+COMMAND_MODULES = list(COMMANDS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +29,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="efflab", description=__doc__.splitlines()[0])
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with `only`, just the module that defines that subcommand is imported, so
+    `efflab flops ...` does not pay for the imports of the training commands."""
+    parser = _Parser(prog="efflab", description="Measure which efficiency technique saves training compute, "
+                     "and what it is worth at frontier scale. Exit status: 0 done, 2 bad input, 1 failure.")
     from efflab import __version__
 
     parser.add_argument("--version", action="version", version=f"efflab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    modules = [m for m, cmds in COMMANDS.items() if only in cmds] if only else []
+    for name in modules or COMMAND_MODULES:
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as e:  # a command module not built yet
@@ -63,7 +68,8 @@ def _json_default(o):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # dotted key=value overrides may come after options: `run X --config F --out D k=v`

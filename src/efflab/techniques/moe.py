@@ -145,7 +145,7 @@ class MoEConfig(Section):
                     out.append(f"moe.shared_expert_width={self.shared_expert_width} leaves no FFN width for the "
                                f"routed experts (model FFN {ffn}); set moe.expert_width")
         if self.upcycle_from and not cfg.model.pretrained:
-            out.extend(upcycle_problems(self.upcycle_from, cfg))
+            out.extend(upcycle_problems(self.upcycle_from, cfg, self))
         return out
 
 
@@ -168,10 +168,11 @@ class MoEShape:
         return self.shared_width + self.top_k * self.expert_width
 
 
-def moe_shape(cfg) -> MoEShape:
+def moe_shape(cfg, mc: MoEConfig | None = None) -> MoEShape:
     """Expert widths of a moe RunConfig (no pretrained model): explicit, the copied dense MLP when
-    upcycling, else the dense FFN split over the top_k routed experts (equal active FLOPs)."""
-    mc = cfg.moe
+    upcycling, else the dense FFN split over the top_k routed experts (equal active FLOPs).
+    `mc`: the moe section, if not yet attached to `cfg` (during validation)."""
+    mc = mc or cfg.moe
     ffn = int(cfg.model.resolved()["ffn_width"])
     if mc.expert_width is not None:
         w = mc.expert_width
@@ -403,7 +404,7 @@ def _dense_config_dict(path: str) -> dict | None:
         return None
 
 
-def upcycle_problems(path: str, cfg) -> list[str]:
+def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     """Every way the dense checkpoint at `path` does not fit the MoE model `cfg` describes (width,
     depth, heads, head_dim, FFN vs expert width, rope): upcycling copies weights tensor for tensor."""
     p = Path(path).expanduser()
@@ -426,7 +427,7 @@ def upcycle_problems(path: str, cfg) -> list[str]:
         "heads (num_attention_heads)": (r["n_head"], heads),
         "kv heads (num_key_value_heads)": (r["n_kv_head"], d.get("num_key_value_heads") or heads),
         "head_dim": (r["head_dim"], d.get("head_dim") or (d["hidden_size"] // heads if heads else None)),
-        "expert width (dense intermediate_size)": (moe_shape(cfg).expert_width, d.get("intermediate_size")),
+        "expert width (dense intermediate_size)": (moe_shape(cfg, mc).expert_width, d.get("intermediate_size")),
     }
     out = [f"moe.upcycle_from {path}: {what} {dense} of the dense model does not match {mine} of this MoE "
            f"config" for what, (mine, dense) in want.items() if mine != dense]

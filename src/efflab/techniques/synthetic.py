@@ -323,27 +323,40 @@ def seed_prompts(tokenizer, seeds: list[str]):
 # sampling and generation
 # =============================================================================================
 def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator=None):
-    """One token per row from logits [B, V] (float): temperature, then top-k, then top-p (nucleus).
+    """One token per row from logits [B, V] (float): temperature, then top-k, then top-p (nucleus),
+    in the order transformers applies them. Returns LongTensor [B]. temperature 0 is greedy.
 
-    Returns LongTensor [B]. temperature 0 is greedy.
+    Only the candidates are sorted: the top-k, or for nucleus sampling alone the top 256 (more while
+    their mass is below top_p), which is exact because the nucleus is a prefix of the sorted
+    distribution. The draw is an exponential race, argmax(p_i / E_i) with E_i ~ Exp(1), which picks
+    i with probability p_i exactly and costs less than torch.multinomial on a CPU.
     """
     import torch
 
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits / temperature
+    logits = logits.float() / temperature
     V = logits.shape[-1]
+    idx = None
     if 0 < top_k < V:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [B, 1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits, idx = torch.topk(logits, top_k, dim=-1)  # [B, k], sorted
     if top_p < 1.0:
-        srt, idx = logits.sort(dim=-1, descending=True)  # [B, V]
-        probs = srt.softmax(-1)
-        before = probs.cumsum(-1) - probs  # probability mass ranked above each token
-        srt = srt.masked_fill(before >= top_p, float("-inf"))  # the top token always survives
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, srt)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        log_z = torch.logsumexp(logits, -1, keepdim=True)  # of the (top-k) distribution
+        if idx is None:
+            k = min(V, 256)
+            while True:
+                vals, cand = torch.topk(logits, k, dim=-1)  # [B, k], sorted
+                if k == V or bool(((vals - log_z).exp().sum(-1) >= top_p).all()):
+                    break
+                k = min(V, 4 * k)
+            logits, idx = vals, cand
+        p = (logits - log_z).exp()
+        before = p.cumsum(-1) - p  # probability mass ranked above each candidate
+        logits = logits.masked_fill(before >= top_p, float("-inf"))  # the top token always survives
+    q = torch.softmax(logits, -1)
+    race = torch.empty_like(q).exponential_(generator=generator)
+    choice = (q / race).argmax(-1)
+    return choice if idx is None else idx.gather(-1, choice[:, None]).squeeze(1)
 
 
 @dataclass
