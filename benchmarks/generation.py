@@ -56,11 +56,16 @@ def main() -> None:
     kw = {"max_new_tokens": a.new, "stop_at_eos": False, "top_p": 0.95}
 
     def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if a.bf16 else torch.autocast(device.type,
-                                                                                                 enabled=False)
+        return (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if a.bf16
+            else torch.autocast(device.type, enabled=False)
+        )
 
     def batched():
-        generate_batch(model, prompts, generator=torch.Generator(device).manual_seed(0), autocast=autocast, **kw)
+        generate_batch(
+            model, prompts, generator=torch.Generator(device).manual_seed(0), autocast=autocast, **kw
+        )
 
     def one_at_a_time():
         g = torch.Generator(device).manual_seed(0)
@@ -73,14 +78,22 @@ def main() -> None:
     t_batch = timed(batched, device)
     t_single = timed(one_at_a_time, device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params:,} params ({a.config}), device {device}, {torch.get_num_threads()} threads, "
-          f"{'bf16' if a.bf16 else 'fp32'}")
-    print(f"{a.batch} sequences x {a.new} new tokens after a {a.prompt}-token prompt = {tokens:,} tokens, "
-          f"{flops:.4g} generation FLOPs (accounting layer)")
-    print(f"  batched ({a.batch} at once): {tokens / t_batch:10,.0f} tokens/s  {flops / t_batch:.3g} FLOP/s  "
-          f"({t_batch:.2f} s)")
-    print(f"  one sequence at a time:    {tokens / t_single:10,.0f} tokens/s  {flops / t_single:.3g} FLOP/s  "
-          f"({t_single:.2f} s)")
+    print(
+        f"model: {n_params:,} params ({a.config}), device {device}, {torch.get_num_threads()} threads, "
+        f"{'bf16' if a.bf16 else 'fp32'}"
+    )
+    print(
+        f"{a.batch} sequences x {a.new} new tokens after a {a.prompt}-token prompt = {tokens:,} tokens, "
+        f"{flops:.4g} generation FLOPs (accounting layer)"
+    )
+    print(
+        f"  batched ({a.batch} at once): {tokens / t_batch:10,.0f} tokens/s  {flops / t_batch:.3g} FLOP/s  "
+        f"({t_batch:.2f} s)"
+    )
+    print(
+        f"  one sequence at a time:    {tokens / t_single:10,.0f} tokens/s  {flops / t_single:.3g} FLOP/s  "
+        f"({t_single:.2f} s)"
+    )
     print(f"  batched / one at a time:   {t_single / t_batch:.2f}x")
 
 

@@ -407,7 +407,10 @@ def _view(arm, view, metric, tgt, base_ft, base_budget, base_final, level) -> di
     losses = []
     for r in arm:
         f, y = r.curve(view, metric)
-        losses.append(cm.loss_at_flops(f, y, base_budget) if f.size else None)
+        b = base_budget
+        if f.size and abs(b / f[-1] - 1) < 1e-6:  # the ledger's sum and the last metrics row differ by rounding
+            b = float(f[-1])
+        losses.append(cm.loss_at_flops(f, y, b) if f.size else None)
     if all(x is not None for x in losses):
         d["loss_at_baseline_budget"] = float(np.mean(losses))
         d["loss_delta_at_baseline_budget"] = float(np.mean(losses)) - base_final
@@ -557,6 +560,13 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
         src = presets.FRONTIER_BUDGETS[p.name].source if p.name in presets.FRONTIER_BUDGETS else \
             p.sources.get("train_flops", "")
         budgets.append({"name": p.name, "flops": float(p.train_flops), "estimate": bool(p.estimate), "source": src})
+    for b in budgets:
+        try:
+            c = hardware.cost(b["flops"], gpu, mfu=mfu if mfu is not None else hardware.DEFAULT_MFU, price=price,
+                              pue=pue if pue is not None else hardware.DEFAULT_PUE)
+            b["run_cost"] = {k: c[k] for k in ("gpu_hours", "cost_usd", "energy_mwh")}
+        except UserError:
+            pass  # reported once below
     mfu = hardware.DEFAULT_MFU if mfu is None else mfu
     pue = hardware.DEFAULT_PUE if pue is None else pue
     try:
@@ -602,25 +612,24 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
                 continue
             trend = scaling.fit_multiplier_trend(C, M, scales=S, level=level)
             v["trend"] = trend.to_dict()
+            v["trend"]["slope"] = _slope(trend, level)
             if missing:
                 v["note"] = (f"not reached at {', '.join(missing)}: the trend uses the other "
                              f"{len(set(S))} scale(s) only")
-            v["frontier"] = []
-            for bud in budgets:
-                p = trend.predict(bud["flops"])
-                row = {"preset": bud["name"], "budget_flops": bud["flops"], "estimate": bud["estimate"],
-                       **p.to_dict()}
-                # lo of M gives the low end of every saving (they grow with M)
-                row["saved"] = {k: _savings(bud["flops"], mm, gpu=gpu, mfu=mfu, price=price, pue=pue)
-                                for k, mm in (("value", p.value), ("lo", p.lo), ("hi", p.hi))}
-                row["saved_usd_by_mfu"] = {f"{f:.2f}": (_savings(bud["flops"], p.value, gpu=gpu, mfu=f, price=price,
-                                                                 pue=pue) or {}).get("cost_usd")
-                                           for f in MFU_RANGE}
-                full = hardware.cost(bud["flops"], gpu, mfu=mfu, price=price, pue=pue)
-                row["run_cost"] = {k: full[k] for k in ("gpu_hours", "cost_usd", "energy_mwh")}
-                v["frontier"].append(row)
+            c_max = max(C)
+            v["frontier"] = [_frontier_row(trend, bud, c_max, gpu=gpu, mfu=mfu, price=price, pue=pue)
+                             for bud in budgets]
             if trend.assumption:
                 v["assumption"] = trend.assumption
+            else:
+                # the alternative a reader should hold the trend against: no trend at all, M pooled over
+                # every measured scale (its interval is the scatter across scales)
+                const = scaling.fit_multiplier_trend(C, M, scales=["pooled"] * len(C), level=level)
+                v["constant"] = {"M": math.exp(const.m0), "n_points": const.n_points,
+                                 "residual_std_log": const.residual_std, "assumption": POOLED_ASSUMPTION}
+                v["frontier_constant"] = [
+                    _frontier_row(const, bud, c_max, gpu=gpu, mfu=mfu, price=price, pue=pue, assumption=POOLED_ASSUMPTION)
+                    for bud in budgets]
             entry["views"][view] = v
         techniques.append(entry)
     return {
@@ -629,6 +638,42 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
         "backtest": backtest(comparison, level=level),
         "fits": loss_fits(comparison, level=level),
     }
+
+
+POOLED_ASSUMPTION = "constant multiplier pooled over the measured scales (no trend): the alternative to the trend"
+
+
+def _slope(trend, level: float) -> dict | None:
+    """The trend's slope m1 with its t interval and the two-sided p-value of m1 = 0."""
+    from scipy import stats
+
+    if trend.kind != "trend" or trend.cov is None or trend.dof < 1:
+        return None
+    se = math.sqrt(max(float(trend.cov[1][1]), 0.0))
+    if not se > 0:
+        return {"value": trend.m1, "lo": trend.m1, "hi": trend.m1, "p_value": 0.0 if trend.m1 else 1.0}
+    half = float(stats.t.ppf(0.5 + level / 2, trend.dof)) * se
+    p = float(2 * stats.t.sf(abs(trend.m1) / se, trend.dof))
+    return {"value": trend.m1, "lo": trend.m1 - half, "hi": trend.m1 + half, "p_value": p}
+
+
+def _frontier_row(model, bud: dict, c_max: float, *, gpu, mfu, price, pue, assumption=None) -> dict:
+    """M at one frontier budget from a multiplier model, and what it saves (value, lo, hi)."""
+    from efflab.accounting import hardware
+
+    p = model.predict(bud["flops"])
+    row = {"preset": bud["name"], "budget_flops": bud["flops"], "estimate": bud["estimate"], **p.to_dict(),
+           "decades_beyond_data": math.log10(bud["flops"] / c_max)}
+    if assumption:
+        row["assumption"] = assumption
+    # every saving grows with M, so M's interval ends give the savings' interval ends
+    row["saved"] = {k: _savings(bud["flops"], mm, gpu=gpu, mfu=mfu, price=price, pue=pue)
+                    for k, mm in (("value", p.value), ("lo", p.lo), ("hi", p.hi))}
+    row["saved_usd_by_mfu"] = {f"{f:.2f}": (_savings(bud["flops"], p.value, gpu=gpu, mfu=f, price=price,
+                                                     pue=pue) or {}).get("cost_usd") for f in MFU_RANGE}
+    full = hardware.cost(bud["flops"], gpu, mfu=mfu, price=price, pue=pue)
+    row["run_cost"] = {k: full[k] for k in ("gpu_hours", "cost_usd", "energy_mwh")}
+    return row
 
 
 def _techniques(comparison: dict) -> list[str]:
@@ -655,14 +700,21 @@ def _final_points(comparison: dict, tech: str):
     return C, L, S
 
 
-def loss_fits(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 300) -> dict:
+def loss_fits(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) -> dict:
     """L(C) = E + A C^-alpha per technique over the runs' final (marginal FLOPs, loss) points.
 
-    Three or more distinct budgets fit E too; two fit the pure power law (E = 0); fewer: no fit.
+    Four or more distinct budgets fit E too; two or three fit the pure power law L = A C^-alpha
+    (E = 0), which leaves at least one degree of freedom for an interval (three points through a
+    three-parameter curve would fit exactly and claim no uncertainty). Each fit carries its
+    bootstrap band on a grid from the smallest budget to 10x past the largest (the figure's band).
     """
     from efflab import scaling
 
     out = {}
+    allc = [r["flops_marginal"] for r in comparison["runs"] if r["flops_marginal"] > 0]
+    if not allc:
+        return out
+    grid = np.logspace(math.log10(min(allc)) - 0.2, math.log10(max(allc)) + 1.0, 40)
     for tech in _techniques(comparison):
         C, L, S = _final_points(comparison, tech)
         k = len(set(C))
@@ -670,14 +722,18 @@ def loss_fits(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 300) -
             out[tech] = {"note": f"{k} distinct budget(s): no fit"}
             continue
         try:
-            fit = scaling.fit_power_law(C, L, fix_E_zero=k < 3, groups=S, n_bootstrap=n_bootstrap, level=level)
+            fit = scaling.fit_power_law(C, L, fix_E_zero=k < 4, groups=S, n_bootstrap=n_bootstrap, level=level)
         except ValueError as e:
             out[tech] = {"note": f"fit failed: {e}"}
             continue
         d = fit.to_dict()
         d["points"] = [{"compute_flops": c, "loss": y, "scale": s} for c, y, s in zip(C, L, S)]
-        if k < 3:
-            d["note"] = "two budgets: pure power law L = A C^-alpha (E fixed at 0)"
+        value, lo, hi = fit.predict(grid)
+        d["band"] = {"compute_flops": grid.tolist(), "value": np.asarray(value).tolist(),
+                     "lo": None if lo is None else np.asarray(lo).tolist(),
+                     "hi": None if hi is None else np.asarray(hi).tolist()}
+        if k < 4:
+            d["note"] = f"{k} budgets: pure power law L = A C^-alpha (E fixed at 0; E needs four or more)"
         out[tech] = d
     return out
 
@@ -699,10 +755,10 @@ def backtest(comparison: dict, *, level: float = 0.9) -> dict:
         else:
             k = len({c for c, s in zip(C, S) if s != scales[-1]})
             try:
-                bt = scaling.backtest_power_law(C, L, scales=S, groups=S, fix_E_zero=k < 3, level=level,
-                                                n_bootstrap=300)
+                bt = scaling.backtest_power_law(C, L, scales=S, groups=S, fix_E_zero=k < 4, level=level,
+                                                n_bootstrap=200)
                 out["loss"].append({"technique": tech, **bt.to_dict(),
-                                    "form": "pure power law (E = 0)" if k < 3 else "E + A C^-alpha"})
+                                    "form": "pure power law (E = 0)" if k < 4 else "E + A C^-alpha"})
             except ValueError as e:
                 out["loss"].append({"technique": tech, "note": f"fit failed: {e}"})
         if tech == "baseline":

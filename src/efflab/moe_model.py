@@ -38,12 +38,15 @@ SENTINEL_IMPLEMENTATIONS = ("efflab", "eager")  # skip an expert id == n_experts
 # =============================================================================================
 # the efflab experts implementation
 # =============================================================================================
-def efflab_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
-                           top_k_weights: torch.Tensor) -> torch.Tensor:
+def efflab_experts_forward(
+    self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
     """Routed experts on sorted token-assignments. hidden_states [N, d], top_k_index [N, k] (an id equal
     to n_experts marks a dropped assignment), top_k_weights [N, k] -> [N, d]."""
     if self.is_transposed or self.has_bias or not self.has_gate or self.has_post_expert_norm:
-        raise NotImplementedError("efflab experts: only untransposed, bias-free gated experts (Mixtral, Qwen2-MoE)")
+        raise NotImplementedError(
+            "efflab experts: only untransposed, bias-free gated experts (Mixtral, Qwen2-MoE)"
+        )
     N, d = hidden_states.shape
     k = top_k_index.shape[1]
     E = self.num_experts
@@ -94,7 +97,11 @@ def pick_experts_implementation(requested: str = "auto", device: str | torch.dev
     >= 8.0, where transformers dispatches it to torch's grouped GEMM) and efflab elsewhere."""
     if requested != "auto":
         return requested
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if dev.type == "cuda":
         grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
         if grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
@@ -160,9 +167,15 @@ class SparseMoeBlock(nn.Module):
         s = self._stats
         if s is None:
             z = torch.zeros((), dtype=torch.float64, device=probs.device)
-            s = self._stats = {"counts": torch.zeros(E, dtype=torch.float64, device=probs.device), "assigned": z.clone(),
-                               "dropped": z.clone(), "tokens": z.clone(), "entropy_sum": z.clone(),
-                               "balance_sum": z.clone(), "forwards": z.clone()}
+            s = self._stats = {
+                "counts": torch.zeros(E, dtype=torch.float64, device=probs.device),
+                "assigned": z.clone(),
+                "dropped": z.clone(),
+                "tokens": z.clone(),
+                "entropy_sum": z.clone(),
+                "balance_sum": z.clone(),
+                "forwards": z.clone(),
+            }
         s["counts"] += torch.bincount(index.reshape(-1), minlength=E)[:E]
         s["assigned"] += index.numel()
         if keep is not None:
@@ -176,7 +189,9 @@ class SparseMoeBlock(nn.Module):
         """The (balance, z) losses of the last training forward; cleared so they are never reused."""
         aux, self.aux = self.aux, None
         if aux is None:
-            raise RuntimeError(f"MoE layer {self.layer}: no router losses (call after a training-mode forward)")
+            raise RuntimeError(
+                f"MoE layer {self.layer}: no router losses (call after a training-mode forward)"
+            )
         return aux
 
     def pop_stats(self) -> dict | None:
@@ -245,33 +260,60 @@ def build_moe_config(cfg, vocab_size: int | None = None, *, rms_norm_eps: float 
         pad_token_id=None,
         use_cache=False,
         # provenance, saved in config.json (transformers ignores it): how efflab trained this model
-        efflab_moe={"routing": mc.routing, "capacity_factor": mc.effective_capacity_factor,
-                    "balance_coef": mc.balance_coef, "z_loss_coef": mc.z_loss_coef,
-                    "dense_ffn": s.dense_ffn, "upcycled_from": mc.upcycle_from},
+        efflab_moe={
+            "routing": mc.routing,
+            "capacity_factor": mc.effective_capacity_factor,
+            "balance_coef": mc.balance_coef,
+            "z_loss_coef": mc.z_loss_coef,
+            "dense_ffn": s.dense_ffn,
+            "upcycled_from": mc.upcycle_from,
+        },
     )
     if s.shared_width == 0:
-        return MixtralConfig(intermediate_size=s.expert_width, num_local_experts=s.n_experts, sliding_window=None,
-                             router_jitter_noise=0.0, **common)
-    return Qwen2MoeConfig(intermediate_size=s.dense_ffn, moe_intermediate_size=s.expert_width,
-                          shared_expert_intermediate_size=s.shared_width, num_experts=s.n_experts,
-                          norm_topk_prob=True, qkv_bias=False, decoder_sparse_step=1, mlp_only_layers=[],
-                          use_sliding_window=False, **common)
+        return MixtralConfig(
+            intermediate_size=s.expert_width,
+            num_local_experts=s.n_experts,
+            sliding_window=None,
+            router_jitter_noise=0.0,
+            **common,
+        )
+    return Qwen2MoeConfig(
+        intermediate_size=s.dense_ffn,
+        moe_intermediate_size=s.expert_width,
+        shared_expert_intermediate_size=s.shared_width,
+        num_experts=s.n_experts,
+        norm_topk_prob=True,
+        qkv_bias=False,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        use_sliding_window=False,
+        **common,
+    )
 
 
 def _check_pretrained_moe(model, cfg) -> None:
     mt = model.config.model_type
     if mt not in MOE_MODEL_TYPES:
-        raise UserError(f"model.pretrained {cfg.model.pretrained}: model type {mt!r} is not an MoE model "
-                        f"({', '.join(MOE_MODEL_TYPES)}); to start from a dense model use moe.upcycle_from")
+        raise UserError(
+            f"model.pretrained {cfg.model.pretrained}: model type {mt!r} is not an MoE model "
+            f"({', '.join(MOE_MODEL_TYPES)}); to start from a dense model use moe.upcycle_from"
+        )
     c = model.config
-    have = {"n_experts": getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None),
-            "top_k": c.num_experts_per_tok,
-            "expert_width": getattr(c, "moe_intermediate_size", None) or c.intermediate_size,
-            "shared_expert_width": getattr(c, "shared_expert_intermediate_size", 0)}
-    bad = [f"moe.{k}={getattr(cfg.moe, k)} differs from the pretrained model's {have[k]}"
-           for k in cfg.moe.model_fields_set & set(have) if getattr(cfg.moe, k) != have[k]]
+    have = {
+        "n_experts": getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None),
+        "top_k": c.num_experts_per_tok,
+        "expert_width": getattr(c, "moe_intermediate_size", None) or c.intermediate_size,
+        "shared_expert_width": getattr(c, "shared_expert_intermediate_size", 0),
+    }
+    bad = [
+        f"moe.{k}={getattr(cfg.moe, k)} differs from the pretrained model's {have[k]}"
+        for k in cfg.moe.model_fields_set & set(have)
+        if getattr(cfg.moe, k) != have[k]
+    ]
     if bad:
-        raise UserError(bad, header=f"model.pretrained {cfg.model.pretrained}: the moe section contradicts the model")
+        raise UserError(
+            bad, header=f"model.pretrained {cfg.model.pretrained}: the moe section contradicts the model"
+        )
 
 
 def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
@@ -282,8 +324,11 @@ def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
     from efflab.models import load_pretrained
 
     if cfg.model.pretrained:
-        model = load_pretrained(cfg.model.pretrained, trust_remote_code=cfg.model.trust_remote_code,
-                                attn_implementation=cfg.model.attn_implementation)
+        model = load_pretrained(
+            cfg.model.pretrained,
+            trust_remote_code=cfg.model.trust_remote_code,
+            attn_implementation=cfg.model.attn_implementation,
+        )
         _check_pretrained_moe(model, cfg)
     else:
         config = config or build_moe_config(cfg, vocab_size)
@@ -309,8 +354,10 @@ def upcycle_(moe_model, dense_model) -> None:
             continue
         src = dense_sd.get(name)
         if src is None or src.shape != p.shape:
-            probs.append(f"{name}: {None if src is None else tuple(src.shape)} in the dense model, "
-                         f"{tuple(p.shape)} in the MoE model")
+            probs.append(
+                f"{name}: {None if src is None else tuple(src.shape)} in the dense model, "
+                f"{tuple(p.shape)} in the MoE model"
+            )
             continue
         p.copy_(src)
     for i, layer in enumerate(moe_model.model.layers):
@@ -318,8 +365,10 @@ def upcycle_(moe_model, dense_model) -> None:
         ex = layer.mlp.experts
         gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0)  # [2I, d]
         if gate_up.shape != ex.gate_up_proj.shape[1:] or mlp.down_proj.weight.shape != ex.down_proj.shape[1:]:
-            probs.append(f"layer {i}: dense MLP {tuple(gate_up.shape)}/{tuple(mlp.down_proj.weight.shape)} vs "
-                         f"experts {tuple(ex.gate_up_proj.shape[1:])}/{tuple(ex.down_proj.shape[1:])}")
+            probs.append(
+                f"layer {i}: dense MLP {tuple(gate_up.shape)}/{tuple(mlp.down_proj.weight.shape)} vs "
+                f"experts {tuple(ex.gate_up_proj.shape[1:])}/{tuple(ex.down_proj.shape[1:])}"
+            )
             continue
         ex.gate_up_proj.copy_(gate_up.unsqueeze(0).expand_as(ex.gate_up_proj))
         ex.down_proj.copy_(mlp.down_proj.weight.unsqueeze(0).expand_as(ex.down_proj))

@@ -135,16 +135,27 @@ def fig_curves(comparison: dict, path: Path) -> Path:
                     label, _ = f"{t} (total)", seen.add(t + "-total")
                 ax.plot(x, y, style, color=COLORS.get(t, "#777777"), label=label, lw=1.4,
                         alpha=1.0 if view == "marginal" else 0.55, marker="." if len(x) < 15 else None)
-        ax.axhline(sc["target"], color="#777777", ls=":", lw=1, label="target")
+        ax.axhline(sc["target"], color="#777777", ls=":", lw=1, label="target (baseline's final loss)")
         ax.set_xscale("log")
         ax.set_title(f"scale {sc['scale']}")
         ax.set_xlabel("cumulative FLOPs")
-        ax.legend(loc="upper right", frameon=True)
     axes[0][0].set_ylabel(_unit(comparison))
+    _fig_legend(fig, axes[0])
     fig.suptitle("Eval loss against compute (solid: marginal FLOPs; dashed: total, with the teacher's "
-                 "training from step 0)", fontsize=9)
-    fig.tight_layout()
+                 "training charged from step 0)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, path)
+
+
+def _fig_legend(fig, axes, ncol: int = 6) -> None:
+    """One legend for the whole figure, below the panels, so that no legend covers a curve."""
+    seen = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen.keys()), loc="lower center", ncol=min(ncol, len(seen)),
+                   frameon=False, fontsize=8)
 
 
 def fig_flops_to_target(comparison: dict, path: Path) -> Path:
@@ -207,8 +218,7 @@ def fig_ledger(comparison: dict, path: Path) -> Path:
             for ph in ("train", "teacher_forward", "generation", "scoring"):
                 val = e["phases"].get(ph, 0.0)
                 if val > 0:
-                    ax.bar(i, val, 0.7, bottom=bottom, color=PHASE_COLORS[ph], label=ph if i == 0 or ph != "train"
-                           else None)
+                    ax.bar(i, val, 0.7, bottom=bottom, color=PHASE_COLORS[ph], label=ph.replace("_", " "))
                     bottom += val
             sunk = (e.get("sunk_flops") or 0.0) / max(1, e.get("sunk_shared_by") or 1)
             if sunk > 0:
@@ -221,13 +231,11 @@ def fig_ledger(comparison: dict, path: Path) -> Path:
         ax.set_xticklabels(techs, rotation=20)
         ax.set_title(f"scale {sc['scale']}")
         ax.set_ylabel("FLOPs")
-        hs, ls = ax.get_legend_handles_labels()
-        uniq = dict(zip(ls, hs))
-        ax.legend(uniq.values(), uniq.keys(), loc="upper left", fontsize=7)
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
+    _fig_legend(fig, axes[0])
     fig.suptitle("The ledger by phase (marginal phases stacked; hatched: the teacher's training divided over the "
                  "runs sharing it; 'total': with the whole teacher)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
 
 
@@ -242,29 +250,30 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.0))
     fits = extra.get("fits", {})
     allc = [r["flops_marginal"] for r in comparison["runs"] if r["flops_marginal"] > 0]
-    if allc:
-        grid = np.logspace(np.log10(min(allc)) - 0.2, np.log10(max(allc)) + 1.0, 60)
-        for t, f in fits.items():
-            pts = f.get("points") or []
-            if pts:
-                a1.scatter([p["compute_flops"] for p in pts], [p["loss"] for p in pts], color=COLORS.get(t, "#777"),
-                           s=16, zorder=3)
-            if "params" not in f:
-                continue
-            P = f["params"]
-            E, A, al = P["E"]["value"] or 0.0, P["A"]["value"], P["alpha"]["value"]
-            a1.plot(grid, E + A * grid ** (-al), color=COLORS.get(t, "#777"), lw=1.3,
-                    label=f"{t}: alpha={al:.2g}")
-            boot = _boot_band(comparison, t, grid, f)
-            if boot is not None:
-                a1.fill_between(grid, boot[0], boot[1], color=COLORS.get(t, "#777"), alpha=0.12, lw=0)
-        a1.axvspan(max(allc), grid[-1], color="#999999", alpha=0.08)
-        a1.text(max(allc) * 1.1, a1.get_ylim()[1], "extrapolated", fontsize=7, va="top", color="#555555")
+    for t, f in fits.items():
+        pts = f.get("points") or []
+        if pts:
+            a1.scatter([p["compute_flops"] for p in pts], [p["loss"] for p in pts], color=COLORS.get(t, "#777"),
+                       s=16, zorder=3)
+        band = f.get("band")
+        if not band:
+            continue
+        al = f["params"]["alpha"]["value"]
+        a1.plot(band["compute_flops"], band["value"], color=COLORS.get(t, "#777"), lw=1.3,
+                label=f"{t}: alpha={al:.2g}")
+        if band.get("lo") is not None:
+            a1.fill_between(band["compute_flops"], band["lo"], band["hi"], color=COLORS.get(t, "#777"), alpha=0.12,
+                            lw=0)
+    if allc and any(f.get("band") for f in fits.values()):
+        xend = max(f["band"]["compute_flops"][-1] for f in fits.values() if f.get("band"))
+        a1.axvspan(max(allc), xend, color="#999999", alpha=0.08)
+        a1.text(max(allc) * 1.1, 0.02, "extrapolated", fontsize=7, va="bottom", color="#555555",
+                transform=a1.get_xaxis_transform())
     a1.set_xscale("log")
     a1.set_xlabel("marginal training FLOPs")
     a1.set_ylabel(_unit(comparison))
-    a1.set_title("L(C) = E + A C^-alpha per technique (band: bootstrap, 90%)")
-    a1.legend(loc="upper right")
+    a1.set_title("L(C) fits per technique (band: bootstrap, 90%)")
+    a1.legend(loc="upper right", fontsize=7)
 
     budgets = extra.get("budgets", [])
     xmax = max([b["flops"] for b in budgets] + [max(allc) if allc else 1.0])
@@ -293,10 +302,13 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
         any_line = True
     for b in budgets:
         a2.axvline(b["flops"], color="#888888", ls=":", lw=0.8)
-    ylo, yhi = a2.get_ylim()
+    prev = None
     for k, b in enumerate(sorted(budgets, key=lambda b: b["flops"])):
-        a2.text(b["flops"], yhi, PRESET_LABELS.get(b["name"], b["name"]), rotation=90, fontsize=7, va="top",
-                ha="right", color="#555555")
+        # budgets within half a decade of each other get their labels at different heights
+        y = 0.02 if prev is None or math.log10(b["flops"] / prev[0]) > 0.5 or prev[1] > 0.02 else 0.5
+        a2.text(b["flops"], y, PRESET_LABELS.get(b["name"], b["name"]), rotation=90, fontsize=7, va="bottom",
+                ha="right", color="#555555", transform=a2.get_xaxis_transform())
+        prev = (b["flops"], y)
     a2.axhline(1.0, color="#333333", lw=0.8, ls="--")
     a2.set_xscale("log")
     a2.set_yscale("log")
@@ -309,57 +321,44 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _boot_band(comparison, tech, grid, fitd):
-    """Bootstrap band of the L(C) fit, refitted here from the stored points (same seed, same level)."""
-    from efflab import scaling
-
-    pts = fitd.get("points") or []
-    C, L, S = [p["compute_flops"] for p in pts], [p["loss"] for p in pts], [p["scale"] for p in pts]
-    if len(set(C)) < 2:
-        return None
-    try:
-        fit = scaling.fit_power_law(C, L, fix_E_zero=len(set(C)) < 3, groups=S, n_bootstrap=200,
-                                    level=fitd.get("level", 0.9))
-    except ValueError:
-        return None
-    _, lo, hi = fit.predict(grid)
-    return None if lo is None else (lo, hi)
-
-
 def fig_lifetime(life: dict, path: Path) -> Path | None:
-    """Lifetime FLOPs (training to the target + serving S tokens) against S at the largest scale."""
+    """Lifetime FLOPs of each technique over the baseline's (training to the target + serving S tokens)
+    against S, one panel per scale: below 1 the technique is cheaper over the model's life."""
     import numpy as np
 
     plt = _plt()
-    if not life.get("scales"):
+    scales = [s for s in life.get("scales", []) if any(r["views"]["marginal"]["train_flops"] for r in s["rows"]
+                                                       if r["technique"] != "baseline")]
+    if not scales:
         return None
-    sc = life["scales"][-1]
-    S_max = max(sc["serve_tokens"]) if sc["serve_tokens"] else 1e9
-    xs = np.logspace(max(0.0, np.log10(S_max) - 4), np.log10(S_max) + 1, 80)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    any_line = False
-    for row in sc["rows"]:
-        v = row["views"]["marginal"]
-        if v["train_flops"] is None or row["serve_flops_per_token"] is None:
+    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.6), squeeze=False, sharey=True)
+    for ax, sc in zip(axes[0], scales):
+        base = next((r for r in sc["rows"] if r["technique"] == "baseline"), None)
+        bv = base["views"]["marginal"] if base else None
+        if not bv or bv["train_flops"] is None:
             continue
-        ys = v["train_flops"] + xs * row["serve_flops_per_token"]
-        ax.plot(xs, ys, color=COLORS.get(row["technique"], "#777"), lw=1.4, label=row["technique"])
-        be = v["break_even"]
-        if be["tokens"] and xs[0] <= be["tokens"] <= xs[-1]:
-            y = v["train_flops"] + be["tokens"] * row["serve_flops_per_token"]
-            ax.plot([be["tokens"]], [y], "o", color=COLORS.get(row["technique"], "#777"), ms=5)
-        any_line = True
-    if not any_line:
-        plt.close(fig)
-        return None
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("served tokens S")
-    ax.set_ylabel("lifetime FLOPs (train to target + serve)")
-    ax.set_title(f"Lifetime compute at scale {sc['scale']} (marginal training view; dots: break-even with the "
-                 f"baseline)", fontsize=9)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
+        S_ref = max(sc["serve_tokens"]) if sc["serve_tokens"] else 1e6
+        xs = np.logspace(np.log10(S_ref) - 4, np.log10(S_ref) + 2, 100)
+        lb = bv["train_flops"] + xs * base["serve_flops_per_token"]
+        for row in sc["rows"]:
+            v = row["views"]["marginal"]
+            if row["technique"] == "baseline" or v["train_flops"] is None:
+                continue
+            ratio = (v["train_flops"] + xs * row["serve_flops_per_token"]) / lb
+            ax.plot(xs, ratio, color=COLORS.get(row["technique"], "#777"), lw=1.5, label=row["technique"])
+            be = v["break_even"]
+            if be["tokens"] and xs[0] <= be["tokens"] <= xs[-1]:
+                ax.plot([be["tokens"]], [1.0], "o", color=COLORS.get(row["technique"], "#777"), ms=5)
+        ax.axhline(1.0, color="#333333", lw=0.8, ls="--", label="baseline")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("served tokens S")
+        ax.set_title(f"scale {sc['scale']}")
+    axes[0][0].set_ylabel("lifetime FLOPs / baseline's")
+    _fig_legend(fig, axes[0])
+    fig.suptitle("Lifetime compute relative to the baseline: training to the target (marginal) + serving S tokens "
+                 "(below 1: cheaper; dot: break-even)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
 
 
@@ -388,6 +387,8 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=20, fontsize=7)
         ax.set_ylabel(ylabel)
+        if q == "multiplier" and rs:
+            ax.set_yscale("log")
         ax.set_xlim(-0.6, max(0.6, len(labels) - 0.4))
         if rs:
             ax.legend(loc="best")
@@ -441,74 +442,67 @@ def _scale_table(sc: dict, unit: str) -> str:
                   "M marginal", "M total", "M amortised", f"loss diff at baseline budget ({unit})"], rows)
 
 
+def _models(v: dict):
+    """(label, rows) for the trend and, beside it, the pooled constant-M alternative."""
+    out = [("trend" if not v.get("assumption") else "constant (< 3 scales)", v["frontier"])]
+    if v.get("frontier_constant"):
+        out.append(("constant (pooled)", v["frontier_constant"]))
+    return out
+
+
+def _saved(row: dict, key: str, fmt) -> str:
+    s = row["saved"]
+    return _interval((s["value"] or {}).get(key), (s["lo"] or {}).get(key), (s["hi"] or {}).get(key), fmt)
+
+
 def _frontier_tables(extra: dict) -> list[str]:
     out = []
     budgets = extra.get("budgets", [])
-    header = ["technique", "view"] + [PRESET_LABELS.get(b["name"], b["name"]) + (" (est.)" if b["estimate"] and
-                                                                                 "est" not in PRESET_LABELS.get(
-                                                                                     b["name"], "") else "")
-                                      for b in budgets]
+    header = ["technique", "view", "model"] + [PRESET_LABELS.get(b["name"], b["name"]) for b in budgets]
     rows_m, rows_usd, rows_gpu, rows_mwh, rows_mfu = [], [], [], [], []
     for e in extra.get("techniques", []):
         for view, v in e["views"].items():
             if "frontier" not in v:
-                rows_m.append([e["technique"], view] + [v.get("note", "-")] + [""] * (len(budgets) - 1))
+                rows_m.append([e["technique"], view, "-", v.get("note", "-")] + [""] * (len(budgets) - 1))
                 continue
-            cm, cu, cg, ce = [e["technique"], view], [e["technique"], view], [e["technique"], view], \
-                [e["technique"], view]
-            for row in v["frontier"]:
-                M = row["M"]
-                cm.append(_interval(M["value"], M["lo"], M["hi"], lambda x: f"{x:.3g}x")
-                          + (" *" if row.get("assumption") else ""))
-                s = row["saved"]
-                cu.append(_interval((s["value"] or {}).get("cost_usd"), (s["lo"] or {}).get("cost_usd"),
-                                    (s["hi"] or {}).get("cost_usd"), usd))
-                cg.append(_interval((s["value"] or {}).get("gpu_hours"), (s["lo"] or {}).get("gpu_hours"),
-                                    (s["hi"] or {}).get("gpu_hours"), lambda x: f"{x:.3g}"))
-                ce.append(_interval((s["value"] or {}).get("energy_mwh"), (s["lo"] or {}).get("energy_mwh"),
-                                    (s["hi"] or {}).get("energy_mwh"), lambda x: f"{x:.3g}"))
-            rows_m.append(cm)
-            rows_usd.append(cu)
-            rows_gpu.append(cg)
-            rows_mwh.append(ce)
-            for row in v["frontier"]:
-                by = row["saved_usd_by_mfu"]
-                rows_mfu.append([e["technique"], view, PRESET_LABELS.get(row["preset"], row["preset"])]
-                                + [usd(by[k]) for k in sorted(by)])
-    out.append("**Compute multiplier M at each budget** (90% prediction interval; * = constant-M assumption, "
-               "fewer than three scales):\n\n" + table(header, rows_m))
+            for label, frows in _models(v):
+                key = [e["technique"], view, label]
+                rows_m.append(key + [_interval(r["M"]["value"], r["M"]["lo"], r["M"]["hi"], lambda x: f"{x:.3g}x")
+                                     for r in frows])
+                rows_usd.append(key + [_saved(r, "cost_usd", usd) for r in frows])
+                rows_gpu.append(key + [_saved(r, "gpu_hours", lambda x: f"{x:.3g}") for r in frows])
+                rows_mwh.append(key + [_saved(r, "energy_mwh", lambda x: f"{x:.3g}") for r in frows])
+                for r in frows:
+                    by = r["saved_usd_by_mfu"]
+                    rows_mfu.append(key + [PRESET_LABELS.get(r["preset"], r["preset"])] + [usd(by[k]) for k in sorted(by)])
+    decades = sorted({round(r["decades_beyond_data"], 1) for e in extra.get("techniques", [])
+                      for v in e["views"].values() for r in v.get("frontier", [])})
+    span = f"{decades[0]:g} to {decades[-1]:g}" if decades else "-"
+    out.append("**Compute multiplier M at each budget** with its 90% prediction interval. `trend`: log M "
+               "linear in log C, fitted over the measured scales; `constant (pooled)`: no trend, M pooled over the "
+               f"scales (the alternative to hold the trend against). These budgets lie {span} decades of "
+               "compute beyond the largest measured scale.\n\n" + table(header, rows_m))
     if rows_usd:
         out.append(f"**Dollars saved** on {extra['gpu']} at MFU {extra['mfu']:.2f} and "
-                   f"${extra['price_per_gpu_hour']:.2f}/GPU-hour (negative: the technique costs more):\n\n"
-                   + table(header, rows_usd))
+                   f"${extra['price_per_gpu_hour']:.2f}/GPU-hour (negative: the technique costs more; a saving "
+                   f"cannot exceed the run's whole cost):\n\n" + table(header, rows_usd))
         out.append("**GPU-hours saved:**\n\n" + table(header, rows_gpu))
         out.append(f"**Energy saved, MWh** (board power x PUE {extra['pue']:.2f}):\n\n" + table(header, rows_mwh))
         mfus = sorted(next(iter(r["saved_usd_by_mfu"] for e in extra["techniques"] for v in e["views"].values()
                                 for r in v.get("frontier", [])), {}))
         out.append("**Dollars saved across the 38-55% MFU range** (point estimate of M): a higher MFU makes every "
                    "GPU-hour do more, so the same saving in FLOPs is worth fewer dollars.\n\n"
-                   + table(["technique", "view", "budget"] + [f"MFU {m}" for m in mfus], rows_mfu))
+                   + table(["technique", "view", "model", "budget"] + [f"MFU {m}" for m in mfus], rows_mfu))
     return out
 
 
 def _run_cost_table(extra: dict) -> str:
     rows = []
     for b in extra.get("budgets", []):
-        for e in extra.get("techniques", []):
-            for v in e["views"].values():
-                for row in v.get("frontier", []):
-                    if row["preset"] == b["name"]:
-                        rc = row["run_cost"]
-                        rows.append([PRESET_LABELS.get(b["name"], b["name"]), fl(b["flops"]),
-                                     "estimate" if b["estimate"] else "published", f"{rc['gpu_hours']:.3g}",
-                                     usd(rc["cost_usd"]), f3(rc["energy_mwh"]), b["source"]])
-                        break
-                else:
-                    continue
-                break
-            else:
-                continue
-            break
+        rc = b.get("run_cost") or {}
+        rows.append([PRESET_LABELS.get(b["name"], b["name"]), fl(b["flops"]),
+                     "estimate" if b["estimate"] else "published", f3(rc.get("gpu_hours")), usd(rc.get("cost_usd")),
+                     f3(rc.get("energy_mwh")), b["source"]])
     return table(["budget", "FLOPs", "kind", f"GPU-hours ({extra['gpu']})", "cost", "MWh", "source"], rows)
 
 
@@ -554,7 +548,12 @@ def _fits_table(extra: dict) -> str:
         P = f["params"]
 
         def est(k, fmt):
-            return _interval(P[k]["value"], P[k]["lo"], P[k]["hi"], fmt)
+            if k == "E" and f.get("E_fixed"):
+                return "0 (fixed)"
+            lo, hi = P[k]["lo"], P[k]["hi"]
+            if lo is not None and hi is not None and math.isclose(lo, hi, rel_tol=1e-9):
+                lo = hi = None  # every bootstrap draw gave the same fit: there is no spread to show
+            return _interval(P[k]["value"], lo, hi, fmt)
 
         rows.append([t, est("E", lambda x: f"{x:.3g}"), est("A", lambda x: f"{x:.3g}"),
                      est("alpha", lambda x: f"{x:.3g}"), f.get("note", f"{f['n_rows']} runs")])
@@ -739,16 +738,10 @@ def write_report(suite_dir, comparison: dict, extra: dict, state: dict, sc=None)
 
 
 def _wall(state: dict) -> str:
-    inv = state.get("invocations", [])
-    trained = state.get("train_seconds_total")
-    if trained is None:
-        trained = sum(e.get("seconds") or 0.0 for e in state.get("runs", [])) + \
-            ((state.get("shared") or {}).get("seconds") or 0.0)
-    parts = [f"training time summed over runs: {trained / 60:.1f} min"]
-    if inv:
-        last = inv[-1]
-        parts.append(f"{len(inv) + 1 if 'seconds' not in last else len(inv)} invocation(s)")
-    return "; ".join(parts)
+    """Training time summed over the runs (shared teacher included), from suite.json."""
+    runs = [e.get("seconds") or 0.0 for e in state.get("runs", [])]
+    trained = sum(runs) + ((state.get("shared") or {}).get("seconds") or 0.0)
+    return f"training time summed over the runs, shared teacher included: {trained / 60:.1f} min"
 
 
 def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict, figs: dict) -> str:
@@ -914,10 +907,14 @@ def _trend_table(extra: dict) -> str:
             if not tr:
                 rows.append([e["technique"], view, "-", "-", "-", v.get("note", "")])
                 continue
-            rows.append([e["technique"], view, tr["kind"], f"{tr['m1']:+.3g}", str(tr["n_scales"]),
+            sl = tr.get("slope")
+            slope = (f"{sl['value']:+.3g} [{sl['lo']:+.3g}, {sl['hi']:+.3g}]" if sl else f"{tr['m1']:+.3g}")
+            pval = f"{sl['p_value']:.2g}" if sl else "-"
+            const = f"{v['constant']['M']:.3g}x" if v.get("constant") else "-"
+            rows.append([e["technique"], view, tr["kind"], slope, pval, str(tr["n_scales"]), const,
                          tr.get("assumption") or v.get("note") or ""])
-    return table(["technique", "view", "model", "slope m1 (d log M / d log C)", "scales", "assumption / note"],
-                 rows)
+    return table(["technique", "view", "model", "slope m1 = d log M / d log C [90%]", "p (slope = 0)", "scales",
+                  "pooled constant M", "assumption / note"], rows)
 
 
 # =============================================================================================

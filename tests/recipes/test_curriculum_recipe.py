@@ -15,6 +15,19 @@ from efflab.io import read_json, read_jsonl
 from efflab.recipes.curriculum import main
 from efflab.techniques import curriculum as C
 
+# One torch thread: these models are tiny, and on a shared 2-core machine a second thread mostly waits
+# (a tenfold slowdown of these tests under load). The loop sets it process-wide; restored after each test.
+ONE_THREAD = {"threads": 1}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
 
 def _model_config(run_dir):
     from transformers import AutoConfig
@@ -27,7 +40,7 @@ def test_tiny_curriculum_learns_and_charges_the_lengths_it_trained(tiny_cfg, tmp
     cfg = tiny_cfg(
         "curriculum",
         {
-            "train": {"steps": None, "budget_tokens": budget},
+            "train": {"steps": None, "budget_tokens": budget, **ONE_THREAD},
             "curriculum": {
                 "scorer": "rarity",
                 "ramp": 0.5,
@@ -68,7 +81,7 @@ def test_tiny_curriculum_learns_and_charges_the_lengths_it_trained(tiny_cfg, tmp
 @pytest.mark.slow
 def test_reference_scoring_is_charged_its_bill_is_sunk_and_cached_scores_are_reused(tiny_cfg, tmp_path):
     over = {
-        "train": {"steps": 12, "checkpoint_every": 0},
+        "train": {"steps": 12, "checkpoint_every": 0, **ONE_THREAD},
         "eval": {"every": 6},
         "curriculum": {"scorer": "reference", "reference_budget": 0.5, "ramp": 8},
     }
@@ -108,7 +121,7 @@ class _Stop(Exception):
 
 def test_a_resumed_run_continues_the_same_data_order(tiny_cfg, tmp_path, monkeypatch):
     over = {
-        "train": {"steps": 20, "checkpoint_every": 8},
+        "train": {"steps": 20, "checkpoint_every": 8, **ONE_THREAD},
         "eval": {"every": 10},
         "curriculum": {
             "scorer": "length",

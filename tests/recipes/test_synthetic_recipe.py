@@ -5,6 +5,7 @@ local Hugging Face directory works as a generator with no known training cost.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,8 +30,10 @@ def test_generate_filter_train_then_reuse_without_paying_twice(tiny_cfg, tmp_pat
     from efflab.recipes import synthetic
 
     gen_dir = tmp_path / "generator"
-    over = {"train": {"threads": 1},
-            "synthetic": {**SYN, "generator_dir": str(gen_dir), "generator_overrides": {"train.steps": 30}}}
+    over = {
+        "train": {"threads": 1},
+        "synthetic": {**SYN, "generator_dir": str(gen_dir), "generator_overrides": {"train.steps": 30}},
+    }
     cfg = tiny_cfg("synthetic", over)
     res = synthetic.main(cfg, out=tmp_path / "a")
     a = tmp_path / "a"
@@ -62,9 +65,9 @@ def test_generate_filter_train_then_reuse_without_paying_twice(tiny_cfg, tmp_pat
     assert syn["filter_report"][-1]["removed"] > 0  # the NLL band trims both tails
     import datasets
 
-    corpus = datasets.load_from_disk(syn["corpus"])
+    corpus = datasets.load_from_disk(syn["corpus_dir"])
     assert len(corpus) == syn["samples_kept"] and set(corpus.column_names) >= {"text", "input_ids", "nll"}
-    on_disk = json.loads((tmp_path / "x").parent.joinpath(syn["corpus"], "provenance.json").read_text())
+    on_disk = read_json(Path(syn["corpus_dir"]) / "provenance.json")
     assert on_disk["flops_per_kept_token"] == pytest.approx(on_disk["flops"] / on_disk["tokens_kept"])
     assert on_disk["generator"]["path"] == str(gen_dir.resolve()) and on_disk["seed"] == cfg.train.seed
 
@@ -72,8 +75,10 @@ def test_generate_filter_train_then_reuse_without_paying_twice(tiny_cfg, tmp_pat
     # recorded as reused (not charged), the generator not retrained but its bill still shown as sunk
     step_flops = led.flops("train") / 30
     budget = 10 * step_flops + prov["flops"]  # ten student steps after paying for the corpus
-    over_b = {"train": {"threads": 1, "steps": None, "budget_flops": budget},
-              "synthetic": {**over["synthetic"], "mix_ratio": 0.5, "budget_includes": "marginal"}}
+    over_b = {
+        "train": {"threads": 1, "steps": None, "budget_flops": budget},
+        "synthetic": {**over["synthetic"], "mix_ratio": 0.5, "budget_includes": "marginal"},
+    }
     synthetic.main(tiny_cfg("synthetic", over_b), out=tmp_path / "b")
     b = tmp_path / "b"
     assert read_json(gen_dir / "manifest.json")["finished"] == gman["finished"]
@@ -83,13 +88,13 @@ def test_generate_filter_train_then_reuse_without_paying_twice(tiny_cfg, tmp_pat
     assert len(reuse) == 1 and reuse[0]["flops"] == pytest.approx(prov["flops"])
     assert led_b.flops("sunk.teacher_pretrain") == pytest.approx(led.flops("sunk.teacher_pretrain"))
     man_b = read_json(b / "manifest.json")
-    assert man_b["synthetic"]["corpus"] == syn["corpus"] and man_b["synthetic"]["corpus_uses"] == 2
+    assert man_b["synthetic"]["corpus_dir"] == syn["corpus_dir"] and man_b["synthetic"]["corpus_uses"] == 2
     assert man_b["synthetic"]["amortised_generation_flops_per_use"] == pytest.approx(prov["flops"] / 2)
     assert man_b["data"]["eval_set_hash"] == man["data"]["eval_set_hash"]
     assert budget - prov["flops"] - step_flops < led_b.flops("train") <= budget - prov["flops"] + 1
 
 
-def test_local_hf_generator_with_seed_prompts_has_no_known_training_cost(tiny_cfg, tmp_path):
+def test_local_hf_generator_with_seed_prompts_and_a_resume_that_charges_nothing_twice(tiny_cfg, tmp_path):
     from efflab.data import prepare
     from efflab.models import build_model
     from efflab.recipes import synthetic
@@ -99,13 +104,33 @@ def test_local_hf_generator_with_seed_prompts_has_no_known_training_cost(tiny_cf
     hf = tmp_path / "hf-model"
     build_model(cfg, data.vocab_size).save_pretrained(hf)  # an untrained model: only the plumbing counts here
     data.tokenizer.save_pretrained(hf)
-    over = {"train": {"threads": 1, "steps": 6}, "eval": {"every": 6},
-            "synthetic": {**SYN, "token_budget": 1500, "generator": str(hf), "prompts": "seeds",
-                          "seeds": ["def ", "class Foo:\n    ", "import os\n"], "keep_prompt": True}}
-    synthetic.main(tiny_cfg("synthetic", over), out=tmp_path / "run")
-    led = Ledger.load(tmp_path / "run" / "ledger.json")
+    over = {
+        "train": {"threads": 1, "steps": 12, "checkpoint_every": 5},
+        "eval": {"every": 6},
+        "synthetic": {
+            **SYN,
+            "token_budget": 1500,
+            "generator": str(hf),
+            "prompts": "seeds",
+            "seeds": ["def ", "class Foo:\n    ", "import os\n"],
+            "keep_prompt": True,
+        },
+    }
+    run = tmp_path / "run"
+    synthetic.main(tiny_cfg("synthetic", over), out=run)
+    led = Ledger.load(run / "ledger.json")
     assert led.flops("generation") > 0 and led.flops("sunk.teacher_pretrain") == 0
     assert led.extra["synthetic"]["generator_kind"] == "hf"
     assert "unknown" in led.extra["synthetic"]["generator_training_cost"]
-    prov = read_json(tmp_path / "run" / "synthetic.json")
+    prov = read_json(run / "synthetic.json")
     assert prov["settings"]["prompts"] == "seeds" and prov["prompt_tokens"] > 0
+
+    # killed after the step-10 checkpoint: the resumed run restores the ledger and charges nothing again
+    man = read_json(run / "manifest.json")
+    (run / "manifest.json").write_text(json.dumps({**man, "status": "running", "result": None}))
+    (run / "ledger.json").unlink()
+    assert read_json(run / "checkpoint" / "latest.json")["step"] == 10
+    synthetic.main(tiny_cfg("synthetic", over), out=run, resume=True)
+    again = Ledger.load(run / "ledger.json")
+    assert again.flops("generation") == pytest.approx(led.flops("generation"))
+    assert again.flops("train") == pytest.approx(led.flops("train")) and not again.reuse

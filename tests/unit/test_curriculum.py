@@ -341,3 +341,22 @@ def test_chat_labels_are_cut_like_the_blocks_and_score_only_trained_tokens():
         ids, lab = torch.from_numpy(blocks.astype(np.int64)), torch.from_numpy(labels.astype(np.int64))
         want = [float(model(input_ids=ids[i : i + 1], labels=lab[i : i + 1]).loss) for i in range(6)]
     assert scores == pytest.approx(want, rel=1e-5)
+
+
+def test_a_reference_with_another_tokenizer_or_a_smaller_vocabulary_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(meta={"tokenizer_hash": "abc"}, vocab_size=100)
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"vocab_size": 96}))
+    assert "smaller" in C.reference_tokenizer_problem(model_dir, None, data)
+    (model_dir / "config.json").write_text(json.dumps({"vocab_size": 128}))
+    assert C.reference_tokenizer_problem(model_dir, None, data) is None
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(
+        json.dumps({"status": "complete", "data": {"tokenizer_hash": "zzz"}})
+    )
+    assert C.find_reference(run_dir) == (run_dir / "model", run_dir)
+    assert "another tokenizer" in C.reference_tokenizer_problem(run_dir / "model", run_dir, data)

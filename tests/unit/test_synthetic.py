@@ -28,9 +28,19 @@ def tiny_llama(vocab=97, attn="eager", seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-                      bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     return LlamaForCausalLM._from_config(cfg, attn_implementation=attn).eval()
 
 
@@ -47,8 +57,9 @@ def test_generation_flops_match_flop_counter_fixed_length():
     model = tiny_llama()
     prompts = torch.randint(0, 97, (3, 9)).tolist()
     gen = torch.Generator().manual_seed(0)
-    samples, measured = counted(lambda: S.generate_batch(model, prompts, max_new_tokens=7, stop_at_eos=False,
-                                                         generator=gen))
+    samples, measured = counted(
+        lambda: S.generate_batch(model, prompts, max_new_tokens=7, stop_at_eos=False, generator=gen)
+    )
     assert [s.n_computed for s in samples] == [7, 7, 7] and all(len(s.new_ids) == 7 for s in samples)
     analytic = generation_flops(model.config, 9, 7, n_seqs=3)
     assert measured > 0
@@ -60,8 +71,9 @@ def test_rows_that_stop_at_eos_leave_the_batch_and_are_charged_what_they_compute
     prompts = torch.randint(0, 97, (4, 6)).tolist()
     greedy = S.generate_batch(model, prompts, max_new_tokens=1, temperature=0, stop_at_eos=False)
     eos = greedy[0].new_ids[0]  # row 0's first greedy token: row 0 stops at once
-    samples, measured = counted(lambda: S.generate_batch(model, prompts, max_new_tokens=8, temperature=0,
-                                                         eos_id=eos))
+    samples, measured = counted(
+        lambda: S.generate_batch(model, prompts, max_new_tokens=8, temperature=0, eos_id=eos)
+    )
     lengths = [s.n_computed for s in samples]
     assert lengths[0] == 1 and samples[0].eos and samples[0].new_ids == []
     assert max(lengths) > 1, lengths  # others ran on: the batch shrank mid-generation
@@ -75,7 +87,9 @@ def test_rows_that_stop_at_eos_leave_the_batch_and_are_charged_what_they_compute
 def test_generate_corpus_spends_the_budget_and_totals_its_flops():
     model = tiny_llama(seed=2)
     prompt = S.prefix_prompts(np.arange(40 * 16, dtype=np.int32).reshape(40, 16) % 97, 5, seed=0)
-    res = S.generate_corpus(model, prompt, token_budget=100, batch_size=4, max_new_tokens=12, stop_at_eos=False)
+    res = S.generate_corpus(
+        model, prompt, token_budget=100, batch_size=4, max_new_tokens=12, stop_at_eos=False
+    )
     assert 100 <= res.tokens_generated < 100 + 4 * 12
     assert res.tokens_generated == sum(s.n_computed for s in res.samples)
     assert res.flops == pytest.approx(generation_flops(model.config, 5, 12, n_seqs=len(res.samples)))
@@ -85,8 +99,9 @@ def test_generate_corpus_spends_the_budget_and_totals_its_flops():
 def test_seed_prompts_of_different_lengths_are_batched_without_padding():
     model = tiny_llama(seed=3)
     seeds = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
-    res = S.generate_corpus(model, lambda k: seeds[k % 3], token_budget=30, batch_size=6, max_new_tokens=5,
-                            stop_at_eos=False)
+    res = S.generate_corpus(
+        model, lambda k: seeds[k % 3], token_budget=30, batch_size=6, max_new_tokens=5, stop_at_eos=False
+    )
     assert res.batches >= 3  # one group per prompt length
     cost = S.generation_cost(model.config)
     assert res.flops == pytest.approx(sum(cost(len(s.prompt_ids), s.n_computed) for s in res.samples))
@@ -115,8 +130,14 @@ def test_greedy_generation_matches_transformers_generate():
     model = tiny_llama(attn="sdpa", seed=5)
     prompts = torch.randint(0, 97, (3, 7))
     ours = S.generate_batch(model, prompts.tolist(), max_new_tokens=6, temperature=0, stop_at_eos=False)
-    ref = model.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=6, min_new_tokens=6,
-                         do_sample=False, pad_token_id=0)
+    ref = model.generate(
+        prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+    )
     assert [s.new_ids for s in ours] == ref[:, 7:].tolist()
 
 
@@ -142,6 +163,23 @@ def test_top_k_and_top_p_restrict_the_support():
     assert np.allclose(freq[:4], [0.4, 0.3, 0.2, 0.1], atol=0.03)
     hot = S.sample_next(logits, temperature=5.0, generator=g)
     assert np.bincount(hot.numpy(), minlength=5)[3] > np.bincount(full.numpy(), minlength=5)[3]
+
+
+def test_nucleus_is_exact_on_the_top_candidates_path_and_the_full_sort_path():
+    g = torch.Generator().manual_seed(1)
+    seen = 0
+    for scale in (8.0, 0.5):  # confident (the nucleus lies in the top 256) and flat (it does not)
+        logits = (torch.randn(1, 1000, generator=g) * scale).repeat(3000, 1)
+        p = logits[0].softmax(-1)
+        srt, order = p.sort(descending=True)
+        nucleus = set(order[: int((srt.cumsum(0) < 0.9).sum()) + 1].tolist())
+        got = set(S.sample_next(logits, top_p=0.9, generator=g).tolist())
+        assert got <= nucleus and len(got) >= min(len(nucleus), 20)
+        top = order[0].item()
+        share = (S.sample_next(logits, top_p=0.9, generator=g) == top).float().mean().item()
+        assert share == pytest.approx(p[top].item() / srt[: len(nucleus)].sum().item(), abs=0.03)
+        seen += 1
+    assert seen == 2
 
 
 # ---- filters ---------------------------------------------------------------------------------------
@@ -232,8 +270,18 @@ def test_mixing_ratio_holds_within_one_block_per_step(ratio):
 # ---- config ------------------------------------------------------------------------------------------
 def test_config_problems_are_reported_together(tiny_cfg, tmp_path):
     with pytest.raises(UserError) as e:
-        tiny_cfg("synthetic", {"synthetic": {"prompts": "seeds", "min_new_tokens": 50, "max_new_tokens": 20,
-                                             "budget_includes": "marginal", "generator": str(tmp_path / "nope")}})
+        tiny_cfg(
+            "synthetic",
+            {
+                "synthetic": {
+                    "prompts": "seeds",
+                    "min_new_tokens": 50,
+                    "max_new_tokens": 20,
+                    "budget_includes": "marginal",
+                    "generator": str(tmp_path / "nope"),
+                }
+            },
+        )
     msg = e.value.message
     for needle in ("seeds", "min_new_tokens=50", "budget_includes=marginal", "no such directory"):
         assert needle in msg, (needle, msg)
@@ -246,7 +294,9 @@ def test_config_problems_are_reported_together(tiny_cfg, tmp_path):
         tiny_cfg("synthetic", {"synthetic": {"prompt_len": 64}})
     with pytest.raises(UserError, match="synthetic: section not used"):
         tiny_cfg("baseline", {"synthetic": {}})
-    cfg = tiny_cfg("synthetic", {"synthetic": {"token_budget": "3e4", "generator_overrides": {"model.depth": 3}}})
+    cfg = tiny_cfg(
+        "synthetic", {"synthetic": {"token_budget": "3e4", "generator_overrides": {"model.depth": 3}}}
+    )
     assert cfg.synthetic.token_budget == 3e4
     assert S.generator_run_config(cfg).model.depth == 3 and S.generator_run_config(cfg).recipe == "baseline"
 

@@ -62,32 +62,48 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     else:
         dense_config = load_pretrained_config(str(source_model.model_dir))
         if data.vocab_size > dense_config.vocab_size:
-            raise UserError(f"moe.upcycle_from {source_model.path}: the tokenizer has {data.vocab_size} tokens, the "
-                            f"dense model only {dense_config.vocab_size} embeddings")
+            raise UserError(
+                f"moe.upcycle_from {source_model.path}: the tokenizer has {data.vocab_size} tokens, the "
+                f"dense model only {dense_config.vocab_size} embeddings"
+            )
         config = build_moe_config(cfg, dense_config.vocab_size, rms_norm_eps=dense_config.rms_norm_eps)
         config.tie_word_embeddings = bool(dense_config.tie_word_embeddings)
         model = build_model(cfg, dense_config.vocab_size, config=config)
         upcycle_(model, load_pretrained(str(source_model.model_dir)))
     blocks = moe_blocks(model)
     impl = model.config._experts_implementation
-    dense_ratio = None if cfg.model.pretrained else M.active_flops_ratio(cfg, vocab_size=model.config.vocab_size)
-    run.log(f"moe: {len(blocks)} sparse layers x {blocks[0].num_experts} experts, top-{blocks[0].top_k}, "
-            f"{mc.routing} routing" + (f" (capacity factor {mc.effective_capacity_factor:g})"
-                                       if mc.effective_capacity_factor else "")
-            + f", experts implementation {impl}"
-            + (f"; active train FLOPs/token = {dense_ratio:.4f} x the dense partner's" if dense_ratio else ""))
+    dense_ratio = (
+        None if cfg.model.pretrained else M.active_flops_ratio(cfg, vocab_size=model.config.vocab_size)
+    )
+    run.log(
+        f"moe: {len(blocks)} sparse layers x {blocks[0].num_experts} experts, top-{blocks[0].top_k}, "
+        f"{mc.routing} routing"
+        + (f" (capacity factor {mc.effective_capacity_factor:g})" if mc.effective_capacity_factor else "")
+        + f", experts implementation {impl}"
+        + (f"; active train FLOPs/token = {dense_ratio:.4f} x the dense partner's" if dense_ratio else "")
+    )
 
     # ---- one-time costs, charged before training (never twice: see `resumed`) -----------------
-    info = {"experts_implementation": impl, "active_flops_ratio_vs_dense": dense_ratio,
-            "dense_partner_ffn": None if cfg.model.pretrained else M.moe_shape(cfg).active_ffn}
+    info = {
+        "experts_implementation": impl,
+        "active_flops_ratio_vs_dense": dense_ratio,
+        "dense_partner_ffn": None if cfg.model.pretrained else M.moe_shape(cfg).active_ffn,
+    }
     if source_model is not None:
         info["upcycled_from"] = source_model.describe()
         if source_model.pretrain_flops is not None and not resumed:
-            run.ledger.charge("sunk.dense_pretrain", source_model.pretrain_flops, source_model.pretrain_tokens,
-                              source_model.pretrain_seconds, shared=True)
+            run.ledger.charge(
+                "sunk.dense_pretrain",
+                source_model.pretrain_flops,
+                source_model.pretrain_tokens,
+                source_model.pretrain_seconds,
+                shared=True,
+            )
         elif source_model.pretrain_flops is None:
-            run.log(f"upcycling from {source_model.path}: an external model with no ledger; its pretraining "
-                    f"cost is unknown and not charged")
+            run.log(
+                f"upcycling from {source_model.path}: an external model with no ledger; its pretraining "
+                f"cost is unknown and not charged"
+            )
     if not resumed:
         run.ledger.extra["moe"] = info
     loop.write_manifest(run, moe={**mc.model_dump(mode="json"), **info})
@@ -95,12 +111,15 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     # ---- the loss: LM cross-entropy + router balance and z-losses (training forwards only) -----
     def loss_fn(model, batch):
         out = model(input_ids=batch["input_ids"], labels=batch.get("labels", batch["input_ids"]))
-        return M.moe_loss(out.loss, [b.pop_aux() for b in blocks], balance_coef=mc.balance_coef,
-                          z_coef=mc.z_loss_coef)
+        return M.moe_loss(
+            out.loss, [b.pop_aux() for b in blocks], balance_coef=mc.balance_coef, z_coef=mc.z_loss_coef
+        )
 
     # ---- routing diagnostics at every eval point (observer: reads and resets the counters) -----
     def metrics_fn(_model):
-        row, warnings = M.routing_metrics([b.pop_stats() for b in blocks], collapse_threshold=mc.collapse_threshold)
+        row, warnings = M.routing_metrics(
+            [b.pop_stats() for b in blocks], collapse_threshold=mc.collapse_threshold
+        )
         for w in warnings:
             run.log(f"warning: {w}")
         return row

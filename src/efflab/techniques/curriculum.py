@@ -362,6 +362,12 @@ def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> 
         got = None
     if got is not None and want is not None and got != want:
         return f"reference {model_dir} was trained with another tokenizer than this run's data"
+    try:
+        vocab = json.loads((model_dir / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError):
+        vocab = None
+    if vocab is not None and vocab < data.vocab_size:
+        return f"reference {model_dir} has a vocabulary of {vocab}, smaller than this run's {data.vocab_size}"
     return None
 
 

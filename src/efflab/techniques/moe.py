@@ -84,32 +84,49 @@ class MoEConfig(Section):
     n_experts: int = Field(default=8, description="routed experts per layer")
     top_k: int = Field(default=2, ge=1, description="experts each token is routed to")
     expert_width: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="d_ff of one routed expert; default (model FFN - shared_expert_width) / top_k, i.e. the "
-                    "dense model's active FLOPs (with upcycle_from: the dense MLP's width, copied whole)")
-    shared_expert_width: int = Field(default=0, ge=0, description="d_ff of an always-on shared expert; 0 = none")
+        "dense model's active FLOPs (with upcycle_from: the dense MLP's width, copied whole)",
+    )
+    shared_expert_width: int = Field(
+        default=0, ge=0, description="d_ff of an always-on shared expert; 0 = none"
+    )
     routing: Literal["dropless", "capacity"] = Field(
-        default="dropless", description="dropless: every token reaches its top_k experts; capacity: at most "
-                                        "capacity_factor x tokens x top_k / n_experts per expert (training)")
-    capacity_factor: float | None = Field(default=None, gt=0, description="with routing: capacity; default 1.25")
+        default="dropless",
+        description="dropless: every token reaches its top_k experts; capacity: at most "
+        "capacity_factor x tokens x top_k / n_experts per expert (training)",
+    )
+    capacity_factor: float | None = Field(
+        default=None, gt=0, description="with routing: capacity; default 1.25"
+    )
     balance_coef: float = Field(default=0.01, ge=0, description="load-balancing loss weight (Switch: 0.01)")
     z_loss_coef: float = Field(default=0.001, ge=0, description="router z-loss weight (ST-MoE: 0.001)")
     experts_implementation: Literal["auto", "efflab", "eager", "grouped_mm", "batched_mm"] = Field(
-        default="auto", description="auto: grouped_mm on a CUDA GPU with compute capability >= 8.0, else efflab "
-                                    "(sorted tokens, one matmul per expert; every matmul visible to FlopCounterMode)")
+        default="auto",
+        description="auto: grouped_mm on a CUDA GPU with compute capability >= 8.0, else efflab "
+        "(sorted tokens, one matmul per expert; every matmul visible to FlopCounterMode)",
+    )
     collapse_threshold: float = Field(
-        default=0.5, ge=0, le=1,
+        default=0.25,
+        ge=0,
+        le=1,
         description="warn when a layer's effective number of experts (exp of the load entropy) falls below "
-                    "this fraction of n_experts")
+        "this fraction of n_experts",
+    )
     upcycle_from: str | None = Field(
-        default=None, description="a finished efflab dense run directory or a local HF dense model directory: "
-                                  "its MLP is copied into every expert (Komatsuzaki et al. 2022)")
+        default=None,
+        description="a finished efflab dense run directory or a local HF dense model directory: "
+        "its MLP is copied into every expert (Komatsuzaki et al. 2022)",
+    )
 
     @field_validator("n_experts")
     @classmethod
     def _some_experts(cls, v):
         if v < 1:
-            raise ValueError(f"a mixture of experts needs at least one expert (got {v}); 8 is a common choice")
+            raise ValueError(
+                f"a mixture of experts needs at least one expert (got {v}); 8 is a common choice"
+            )
         return v
 
     @property
@@ -123,27 +140,39 @@ class MoEConfig(Section):
         """Problems that involve other sections or several fields (reported with all others)."""
         out = []
         if self.top_k > self.n_experts:
-            out.append(f"moe.top_k={self.top_k} is larger than moe.n_experts={self.n_experts}: a token cannot be "
-                       f"routed to more experts than exist")
+            out.append(
+                f"moe.top_k={self.top_k} is larger than moe.n_experts={self.n_experts}: a token cannot be "
+                f"routed to more experts than exist"
+            )
         if self.routing == "dropless" and self.capacity_factor is not None:
             if self.capacity_factor < 1:
-                out.append(f"moe.capacity_factor={self.capacity_factor:g} < 1 drops tokens on every step, but "
-                           f"moe.routing is dropless; set moe.routing: capacity to drop tokens, or remove "
-                           f"moe.capacity_factor")
+                out.append(
+                    f"moe.capacity_factor={self.capacity_factor:g} < 1 drops tokens on every step, but "
+                    f"moe.routing is dropless; set moe.routing: capacity to drop tokens, or remove "
+                    f"moe.capacity_factor"
+                )
             else:
-                out.append(f"moe.capacity_factor={self.capacity_factor:g} is only used with moe.routing: capacity "
-                           f"(routing is dropless); set routing: capacity or remove capacity_factor")
+                out.append(
+                    f"moe.capacity_factor={self.capacity_factor:g} is only used with moe.routing: capacity "
+                    f"(routing is dropless); set routing: capacity or remove capacity_factor"
+                )
         if self.upcycle_from and cfg.model.pretrained:
-            out.append("moe.upcycle_from and model.pretrained are both set: upcycle a dense model, or continue a "
-                       "pretrained MoE model, not both")
+            out.append(
+                "moe.upcycle_from and model.pretrained are both set: upcycle a dense model, or continue a "
+                "pretrained MoE model, not both"
+            )
         if self.upcycle_from and self.shared_expert_width:
-            out.append("moe.upcycle_from copies the dense MLP into the routed experts: use shared_expert_width: 0")
+            out.append(
+                "moe.upcycle_from copies the dense MLP into the routed experts: use shared_expert_width: 0"
+            )
         if not cfg.model.pretrained:
             ffn = cfg.model.resolved()["ffn_width"]
             if self.expert_width is None and not self.upcycle_from and ffn is not None:
                 if ffn - self.shared_expert_width < self.top_k:
-                    out.append(f"moe.shared_expert_width={self.shared_expert_width} leaves no FFN width for the "
-                               f"routed experts (model FFN {ffn}); set moe.expert_width")
+                    out.append(
+                        f"moe.shared_expert_width={self.shared_expert_width} leaves no FFN width for the "
+                        f"routed experts (model FFN {ffn}); set moe.expert_width"
+                    )
         if self.upcycle_from and not cfg.model.pretrained:
             out.extend(upcycle_problems(self.upcycle_from, cfg, self))
         return out
@@ -235,8 +264,9 @@ def active_flops_ratio(moe_cfg, dense_cfg=None, vocab_size: int | None = None) -
 
     dense_cfg = dense_cfg or dense_config_for(moe_cfg)
     T = moe_cfg.data.seq_len
-    return (train_flops_per_token(build_model_config(moe_cfg, vocab_size), T)
-            / train_flops_per_token(build_model_config(dense_cfg, vocab_size), T))
+    return train_flops_per_token(build_model_config(moe_cfg, vocab_size), T) / train_flops_per_token(
+        build_model_config(dense_cfg, vocab_size), T
+    )
 
 
 # =============================================================================================
@@ -271,8 +301,11 @@ def moe_loss(lm_loss: torch.Tensor, aux: list, *, balance_coef: float, z_coef: f
     bal = torch.stack([a[0] for a in aux]).mean()
     z = torch.stack([a[1] for a in aux]).mean()
     loss = lm_loss + balance_coef * bal.to(lm_loss.dtype) + z_coef * z.to(lm_loss.dtype)
-    return loss, {"lm_loss": float(lm_loss.detach()), "moe_balance_loss": float(bal.detach()),
-                  "moe_z_loss": float(z.detach())}
+    return loss, {
+        "lm_loss": float(lm_loss.detach()),
+        "moe_balance_loss": float(bal.detach()),
+        "moe_z_loss": float(z.detach()),
+    }
 
 
 # =============================================================================================
@@ -303,7 +336,7 @@ def capacity_keep(top_k_index: torch.Tensor, n_experts: int, capacity: int) -> t
 # =============================================================================================
 # routing diagnostics
 # =============================================================================================
-def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.5) -> tuple[dict, list[str]]:
+def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.25) -> tuple[dict, list[str]]:
     """Per-layer routing diagnostics from the blocks' accumulated statistics, and warnings.
 
     stats: one dict per MoE layer (None if it routed nothing since the last call) with "counts"
@@ -319,8 +352,14 @@ def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.5
     layers = [(i, s) for i, s in enumerate(stats) if s and s.get("assigned")]
     if not layers:
         return {}, []
-    row: dict = {"moe_layers": [i for i, _ in layers], "moe_expert_fraction": [], "moe_effective_experts": [],
-                 "moe_router_entropy": [], "moe_balance": [], "moe_dropped_fraction": []}
+    row: dict = {
+        "moe_layers": [i for i, _ in layers],
+        "moe_expert_fraction": [],
+        "moe_effective_experts": [],
+        "moe_router_entropy": [],
+        "moe_balance": [],
+        "moe_dropped_fraction": [],
+    }
     warnings = []
     for i, s in layers:
         frac = [c / s["assigned"] for c in s["counts"]]
@@ -334,9 +373,11 @@ def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.5
         n = len(frac)
         if n > 1 and eff < collapse_threshold * n:
             top = sorted(range(n), key=lambda e: -frac[e])[:3]
-            warnings.append(f"routing collapse in layer {i}: {eff:.2f} effective experts of {n} (below "
-                            f"{collapse_threshold:g} x {n}); busiest experts {top} take "
-                            f"{sum(frac[e] for e in top):.0%} of assignments; raise moe.balance_coef")
+            warnings.append(
+                f"routing collapse in layer {i}: {eff:.2f} effective experts of {n} (below "
+                f"{collapse_threshold:g} x {n}); busiest experts {top} take "
+                f"{sum(frac[e] for e in top):.0%} of assignments; raise moe.balance_coef"
+            )
     row["moe_collapse_warning"] = warnings or None
     return row, warnings
 
@@ -372,21 +413,31 @@ def resolve_upcycle_source(path: str) -> UpcycleSource:
 
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise UserError(f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local "
-                        f"Hugging Face model directory)")
+        raise UserError(
+            f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local "
+            f"Hugging Face model directory)"
+        )
     if _is_run_dir(p):
         m = read_json(p / "manifest.json")
         if m.get("status") != "complete":
-            raise UserError(f"moe.upcycle_from {path}: the run is not complete (status {m.get('status')!r}); "
-                            f"finish it first (efflab run baseline ... --resume)")
+            raise UserError(
+                f"moe.upcycle_from {path}: the run is not complete (status {m.get('status')!r}); "
+                f"finish it first (efflab run baseline ... --resume)"
+            )
         probs = check_pretrained_dir(str(p / "model"))
         if not (p / "ledger.json").is_file():
             probs.append(f"moe.upcycle_from {path}: no ledger.json")
         if probs:
             raise UserError(probs)
         led = Ledger.load(p / "ledger.json")
-        return UpcycleSource(p, "efflab_run", p / "model", led.total, led.tokens("train"),
-                             sum(v.seconds for k, v in led.phases().items() if k != "eval"))
+        return UpcycleSource(
+            p,
+            "efflab_run",
+            p / "model",
+            led.total,
+            led.tokens("train"),
+            sum(v.seconds for k, v in led.phases().items() if k != "eval"),
+        )
     probs = check_pretrained_dir(str(p))
     if probs:
         raise UserError([f"moe.upcycle_from: {x}" for x in probs])
@@ -409,16 +460,22 @@ def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     depth, heads, head_dim, FFN vs expert width, rope): upcycling copies weights tensor for tensor."""
     p = Path(path).expanduser()
     if not p.is_dir():
-        return [f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local Hugging Face "
-                f"model directory)"]
+        return [
+            f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local Hugging Face "
+            f"model directory)"
+        ]
     d = _dense_config_dict(path)
     if d is None:
-        return [f"moe.upcycle_from {path}: no readable config.json (expected a finished efflab run with model/, "
-                f"or a transformers model directory)"]
+        return [
+            f"moe.upcycle_from {path}: no readable config.json (expected a finished efflab run with model/, "
+            f"or a transformers model directory)"
+        ]
     mt = d.get("model_type")
     if mt not in DENSE_MODEL_TYPES:
-        return [f"moe.upcycle_from {path}: model type {mt!r} is not a dense gated-MLP decoder "
-                f"({', '.join(DENSE_MODEL_TYPES)})"]
+        return [
+            f"moe.upcycle_from {path}: model type {mt!r} is not a dense gated-MLP decoder "
+            f"({', '.join(DENSE_MODEL_TYPES)})"
+        ]
     r = cfg.model.resolved()
     heads = d.get("num_attention_heads")
     want = {
@@ -427,18 +484,28 @@ def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
         "heads (num_attention_heads)": (r["n_head"], heads),
         "kv heads (num_key_value_heads)": (r["n_kv_head"], d.get("num_key_value_heads") or heads),
         "head_dim": (r["head_dim"], d.get("head_dim") or (d["hidden_size"] // heads if heads else None)),
-        "expert width (dense intermediate_size)": (moe_shape(cfg, mc).expert_width, d.get("intermediate_size")),
+        "expert width (dense intermediate_size)": (
+            moe_shape(cfg, mc).expert_width,
+            d.get("intermediate_size"),
+        ),
     }
-    out = [f"moe.upcycle_from {path}: {what} {dense} of the dense model does not match {mine} of this MoE "
-           f"config" for what, (mine, dense) in want.items() if mine != dense]
+    out = [
+        f"moe.upcycle_from {path}: {what} {dense} of the dense model does not match {mine} of this MoE config"
+        for what, (mine, dense) in want.items()
+        if mine != dense
+    ]
     theta = (d.get("rope_parameters") or {}).get("rope_theta", d.get("rope_theta"))
     if theta is not None and float(theta) != float(cfg.model.rope_theta):
-        out.append(f"moe.upcycle_from {path}: rope_theta {theta} of the dense model does not match "
-                   f"model.rope_theta={cfg.model.rope_theta}")
+        out.append(
+            f"moe.upcycle_from {path}: rope_theta {theta} of the dense model does not match "
+            f"model.rope_theta={cfg.model.rope_theta}"
+        )
     window = d.get("sliding_window")
     if mt == "mistral" and window is not None and window < cfg.data.seq_len:
-        out.append(f"moe.upcycle_from {path}: sliding-window attention ({window} < data.seq_len="
-                   f"{cfg.data.seq_len}) differs from the MoE model's full attention")
+        out.append(
+            f"moe.upcycle_from {path}: sliding-window attention ({window} < data.seq_len="
+            f"{cfg.data.seq_len}) differs from the MoE model's full attention"
+        )
     if d.get("mlp_bias") or d.get("attention_bias"):
         out.append(f"moe.upcycle_from {path}: the dense model has biases, which the MoE model does not")
     return out

@@ -74,20 +74,35 @@ class SyntheticConfig(Section):
     """The `synthetic` config section: generator, prompts, sampling, filters, and the data mix."""
 
     # ---- generator --------------------------------------------------------------------------
-    generator: str = Field(default="train", description="'train' (train a generator with the baseline recipe "
-                           "first), a finished efflab run directory, or a local Hugging Face model directory")
-    generator_overrides: dict[str, Any] = Field(default_factory=dict, description="generator='train': dotted "
-                                                "overrides of this config for the generator's baseline run, "
-                                                "e.g. {model.depth: 4, train.budget_tokens: 2e6}")
-    generator_dir: str | None = Field(default=None, description="generator='train': its run directory "
-                                      "(default: <runs>/synthetic-generator-<config hash>, shared by runs)")
+    generator: str = Field(
+        default="train",
+        description="'train' (train a generator with the baseline recipe "
+        "first), a finished efflab run directory, or a local Hugging Face model directory",
+    )
+    generator_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="generator='train': dotted "
+        "overrides of this config for the generator's baseline run, "
+        "e.g. {model.depth: 4, train.budget_tokens: 2e6}",
+    )
+    generator_dir: str | None = Field(
+        default=None,
+        description="generator='train': its run directory "
+        "(default: <runs>/synthetic-generator-<config hash>, shared by runs)",
+    )
     # ---- prompts ------------------------------------------------------------------------------
-    prompts: Literal["prefix", "seeds"] = Field(default="prefix", description="prefix: the first prompt_len "
-                                                "tokens of random real train blocks; seeds: the strings in `seeds`")
+    prompts: Literal["prefix", "seeds"] = Field(
+        default="prefix",
+        description="prefix: the first prompt_len "
+        "tokens of random real train blocks; seeds: the strings in `seeds`",
+    )
     prompt_len: int = Field(default=16, ge=1, description="tokens of real text per prompt (prompts=prefix)")
     seeds: list[str] = Field(default_factory=list, description="prompt strings (prompts=seeds), used in turn")
-    keep_prompt: bool = Field(default=False, description="keep the prompt in the sample's text (real prefixes "
-                              "would then leak real tokens into the synthetic corpus)")
+    keep_prompt: bool = Field(
+        default=False,
+        description="keep the prompt in the sample's text (real prefixes "
+        "would then leak real tokens into the synthetic corpus)",
+    )
     # ---- sampling -----------------------------------------------------------------------------
     temperature: float = Field(default=1.0, ge=0, le=10, description="0 = greedy")
     top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling; 1 = off")
@@ -102,21 +117,39 @@ class SyntheticConfig(Section):
     min_tokens: int = Field(default=16, ge=1, description="samples shorter than this (tokens) are removed")
     max_tokens: int | None = Field(default=None, ge=1, description="samples longer than this are removed")
     dedup_exact: bool = Field(default=True, description="remove exact duplicates of normalised text")
-    near_dup: Literal["off", "ngram", "minhash"] = Field(default="minhash", description="near-duplicate "
-                                                         "removal: exact n-gram Jaccard over all pairs, or MinHash LSH")
-    near_dup_threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity that counts as a duplicate")
+    near_dup: Literal["off", "ngram", "minhash"] = Field(
+        default="minhash",
+        description="near-duplicate removal: exact n-gram Jaccard over all pairs, or MinHash LSH",
+    )
+    near_dup_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Jaccard similarity that counts as a duplicate"
+    )
     ngram: int = Field(default=5, ge=1, description="words per shingle")
     minhash_perms: int = Field(default=128, ge=8, le=1024, description="MinHash permutations")
-    nll_quantiles: tuple[float, float] = Field(default=(0.02, 0.98), description="keep samples whose mean NLL "
-                                                "lies between these quantiles (of the samples left)")
-    nll_min: float | None = Field(default=None, ge=0, description="absolute lower bound on mean NLL (nats/token)")
-    nll_max: float | None = Field(default=None, gt=0, description="absolute upper bound on mean NLL (nats/token)")
+    nll_quantiles: tuple[float, float] = Field(
+        default=(0.02, 0.98),
+        description="keep samples whose mean NLL lies between these quantiles (of the samples left)",
+    )
+    nll_min: float | None = Field(
+        default=None, ge=0, description="absolute lower bound on mean NLL (nats/token)"
+    )
+    nll_max: float | None = Field(
+        default=None, gt=0, description="absolute upper bound on mean NLL (nats/token)"
+    )
     # ---- training data ------------------------------------------------------------------------
-    mix_ratio: float = Field(default=1.0, gt=0, le=1, description="fraction of synthetic blocks in every "
-                             "batch (1 = synthetic only); the rest are real train blocks")
-    budget_includes: Literal["train", "marginal", "total"] = Field(default="train", description="what "
-                                  "train.budget_flops pays for: train only; generation + train (marginal); "
-                                  "or also the generator's training (total)")
+    mix_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="fraction of synthetic blocks in every "
+        "batch (1 = synthetic only); the rest are real train blocks",
+    )
+    budget_includes: Literal["train", "marginal", "total"] = Field(
+        default="train",
+        description="what "
+        "train.budget_flops pays for: train only; generation + train (marginal); "
+        "or also the generator's training (total)",
+    )
 
     @field_validator("token_budget", mode="before")
     @classmethod
@@ -144,25 +177,37 @@ class SyntheticConfig(Section):
         if self.prompts == "seeds" and not [s for s in self.seeds if s.strip()]:
             out.append("synthetic.seeds: prompts=seeds needs at least one non-empty seed string")
         if self.prompts == "prefix" and self.prompt_len >= cfg.data.seq_len:
-            out.append(f"synthetic.prompt_len={self.prompt_len} must be shorter than data.seq_len={cfg.data.seq_len}")
+            out.append(
+                f"synthetic.prompt_len={self.prompt_len} must be shorter than data.seq_len={cfg.data.seq_len}"
+            )
         if self.min_new_tokens > self.max_new_tokens:
-            out.append(f"synthetic.min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
-        longest = self.max_new_tokens + (self.prompt_len if self.keep_prompt and self.prompts == "prefix" else 0)
+            out.append(
+                f"synthetic.min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}"
+            )
+        longest = self.max_new_tokens + (
+            self.prompt_len if self.keep_prompt and self.prompts == "prefix" else 0
+        )
         if self.min_tokens > longest and not (self.keep_prompt and self.prompts == "seeds"):
-            out.append(f"synthetic.min_tokens={self.min_tokens} exceeds the longest possible sample ({longest} "
-                       f"tokens): every sample would be filtered away")
+            out.append(
+                f"synthetic.min_tokens={self.min_tokens} exceeds the longest possible sample ({longest} "
+                f"tokens): every sample would be filtered away"
+            )
         if self.max_tokens is not None and self.max_tokens < self.min_tokens:
             out.append(f"synthetic.max_tokens={self.max_tokens} is below min_tokens={self.min_tokens}")
         if self.nll_min is not None and self.nll_max is not None and self.nll_min >= self.nll_max:
             out.append(f"synthetic.nll_min={self.nll_min} must be below nll_max={self.nll_max}")
         if self.budget_includes != "train" and cfg.train.budget_flops is None:
-            out.append(f"synthetic.budget_includes={self.budget_includes} needs train.budget_flops "
-                       f"(a FLOP budget to share between generation and training)")
+            out.append(
+                f"synthetic.budget_includes={self.budget_includes} needs train.budget_flops "
+                f"(a FLOP budget to share between generation and training)"
+            )
         if self.generator == "train":
             bad = [k for k in self.generator_overrides if k.split(".")[0] in ("data", "synthetic", "recipe")]
             if bad:
-                out.append(f"synthetic.generator_overrides: {', '.join(bad)} cannot be overridden (the generator "
-                           f"shares the student's data and tokenizer)")
+                out.append(
+                    f"synthetic.generator_overrides: {', '.join(bad)} cannot be overridden (the generator "
+                    f"shares the student's data and tokenizer)"
+                )
             else:
                 try:
                     generator_run_config(cfg, self)
@@ -175,10 +220,35 @@ class SyntheticConfig(Section):
                 out.extend(f"synthetic.generator: {p}" for p in e.problems)
         return out
 
+    def sampling_kwargs(self) -> dict:
+        """The keyword arguments of `generate_corpus` that this section sets."""
+        keys = (
+            "token_budget",
+            "batch_size",
+            "max_new_tokens",
+            "min_new_tokens",
+            "temperature",
+            "top_k",
+            "top_p",
+            "stop_at_eos",
+        )
+        return {k: getattr(self, k) for k in keys}
+
     def generation_settings(self) -> dict:
         """The settings that change what is generated (they key the corpus cache)."""
-        keys = ("prompts", "prompt_len", "seeds", "temperature", "top_p", "top_k", "max_new_tokens",
-                "min_new_tokens", "stop_at_eos", "batch_size", "token_budget")
+        keys = (
+            "prompts",
+            "prompt_len",
+            "seeds",
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_new_tokens",
+            "min_new_tokens",
+            "stop_at_eos",
+            "batch_size",
+            "token_budget",
+        )
         d = {k: getattr(self, k) for k in keys}
         if self.prompts == "seeds":
             d.pop("prompt_len")
@@ -188,8 +258,19 @@ class SyntheticConfig(Section):
 
     def filter_settings(self) -> dict:
         """The settings that change which samples are kept (they key the filtered corpus)."""
-        keys = ("keep_prompt", "min_tokens", "max_tokens", "dedup_exact", "near_dup", "near_dup_threshold",
-                "ngram", "minhash_perms", "nll_quantiles", "nll_min", "nll_max")
+        keys = (
+            "keep_prompt",
+            "min_tokens",
+            "max_tokens",
+            "dedup_exact",
+            "near_dup",
+            "near_dup_threshold",
+            "ngram",
+            "minhash_perms",
+            "nll_quantiles",
+            "nll_min",
+            "nll_max",
+        )
         d = {k: getattr(self, k) for k in keys}
         d["nll_quantiles"] = list(d["nll_quantiles"])
         return d
@@ -234,8 +315,10 @@ def inspect_generator(path: str | os.PathLike) -> GeneratorSource:
     if (p / "manifest.json").is_file():
         man = read_json(p / "manifest.json")
         if man.get("status") != "complete":
-            raise UserError(f"{path}: the efflab run is not complete (status {man.get('status')!r}); "
-                            f"finish it with --resume first")
+            raise UserError(
+                f"{path}: the efflab run is not complete (status {man.get('status')!r}); "
+                f"finish it with --resume first"
+            )
         probs = check_pretrained_dir(str(p / "model")) or pretrained_tokenizer_problems(str(p / "model"))
         if not (p / "ledger.json").is_file():
             probs.append(f"{path}: the run has no ledger.json")
@@ -326,37 +409,38 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: floa
     """One token per row from logits [B, V] (float): temperature, then top-k, then top-p (nucleus),
     in the order transformers applies them. Returns LongTensor [B]. temperature 0 is greedy.
 
-    Only the candidates are sorted: the top-k, or for nucleus sampling alone the top 256 (more while
-    their mass is below top_p), which is exact because the nucleus is a prefix of the sorted
-    distribution. The draw is an exponential race, argmax(p_i / E_i) with E_i ~ Exp(1), which picks
-    i with probability p_i exactly and costs less than torch.multinomial on a CPU.
+    Nucleus sampling sorts only the top 256 candidates when they can hold top_p of the mass (a
+    confident model), and the whole vocabulary otherwise; either way the nucleus is exact. The draw
+    inverts the cumulative distribution with one uniform per row (searchsorted), which picks token i
+    with probability p_i as torch.multinomial does, at a fraction of its cost on a CPU.
     """
     import torch
 
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
-    V = logits.shape[-1]
-    idx = None
+    B, V = logits.shape
+    idx = None  # candidate token ids [B, k] when only some are kept; None = all V in order
     if 0 < top_k < V:
         logits, idx = torch.topk(logits, top_k, dim=-1)  # [B, k], sorted
     if top_p < 1.0:
         log_z = torch.logsumexp(logits, -1, keepdim=True)  # of the (top-k) distribution
         if idx is None:
-            k = min(V, 256)
-            while True:
-                vals, cand = torch.topk(logits, k, dim=-1)  # [B, k], sorted
-                if k == V or bool(((vals - log_z).exp().sum(-1) >= top_p).all()):
-                    break
-                k = min(V, 4 * k)
-            logits, idx = vals, cand
+            k, sorted_ = min(V, 256), None
+            if k < V and bool((k * (logits.max(-1, keepdim=True).values - log_z).exp() >= top_p).all()):
+                vals, cand = torch.topk(logits, k, dim=-1)
+                if bool(((vals - log_z).exp().sum(-1) >= top_p).all()):
+                    sorted_ = (vals, cand)
+            logits, idx = sorted_ or logits.sort(dim=-1, descending=True)
         p = (logits - log_z).exp()
         before = p.cumsum(-1) - p  # probability mass ranked above each candidate
         logits = logits.masked_fill(before >= top_p, float("-inf"))  # the top token always survives
     q = torch.softmax(logits, -1)
-    race = torch.empty_like(q).exponential_(generator=generator)
-    choice = (q / race).argmax(-1)
-    return choice if idx is None else idx.gather(-1, choice[:, None]).squeeze(1)
+    cdf = q.cumsum(-1)
+    u = torch.rand((B, 1), generator=generator, device=q.device) * cdf[:, -1:]
+    last = (q > 0).cumsum(-1).argmax(-1, keepdim=True)  # the last token with positive probability
+    choice = torch.minimum(torch.searchsorted(cdf, u, right=True), last)  # [B, 1]
+    return (choice if idx is None else idx.gather(-1, choice)).squeeze(1)
 
 
 @dataclass
@@ -383,9 +467,20 @@ def generation_cost(config):
     return cost
 
 
-def generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, min_new_tokens: int = 0,
-                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_id: int | None = None,
-                   stop_at_eos: bool = True, generator=None, autocast=contextlib.nullcontext) -> list[Sample]:
+def generate_batch(
+    model,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    stop_at_eos: bool = True,
+    generator=None,
+    autocast=contextlib.nullcontext,
+) -> list[Sample]:
     """Sample continuations of equal-length prompts together, with a KV cache.
 
     Prefill: one forward over the prompts [B, P], LM head on the last position only (as
@@ -418,7 +513,9 @@ def generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, min_
             if eos_id is not None and t < min_new_tokens:
                 tok_logits = logits.clone()
                 tok_logits[:, eos_id] = float("-inf")
-            tok = sample_next(tok_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            tok = sample_next(
+                tok_logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
             logp = torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1)  # [B_alive]
             nll.index_add_(0, alive, -logp.double())
             rows, toks = alive.tolist(), tok.tolist()
@@ -443,7 +540,9 @@ def generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, min_
             out = model(input_ids=tok[:, None], past_key_values=cache, use_cache=True)
     model.train(was_training)
     nll = nll.cpu().tolist()
-    return [Sample(list(prompts[i]), new[i], ended[i], n_comp[i], nll[i] / max(1, n_comp[i])) for i in range(B)]
+    return [
+        Sample(list(prompts[i]), new[i], ended[i], n_comp[i], nll[i] / max(1, n_comp[i])) for i in range(B)
+    ]
 
 
 @dataclass
@@ -455,10 +554,23 @@ class GenerationResult:
     batches: int
 
 
-def generate_corpus(model, prompt_fn, *, token_budget: float, batch_size: int, max_new_tokens: int,
-                    min_new_tokens: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                    eos_id: int | None = None, stop_at_eos: bool = True, seed: int = 0,
-                    autocast=contextlib.nullcontext, progress: bool = False) -> GenerationResult:
+def generate_corpus(
+    model,
+    prompt_fn,
+    *,
+    token_budget: float,
+    batch_size: int,
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    stop_at_eos: bool = True,
+    seed: int = 0,
+    autocast=contextlib.nullcontext,
+    progress: bool = False,
+) -> GenerationResult:
     """Generate batches of samples until `token_budget` new tokens have been computed.
 
     `prompt_fn(k)` gives the k-th prompt (token ids). A chunk of `batch_size` prompts is split into
@@ -477,8 +589,14 @@ def generate_corpus(model, prompt_fn, *, token_budget: float, batch_size: int, m
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(token_budget), desc="generating", unit="tok", dynamic_ncols=True, mininterval=1.0,
-                   disable=None)
+        bar = tqdm(
+            total=int(token_budget),
+            desc="generating",
+            unit="tok",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=None,
+        )
     t0 = time.perf_counter()
     while done < token_budget:
         n = min(batch_size, max(1, math.ceil((token_budget - done) / max_new_tokens)))
@@ -488,9 +606,19 @@ def generate_corpus(model, prompt_fn, *, token_budget: float, batch_size: int, m
         for p in chunk:
             by_len.setdefault(len(p), []).append(p)
         for group in by_len.values():
-            out = generate_batch(model, group, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                                 temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id,
-                                 stop_at_eos=stop_at_eos, generator=gen, autocast=autocast)
+            out = generate_batch(
+                model,
+                group,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                eos_id=eos_id,
+                stop_at_eos=stop_at_eos,
+                generator=gen,
+                autocast=autocast,
+            )
             batches += 1
             for s in out:
                 flops += cost(len(s.prompt_ids), s.n_computed)
@@ -527,7 +655,7 @@ def exact_duplicates(texts: list[str]) -> np.ndarray:
 def shingles(text: str, n: int) -> np.ndarray:
     """Unique 32-bit hashes of the word n-grams of the normalised text (the whole text if it has < n words)."""
     words = normalize_text(text).split(" ")
-    grams = [" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))]
+    grams = [" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))]
     hs = {int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little") for g in grams}
     return np.fromiter(hs, dtype=np.uint64, count=len(hs))
 
@@ -574,8 +702,15 @@ def lsh_params(num_perm: int, threshold: float) -> tuple[int, int]:
     return (best[1], best[2]) if best else (num_perm, 1)
 
 
-def near_duplicates(texts: list[str], *, threshold: float = 0.8, n: int = 5, method: str = "minhash",
-                    num_perm: int = 128, seed: int = 0) -> np.ndarray:
+def near_duplicates(
+    texts: list[str],
+    *,
+    threshold: float = 0.8,
+    n: int = 5,
+    method: str = "minhash",
+    num_perm: int = 128,
+    seed: int = 0,
+) -> np.ndarray:
     """Boolean mask [N]: True where a text's word-n-gram Jaccard similarity with an earlier kept text
     is >= threshold. `ngram`: candidates are all pairs that share a shingle (exact). `minhash`:
     candidates are pairs that collide in an LSH band of their MinHash signatures (Broder 1997;
@@ -595,7 +730,7 @@ def near_duplicates(texts: list[str], *, threshold: float = 0.8, n: int = 5, met
         bands, rows = lsh_params(num_perm, threshold)
         for bnd in range(bands):
             buckets: dict[bytes, list[int]] = {}
-            part = np.ascontiguousarray(sig[:, bnd * rows:(bnd + 1) * rows])
+            part = np.ascontiguousarray(sig[:, bnd * rows : (bnd + 1) * rows])
             for i in range(N):
                 lst = buckets.setdefault(part[i].tobytes(), [])
                 cands[i].update(lst)
@@ -611,8 +746,9 @@ def near_duplicates(texts: list[str], *, threshold: float = 0.8, n: int = 5, met
     return dup
 
 
-def filter_samples(texts: list[str], n_tokens: list[int], nll: list[float], syn: SyntheticConfig,
-                   seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+def filter_samples(
+    texts: list[str], n_tokens: list[int], nll: list[float], syn: SyntheticConfig, seed: int = 0
+) -> tuple[np.ndarray, list[dict]]:
     """Apply the filters in order; returns (keep mask [N], one report per filter).
 
     Each report: {filter, removed (samples), removed_tokens, kept (samples left after it), ...}.
@@ -627,8 +763,15 @@ def filter_samples(texts: list[str], n_tokens: list[int], nll: list[float], syn:
     def apply(name: str, remove: np.ndarray, **info):
         remove = remove & keep
         keep[remove] = False
-        report.append({"filter": name, "removed": int(remove.sum()), "removed_tokens": int(ntok[remove].sum()),
-                       "kept": int(keep.sum()), **info})
+        report.append(
+            {
+                "filter": name,
+                "removed": int(remove.sum()),
+                "removed_tokens": int(ntok[remove].sum()),
+                "kept": int(keep.sum()),
+                **info,
+            }
+        )
 
     too_short = ntok < syn.min_tokens
     too_long = ntok > syn.max_tokens if syn.max_tokens is not None else np.zeros(N, dtype=bool)
@@ -641,8 +784,14 @@ def filter_samples(texts: list[str], n_tokens: list[int], nll: list[float], syn:
     if syn.near_dup != "off":
         idx = np.flatnonzero(keep)
         d = np.zeros(N, dtype=bool)
-        d[idx] = near_duplicates([texts[i] for i in idx], threshold=syn.near_dup_threshold, n=syn.ngram,
-                                 method=syn.near_dup, num_perm=syn.minhash_perms, seed=seed)
+        d[idx] = near_duplicates(
+            [texts[i] for i in idx],
+            threshold=syn.near_dup_threshold,
+            n=syn.ngram,
+            method=syn.near_dup,
+            num_perm=syn.minhash_perms,
+            seed=seed,
+        )
         apply("near_dedup", d, method=syn.near_dup, threshold=syn.near_dup_threshold, ngram=syn.ngram)
     lo_q, hi_q = syn.nll_quantiles
     idx = np.flatnonzero(keep)
@@ -655,15 +804,113 @@ def filter_samples(texts: list[str], n_tokens: list[int], nll: list[float], syn:
         lo = max(lo, syn.nll_min)
     if syn.nll_max is not None:
         hi = min(hi, syn.nll_max)
-    apply("nll_band", (nll_a < lo) | (nll_a > hi), low=None if np.isinf(lo) else lo,
-          high=None if np.isinf(hi) else hi, quantiles=list(syn.nll_quantiles))
+    apply(
+        "nll_band",
+        (nll_a < lo) | (nll_a > hi),
+        low=None if np.isinf(lo) else lo,
+        high=None if np.isinf(hi) else hi,
+        quantiles=list(syn.nll_quantiles),
+    )
     return keep, report
 
 
 # =============================================================================================
 # the corpus on disk (datasets), its provenance, and reuse
 # =============================================================================================
-def generation_key(generator_identity: str, settings: dict, seed: int, prompt_data: dict, precision: str) -> str:
+def generation_provenance(
+    source: GeneratorSource,
+    syn: SyntheticConfig,
+    res: GenerationResult,
+    *,
+    seed: int,
+    prompt_data: dict,
+    precision: str,
+    device: str,
+    run_dir,
+) -> dict:
+    """generation.json: which generator, settings and seed, what it cost (FLOPs, tokens, seconds), who paid."""
+    return {
+        "generator": {
+            "kind": source.kind,
+            "path": str(source.path.resolve()),
+            "identity": source.identity,
+            "training_flops": source.training_flops,
+        },
+        "settings": syn.generation_settings(),
+        "seed": seed,
+        "prompt_data": prompt_data,
+        "precision": precision,
+        "device": device,
+        "flops": res.flops,
+        "tokens_generated": res.tokens_generated,
+        "samples": len(res.samples),
+        "prompt_tokens": sum(len(s.prompt_ids) for s in res.samples),
+        "seconds": res.seconds,
+        "tokens_per_s": res.tokens_generated / max(res.seconds, 1e-9),
+        "flops_convention": "accounting.flops.generation_flops per sample: prefill (LM head on the last prompt "
+        "position) + one-token decodes over the KV cache, for every computed token, "
+        "filtered or not; no padding is computed",
+        "generated_by": str(Path(run_dir).resolve()),
+    }
+
+
+def train_budget(cfg, generation_flops: float, source: GeneratorSource) -> tuple[float, float]:
+    """(FLOPs left for training, FLOPs the synthetic data took) under `synthetic.budget_includes`."""
+    syn = cfg.synthetic
+    spent = generation_flops
+    if syn.budget_includes == "total":
+        if source.training_flops is None:
+            raise UserError(
+                "synthetic.budget_includes=total needs the generator's training cost, which a local "
+                "pretrained directory does not have (use marginal)"
+            )
+        spent += source.training_flops
+    left = cfg.train.budget_flops - spent
+    if left <= 0:
+        raise UserError(
+            f"the synthetic data ({spent:.4g} FLOPs, budget_includes={syn.budget_includes}) already "
+            f"spends train.budget_flops={cfg.train.budget_flops:.4g}"
+        )
+    return left, spent
+
+
+def run_summary(
+    prov: dict,
+    *,
+    paid_here: bool,
+    uses: int | None,
+    source: GeneratorSource,
+    syn: SyntheticConfig,
+    synthetic_blocks: int,
+    blocks_consumed: int,
+) -> dict:
+    """What the manifest records about the synthetic data of one run (numbers, not prose)."""
+    keys = (
+        "samples_generated",
+        "samples_kept",
+        "tokens_generated",
+        "tokens_kept",
+        "flops_per_kept_token",
+        "filter_report",
+        "corpus_dir",
+    )
+    return {
+        **{k: prov[k] for k in keys},
+        "generation_flops": prov["flops"],
+        "generation_charged_here": paid_here,
+        "corpus_uses": uses,
+        "amortised_generation_flops_per_use": prov["flops"] / uses if uses else None,
+        "generator": source.describe(),
+        "mix_ratio": syn.mix_ratio,
+        "budget_includes": syn.budget_includes,
+        "synthetic_blocks": synthetic_blocks,
+        "synthetic_epochs": blocks_consumed / synthetic_blocks,
+    }
+
+
+def generation_key(
+    generator_identity: str, settings: dict, seed: int, prompt_data: dict, precision: str
+) -> str:
     """Cache key of one generation: generator weights, sampling settings, seed, prompt data, precision."""
     return _hash("synthetic-gen-v1", generator_identity, settings, seed, prompt_data, precision)[:24]
 
@@ -679,13 +926,15 @@ def save_generation(gen_dir: Path, result: GenerationResult, provenance: dict) -
     gen_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = gen_dir.with_name(gen_dir.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds = datasets.Dataset.from_dict({
-        "prompt_ids": [s.prompt_ids for s in result.samples],
-        "new_ids": [s.new_ids for s in result.samples],
-        "eos": [s.eos for s in result.samples],
-        "n_computed": [s.n_computed for s in result.samples],
-        "nll": [s.nll for s in result.samples],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "prompt_ids": [s.prompt_ids for s in result.samples],
+            "new_ids": [s.new_ids for s in result.samples],
+            "eos": [s.eos for s in result.samples],
+            "n_computed": [s.n_computed for s in result.samples],
+            "nll": [s.nll for s in result.samples],
+        }
+    )
     ds.save_to_disk(str(tmp / "samples"))
     atomic_write_json(tmp / "generation.json", provenance)
     if gen_dir.exists():  # another process finished first: keep theirs
@@ -701,13 +950,18 @@ def load_generation(gen_dir: Path) -> tuple[list[Sample], dict]:
 
     ds = datasets.load_from_disk(str(Path(gen_dir) / "samples"))
     cols = ds.to_dict()
-    samples = [Sample(p, n, bool(e), int(c), float(x)) for p, n, e, c, x in
-               zip(cols["prompt_ids"], cols["new_ids"], cols["eos"], cols["n_computed"], cols["nll"])]
+    samples = [
+        Sample(p, n, bool(e), int(c), float(x))
+        for p, n, e, c, x in zip(
+            cols["prompt_ids"], cols["new_ids"], cols["eos"], cols["n_computed"], cols["nll"]
+        )
+    ]
     return samples, read_json(Path(gen_dir) / "generation.json")
 
 
-def build_corpus(gen_dir: Path, samples: list[Sample], generation: dict, syn: SyntheticConfig, tokenizer,
-                 seed: int = 0) -> tuple[Path, dict, list[list[int]]]:
+def build_corpus(
+    gen_dir: Path, samples: list[Sample], generation: dict, syn: SyntheticConfig, tokenizer, seed: int = 0
+) -> tuple[Path, dict, list[list[int]]]:
     """Filter the samples, save the kept ones as a datasets dataset with provenance.json.
 
     Returns (corpus dir, provenance, kept token-id lists). The provenance carries the generation's
@@ -733,16 +987,19 @@ def build_corpus(gen_dir: Path, samples: list[Sample], generation: dict, syn: Sy
         "samples_kept": int(keep.sum()),
         "tokens_kept": kept_tokens,
         "real_tokens_in_corpus": int(sum(len(s.prompt_ids) for s, k in zip(samples, keep) if k))
-        if syn.keep_prompt and generation["settings"]["prompts"] == "prefix" else 0,
+        if syn.keep_prompt and generation["settings"]["prompts"] == "prefix"
+        else 0,
         "flops_per_kept_token": generation["flops"] / kept_tokens if kept_tokens else None,
         "corpus_dir": str(cdir),
     }
     if not (cdir / "provenance.json").is_file():
-        ds = datasets.Dataset.from_dict({
-            "text": [t for t, k in zip(texts, keep) if k],
-            "input_ids": kept_docs,
-            "nll": [s.nll for s, k in zip(samples, keep) if k],
-        })
+        ds = datasets.Dataset.from_dict(
+            {
+                "text": [t for t, k in zip(texts, keep) if k],
+                "input_ids": kept_docs,
+                "nll": [s.nll for s, k in zip(samples, keep) if k],
+            }
+        )
         tmp = cdir.with_name(cdir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         ds.save_to_disk(str(tmp))
@@ -837,10 +1094,16 @@ class MixedSampler:
         return int(self.synthetic.shape[1])
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "batch_size": self.batch_size, "mix_ratio": self.mix_ratio,
-                "synthetic_blocks": int(len(self.synthetic))}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "mix_ratio": self.mix_ratio,
+            "synthetic_blocks": int(len(self.synthetic)),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state and state != self.state_dict():
-            raise UserError("--resume: the synthetic/real data mix of the checkpoint differs from this run's "
-                            f"({state} vs {self.state_dict()})")
+            raise UserError(
+                "--resume: the synthetic/real data mix of the checkpoint differs from this run's "
+                f"({state} vs {self.state_dict()})"
+            )
