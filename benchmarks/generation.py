@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="sequences generated together")
     ap.add_argument("--prompt", type=int, default=16, help="prompt tokens")
     ap.add_argument("--new", type=int, default=64, help="new tokens per sequence")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (1 = plain sampling)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--bf16", action="store_true", help="autocast to bf16 (GPU)")
     ap.add_argument("overrides", nargs="*")
@@ -53,7 +54,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(cfg, cfg.data.vocab_size).to(device).eval()
     prompts = torch.randint(0, cfg.data.vocab_size, (a.batch, a.prompt)).tolist()
-    kw = {"max_new_tokens": a.new, "stop_at_eos": False, "top_p": 0.95}
+    kw = {"max_new_tokens": a.new, "stop_at_eos": False, "top_p": a.top_p}
 
     def autocast():
         return (

@@ -53,7 +53,9 @@ VIEW_HELP = {
     "amortised": "marginal + sunk pretraining divided over the runs of this comparison that share it",
 }
 TECHNIQUE_ORDER = ("baseline", "moe", "distill", "curriculum", "synthetic")
-RUN_NAME = re.compile(r"^(?P<scale>.+)-(?P<technique>baseline|moe|distill|curriculum|synthetic)-s(?P<seed>\d+)$")
+RUN_NAME = re.compile(
+    r"^(?P<scale>.+)-(?P<technique>baseline|moe|distill|curriculum|synthetic)-s(?P<seed>\d+)$"
+)
 DEFAULT_PRESETS = ("gpt3-175b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026")
 MFU_RANGE = (0.38, 0.40, 0.45, 0.50, 0.55)  # BACKGROUND.md: 38-55% is the state of the art
 
@@ -94,29 +96,64 @@ class RunRecord:
         return float(self.result["final_eval_bpb" if metric == "bpb" else "final_eval_loss"])
 
     def flops_final(self, view: str) -> float:
+        """All FLOPs of the finished run in `view` (reused artifacts included)."""
         m = float(self.ledger.marginal) + self.reused_flops
-        if view == "marginal":
-            return m
-        if view == "total":
-            return m + self.sunk_flops
-        return m + self.sunk_flops / max(self.share, 1)
+        return m + self.offset(view) - self.offset("marginal")
 
-    def curve(self, view: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """(cumulative FLOPs in `view`, eval metric) at every eval point with FLOPs > 0, increasing."""
+    @property
+    def upfront(self) -> float:
+        """Marginal FLOPs spent before the first step (generation, scoring, a logit cache), plus reuse."""
+        row0 = next((r for r in self.evals if r.get("step") == 0), None)
+        m0 = float((row0 or {}).get("flops", {}).get("marginal") or 0.0)
+        return m0 + self.reused_flops
+
+    def offset(self, view: str) -> float:
+        """FLOPs of `view` that do not grow with training steps: up-front costs and the sunk teacher."""
+        sunk = {"marginal": 0.0, "total": self.sunk_flops, "amortised": self.sunk_flops / max(self.share, 1)}[
+            view
+        ]
+        return self.upfront + sunk
+
+    def progress(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(FLOPs spent by the training steps so far, eval metric) at every eval after step 0.
+
+        Loss is a function of training progress: FLOPs-to-target is found on this curve, in log
+        FLOPs, and each view then adds its constant offset (up-front costs, the sunk teacher), so
+        every view of one run crosses the target at the same step.
+        """
         key = "eval_bpb" if metric == "bpb" else "eval_loss"
+        base = self.upfront - self.reused_flops
         xs, ys = [], []
         for r in self.evals:
             fl = r.get("flops") or {}
             if r.get(key) is None or fl.get("marginal") is None:
                 continue
-            m = float(fl["marginal"]) + self.reused_flops
-            sunk = float(fl.get("total", fl["marginal"])) - float(fl["marginal"])
-            x = {"marginal": m, "total": m + sunk, "amortised": m + sunk / max(self.share, 1)}[view]
+            x = float(fl["marginal"]) - base
             if x <= 0 or (xs and x <= xs[-1]):
-                continue  # step 0 of a run with no up-front cost, or a repeated eval at the same FLOPs
+                continue  # step 0, or a repeated eval at the same FLOPs
             xs.append(x)
             ys.append(float(r[key]))
         return np.array(xs, dtype=float), np.array(ys, dtype=float)
+
+    def curve(self, view: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(cumulative FLOPs in `view`, eval metric) at every eval point after step 0, for plots."""
+        x, y = self.progress(metric)
+        return x + self.offset(view), y
+
+    def flops_to_target(self, view: str, metric: str, target: float) -> float | None:
+        x, y = self.progress(metric)
+        f = cm.flops_to_target(x, y, target) if x.size else None
+        return None if f is None else f + self.offset(view)
+
+    def loss_at(self, view: str, metric: str, budget: float) -> float | None:
+        """The eval metric when `budget` FLOPs of `view` were spent (None outside the evaluated range)."""
+        x, y = self.progress(metric)
+        b = budget - self.offset(view)
+        if not x.size or b <= 0:
+            return None
+        if abs(b / x[-1] - 1) < 1e-6:  # the ledger's sum and the last metrics row differ by rounding
+            b = float(x[-1])
+        return cm.loss_at_flops(x, y, b)
 
     def phase_flops(self) -> dict[str, float]:
         """FLOPs per ledger phase, with cache reuse added to its phase (eval shown, never summed)."""
@@ -147,7 +184,9 @@ def run_problems(path: Path) -> list[str]:
         if not (p / f).is_file():
             out.append(f"{p}: complete but {f} is missing")
     if not man.get("data", {}).get("eval_set_hash"):
-        out.append(f"{p}: the manifest records no eval-set hash (cannot check it was evaluated on the same text)")
+        out.append(
+            f"{p}: the manifest records no eval-set hash (cannot check it was evaluated on the same text)"
+        )
     if "final_eval_loss" not in man.get("result", {}):
         out.append(f"{p}: the manifest has no final eval loss")
     return out
@@ -172,10 +211,23 @@ def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> Ru
     evals = [r for r in read_jsonl(p / "metrics.jsonl") if r.get("eval_loss") is not None]
     reused = sum(float(r.get("flops", 0.0)) for r in led.reuse if r.get("phase") in MARGINAL_PHASES)
     sunk = sum(led.flops(ph) for ph in SUNK_PHASES)
-    rec = RunRecord(p, str(name), technique, str(scale), int(man.get("seed", cfg.get("train", {}).get("seed", 0))),
-                    man, cfg, led, evals, reused, sunk)
+    rec = RunRecord(
+        p,
+        str(name),
+        technique,
+        str(scale),
+        int(man.get("seed", cfg.get("train", {}).get("seed", 0))),
+        man,
+        cfg,
+        led,
+        evals,
+        reused,
+        sunk,
+    )
     if reused:
-        rec.notes.append(f"{reused:.4g} FLOPs of cached artifacts paid by another run are added to its marginal FLOPs")
+        rec.notes.append(
+            f"{reused:.4g} FLOPs of cached artifacts paid by another run are added to its marginal FLOPs"
+        )
     if with_serving:
         _serving(rec)
     return rec
@@ -235,18 +287,26 @@ def comparable(runs: list[RunRecord]) -> tuple[str, list[str], list[str]]:
     for r in runs[1:]:
         a, b = ref.data, r.data
         if a.get("eval_text_hash") and b.get("eval_text_hash") and a["eval_text_hash"] != b["eval_text_hash"]:
-            probs.append(f"{r.path}: evaluated on other held-out text than {ref.path} (eval_text_hash "
-                         f"{b['eval_text_hash'][:12]} vs {a['eval_text_hash'][:12]}: another corpus or split)")
-        elif a.get("tokenizer_hash") == b.get("tokenizer_hash") and a.get("eval_set_hash") != b.get("eval_set_hash"):
-            probs.append(f"{r.path}: evaluated on another eval set than {ref.path} (eval_set_hash "
-                         f"{str(b.get('eval_set_hash'))[:12]} vs {str(a.get('eval_set_hash'))[:12]}: "
-                         f"data.seq_len or eval.max_blocks differ)")
+            probs.append(
+                f"{r.path}: evaluated on other held-out text than {ref.path} (eval_text_hash "
+                f"{b['eval_text_hash'][:12]} vs {a['eval_text_hash'][:12]}: another corpus or split)"
+            )
+        elif a.get("tokenizer_hash") == b.get("tokenizer_hash") and a.get("eval_set_hash") != b.get(
+            "eval_set_hash"
+        ):
+            probs.append(
+                f"{r.path}: evaluated on another eval set than {ref.path} (eval_set_hash "
+                f"{str(b.get('eval_set_hash'))[:12]} vs {str(a.get('eval_set_hash'))[:12]}: "
+                f"data.seq_len or eval.max_blocks differ)"
+            )
     toks = {r.data.get("tokenizer_hash") for r in runs}
     metric = "loss"
     if len(toks) > 1:
         metric = "bpb"
-        notes.append(f"{len(toks)} tokenizers among these runs: quality is compared in bits per byte of the "
-                     f"shared held-out text, which does not depend on the tokenizer")
+        notes.append(
+            f"{len(toks)} tokenizers among these runs: quality is compared in bits per byte of the "
+            f"shared held-out text, which does not depend on the tokenizer"
+        )
     return metric, probs, notes
 
 
@@ -288,8 +348,10 @@ def compare_runs(runs: list[RunRecord], *, target: float | None = None, level: f
     for scale, rs in by_scale.items():
         shapes = {_shape_key(r) for r in rs if r.technique == "baseline"}
         if len(shapes) > 1:
-            bad.add(f"scale {scale!r}: {len(shapes)} baselines that differ in more than the seed; name runs "
-                    f"<scale>-<technique>-s<seed> (as `efflab suite` does) or compare them separately")
+            bad.add(
+                f"scale {scale!r}: {len(shapes)} baselines that differ in more than the seed; name runs "
+                f"<scale>-<technique>-s<seed> (as `efflab suite` does) or compare them separately"
+            )
     bad.raise_if_any()
     scales = []
     for scale, rs in by_scale.items():
@@ -300,10 +362,11 @@ def compare_runs(runs: list[RunRecord], *, target: float | None = None, level: f
         "unit": "bits/byte" if metric == "bpb" else "nats/token",
         "level": level,
         "interval": f"bootstrap over seeds, {50 * (1 - level):g}th-{50 * (1 + level):g}th percentile "
-                    f"(none with one seed per arm)",
+        f"(none with one seed per arm)",
         "views": dict(VIEW_HELP),
-        "target_rule": "given" if target is not None else
-        "the baseline's final eval loss at that scale (the highest over its seeds)",
+        "target_rule": "given"
+        if target is not None
+        else "the baseline's final eval loss at that scale (the highest over its seeds)",
         "conventions": runs[0].ledger.conventions,
         "scales": scales,
         "runs": [_run_summary(r, metric) for r in runs],
@@ -322,13 +385,25 @@ def _shape_key(r: RunRecord) -> str:
 
 def _run_summary(r: RunRecord, metric: str) -> dict:
     return {
-        "name": r.name, "path": str(r.path), "technique": r.technique, "scale": r.scale, "seed": r.seed,
-        "final": r.final(metric), "final_eval_loss": r.result.get("final_eval_loss"),
+        "name": r.name,
+        "path": str(r.path),
+        "technique": r.technique,
+        "scale": r.scale,
+        "seed": r.seed,
+        "final": r.final(metric),
+        "final_eval_loss": r.result.get("final_eval_loss"),
         "final_eval_bpb": r.result.get("final_eval_bpb"),
-        "flops_marginal": r.flops_final("marginal"), "flops_total": r.flops_final("total"),
-        "flops_amortised": r.flops_final("amortised"), "sunk_flops": r.sunk_flops, "sunk_shared_by": r.share,
-        "reused_flops": r.reused_flops, "phases": r.phase_flops(), "train_tokens": r.result.get("train_tokens"),
-        "steps": r.result.get("steps"), "params": r.params, "params_active": r.params_active,
+        "flops_marginal": r.flops_final("marginal"),
+        "flops_total": r.flops_final("total"),
+        "flops_amortised": r.flops_final("amortised"),
+        "sunk_flops": r.sunk_flops,
+        "sunk_shared_by": r.share,
+        "reused_flops": r.reused_flops,
+        "phases": r.phase_flops(),
+        "train_tokens": r.result.get("train_tokens"),
+        "steps": r.result.get("steps"),
+        "params": r.params,
+        "params_active": r.params_active,
         "serve_flops_per_token": r.serve_flops_per_token,
         "seconds": sum(p.seconds for k, p in r.ledger.phases().items()),
         "curve": {v: [list(map(float, a)) for a in r.curve(v, metric)] for v in VIEWS},
@@ -346,10 +421,12 @@ def _compare_scale(scale: str, rs: list[RunRecord], *, metric: str, target, leve
     tgt = float(target) if target is not None else max(r.final(metric) for r in base)
     out["target"] = tgt
     out["target_source"] = "given" if target is not None else "baseline final (highest over seeds)"
-    base_ft = {v: [cm.flops_to_target(*r.curve(v, metric), tgt) for r in base] for v in VIEWS}
+    base_ft = {v: [r.flops_to_target(v, metric, tgt) for r in base] for v in VIEWS}
     base_budget = {v: _geomean([r.flops_final(v) for r in base]) for v in VIEWS}
     base_final = float(np.mean([r.final(metric) for r in base]))
-    techs = sorted({r.technique for r in rs}, key=lambda t: TECHNIQUE_ORDER.index(t) if t in TECHNIQUE_ORDER else 99)
+    techs = sorted(
+        {r.technique for r in rs}, key=lambda t: TECHNIQUE_ORDER.index(t) if t in TECHNIQUE_ORDER else 99
+    )
     for tech in techs:
         arm = sorted((r for r in rs if r.technique == tech), key=lambda r: r.seed)
         entry = _arm_summary(arm, metric)
@@ -383,44 +460,56 @@ def _arm_summary(arm: list[RunRecord], metric: str) -> dict:
         "serve_flops_per_token": mean([r.serve_flops_per_token for r in arm]),
         "params": arm[0].params,
         "params_active": arm[0].params_active,
-        "phases": {k: float(np.mean([r.phase_flops().get(k, 0.0) for r in arm]))
-                   for k in PHASES if any(r.phase_flops().get(k) for r in arm)},
+        "phases": {
+            k: float(np.mean([r.phase_flops().get(k, 0.0) for r in arm]))
+            for k in PHASES
+            if any(r.phase_flops().get(k) for r in arm)
+        },
     }
 
 
 def _view(arm, view, metric, tgt, base_ft, base_budget, base_final, level) -> dict:
     """FLOPs-to-target, multiplier and iso-FLOP loss difference of one technique in one view."""
-    ft = [cm.flops_to_target(*r.curve(view, metric), tgt) for r in arm]
+    ft = [r.flops_to_target(view, metric, tgt) for r in arm]
     reached_b = [f for f in base_ft if f is not None]
     d: dict = {"flops_to_target": ft, "reached": sum(f is not None for f in ft), "of": len(ft)}
     if not reached_b:
         d.update(status="baseline did not reach the target", M=None, lo=None, hi=None, saving=None)
     elif all(f is not None for f in ft):
         m, lo, hi = cm.multiplier_interval(reached_b, ft, level)
-        d.update(status="reached", M=m, lo=lo, hi=hi, saving=cm.saving(m),
-                 saving_lo=cm.saving(lo), saving_hi=cm.saving(hi))
+        d.update(
+            status="reached",
+            M=m,
+            lo=lo,
+            hi=hi,
+            saving=cm.saving(m),
+            saving_lo=cm.saving(lo),
+            saving_hi=cm.saving(hi),
+        )
     else:
-        # never reached within its run: FLOPs-to-target > the run's last FLOPs, so M < ratio
-        last = max(float(r.curve(view, metric)[0][-1]) if r.curve(view, metric)[0].size else 0.0 for r in arm)
-        bound = _geomean(reached_b) / last if last > 0 else None
-        d.update(status="not reached", M=None, lo=None, hi=None, saving=None, M_upper_bound=bound)
-    losses = []
-    for r in arm:
-        f, y = r.curve(view, metric)
-        b = base_budget
-        if f.size and abs(b / f[-1] - 1) < 1e-6:  # the ledger's sum and the last metrics row differ by rounding
-            b = float(f[-1])
-        losses.append(cm.loss_at_flops(f, y, b) if f.size else None)
+        # never reached within its run: FLOPs-to-target > the run's last FLOPs, so M < that ratio
+        last = max(r.flops_final(view) for r in arm)
+        d.update(
+            status="not reached",
+            M=None,
+            lo=None,
+            hi=None,
+            saving=None,
+            M_upper_bound=_geomean(reached_b) / last if last > 0 else None,
+        )
+    losses = [r.loss_at(view, metric, base_budget) for r in arm]
     if all(x is not None for x in losses):
         d["loss_at_baseline_budget"] = float(np.mean(losses))
         d["loss_delta_at_baseline_budget"] = float(np.mean(losses)) - base_final
     else:
-        first = min((r.curve(view, metric)[0][0] for r in arm if r.curve(view, metric)[0].size), default=None)
+        up_front = any(base_budget <= r.offset(view) for r in arm)
         d["loss_at_baseline_budget"] = None
         d["loss_delta_at_baseline_budget"] = None
-        d["loss_delta_note"] = ("the technique's first eval is past the baseline's budget (its up-front cost "
-                                "alone exceeds it)" if first is not None and first > base_budget
-                                else "the technique's run ends before the baseline's budget")
+        d["loss_delta_note"] = (
+            "the technique's up-front cost alone exceeds the baseline's budget"
+            if up_front
+            else "the baseline's budget falls outside the technique's evaluated range"
+        )
     d["baseline_budget_flops"] = base_budget
     return d
 
@@ -472,28 +561,47 @@ def lifetime(comparison: dict, serve_tokens=None) -> dict:
     serve_tokens: served-token volumes to tabulate; default 1x, 10x and 100x the baseline's training
     tokens at each scale.
     """
-    out = {"serve_tokens_rule": "given" if serve_tokens else "1x, 10x and 100x the baseline's training tokens",
-           "equation": "lifetime(S) = FLOPs-to-target + S x forward FLOPs per served token", "scales": []}
+    out = {
+        "serve_tokens_rule": "given" if serve_tokens else "1x, 10x and 100x the baseline's training tokens",
+        "equation": "lifetime(S) = FLOPs-to-target + S x forward FLOPs per served token",
+        "scales": [],
+    }
     for sc in comparison["scales"]:
         b = sc.get("baseline")
         if not b:
             continue
-        S = [float(s) for s in serve_tokens] if serve_tokens else [k * float(b["train_tokens"] or 0)
-                                                                 for k in (1, 10, 100)]
+        S = (
+            [float(s) for s in serve_tokens]
+            if serve_tokens
+            else [k * float(b["train_tokens"] or 0) for k in (1, 10, 100)]
+        )
         rows = []
         for tech, e in sc["techniques"].items():
             row = {"technique": tech, "serve_flops_per_token": e["serve_flops_per_token"], "views": {}}
             for v in ("marginal", "total"):
                 ft, fb = e["views"][v]["flops_to_target"], b["views"][v]["flops_to_target"]
-                if any(x is None for x in ft) or any(x is None for x in fb) or e["serve_flops_per_token"] is None:
-                    row["views"][v] = {"train_flops": None, "lifetime": None,
-                                       "break_even": {"kind": "n/a", "tokens": None,
-                                                      "text": "n/a (does not reach the baseline's loss)"}}
+                if (
+                    any(x is None for x in ft)
+                    or any(x is None for x in fb)
+                    or e["serve_flops_per_token"] is None
+                ):
+                    row["views"][v] = {
+                        "train_flops": None,
+                        "lifetime": None,
+                        "break_even": {
+                            "kind": "n/a",
+                            "tokens": None,
+                            "text": "n/a (does not reach the baseline's loss)",
+                        },
+                    }
                     continue
                 tt, tb = _geomean(ft), _geomean(fb)
                 st, sb = e["serve_flops_per_token"], b["serve_flops_per_token"]
-                row["views"][v] = {"train_flops": tt, "lifetime": [tt + s * st for s in S],
-                                   "break_even": break_even(tt, st, tb, sb)}
+                row["views"][v] = {
+                    "train_flops": tt,
+                    "lifetime": [tt + s * st for s in S],
+                    "break_even": break_even(tt, st, tb, sb),
+                }
             rows.append(row)
         out["scales"].append({"scale": sc["scale"], "serve_tokens": S, "rows": rows})
     return out
@@ -537,11 +645,21 @@ def _savings(budget: float, m: float | None, *, gpu, mfu, price, pue) -> dict | 
     return out
 
 
-def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu: float | None = None,
-                price: float | None = None, pue: float | None = None, level: float = 0.9) -> dict:
+def extrapolate(
+    comparison: dict,
+    *,
+    to=DEFAULT_PRESETS,
+    gpu: str = "h100",
+    mfu: float | None = None,
+    price: float | None = None,
+    pue: float | None = None,
+    level: float = 0.9,
+    n_bootstrap: int = 200,
+) -> dict:
     """Per technique and view: the fitted trend of M with compute, its value at each frontier budget
     (with a prediction interval) and what that saves in GPU-hours, dollars and MWh, the dollars
     across MFU 0.38-0.55, and a backtest (fit every scale but the largest, predict the largest).
+    n_bootstrap: resamples of the L(C) fits and the loss backtest.
     """
     from efflab import scaling
     from efflab.accounting import hardware, presets
@@ -557,13 +675,23 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
         if not p.train_flops:
             probs.add(f"preset {name}: no published training FLOPs to extrapolate to")
             continue
-        src = presets.FRONTIER_BUDGETS[p.name].source if p.name in presets.FRONTIER_BUDGETS else \
-            p.sources.get("train_flops", "")
-        budgets.append({"name": p.name, "flops": float(p.train_flops), "estimate": bool(p.estimate), "source": src})
+        src = (
+            presets.FRONTIER_BUDGETS[p.name].source
+            if p.name in presets.FRONTIER_BUDGETS
+            else p.sources.get("train_flops", "")
+        )
+        budgets.append(
+            {"name": p.name, "flops": float(p.train_flops), "estimate": bool(p.estimate), "source": src}
+        )
     for b in budgets:
         try:
-            c = hardware.cost(b["flops"], gpu, mfu=mfu if mfu is not None else hardware.DEFAULT_MFU, price=price,
-                              pue=pue if pue is not None else hardware.DEFAULT_PUE)
+            c = hardware.cost(
+                b["flops"],
+                gpu,
+                mfu=mfu if mfu is not None else hardware.DEFAULT_MFU,
+                price=price,
+                pue=pue if pue is not None else hardware.DEFAULT_PUE,
+            )
             b["run_cost"] = {k: c[k] for k in ("gpu_hours", "cost_usd", "energy_mwh")}
         except UserError:
             pass  # reported once below
@@ -582,17 +710,25 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
         f"MFU {mfu:.2f} ({ref['assumptions']['mfu']}); dollars also shown across MFU "
         f"{MFU_RANGE[0]:.2f}-{MFU_RANGE[-1]:.2f}",
         f"price ${ref['price_per_gpu_hour']:.2f} per GPU-hour ({ref['assumptions']['price']})"
-        if ref["price_per_gpu_hour"] is not None else "no price: dollars not computed",
+        if ref["price_per_gpu_hour"] is not None
+        else "no price: dollars not computed",
         f"PUE {pue:.2f}; energy = {ref['assumptions']['energy']}",
         "savings = cost(budget) - cost(budget / M): the frontier run reaches its loss with 1/M of its compute",
         f"M is measured at {n_scales} small scale(s) and carried over many orders of magnitude of compute: the "
         f"interval covers the scatter of the measured trend, not a change of regime at scale",
         f"intervals: t prediction intervals of the trend at level {level:g} "
-        f"({50 * (1 - level):g}th-{50 * (1 + level):g}th); the bootstrap over scales is shown as a cross-check",
+        f"({50 * (1 - level):g}th-{50 * (1 + level):g}th), which assume log M is linear in log C; the pooled "
+        f"constant M beside each trend is the no-trend alternative",
+        "total and amortised views: the suite's teacher/generator has one fixed size, so its share of a run's "
+        "compute falls as the student grows and M in these views rises with scale by construction; a frontier "
+        "teacher would grow with its student, so read their trends as an upper bound",
     ]
     if n_scales < 3:
-        assumptions.insert(0, f"{scaling.CONSTANT_MULTIPLIER_ASSUMPTION} ({n_scales} measured): M is assumed "
-                              f"the same at every compute, so no trend is fitted")
+        assumptions.insert(
+            0,
+            f"{scaling.CONSTANT_MULTIPLIER_ASSUMPTION} ({n_scales} measured): M is assumed "
+            f"the same at every compute, so no trend is fitted",
+        )
     techniques = []
     for tech in _techniques(comparison):
         if tech == "baseline":
@@ -604,8 +740,10 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
             if view == "total" and not _has_sunk(comparison, tech):
                 continue  # identical to marginal: no sunk cost
             C, M, S, missing = _points(comparison, tech, view)
-            v: dict = {"points": [{"compute_flops": c, "M": m, "scale": s} for c, m, s in zip(C, M, S)],
-                       "missing_scales": missing}
+            v: dict = {
+                "points": [{"compute_flops": c, "M": m, "scale": s} for c, m, s in zip(C, M, S)],
+                "missing_scales": missing,
+            }
             if not M:
                 v["note"] = "no scale where every seed reached the baseline's loss: nothing to extrapolate"
                 entry["views"][view] = v
@@ -614,33 +752,58 @@ def extrapolate(comparison: dict, *, to=DEFAULT_PRESETS, gpu: str = "h100", mfu:
             v["trend"] = trend.to_dict()
             v["trend"]["slope"] = _slope(trend, level)
             if missing:
-                v["note"] = (f"not reached at {', '.join(missing)}: the trend uses the other "
-                             f"{len(set(S))} scale(s) only")
+                v["note"] = (
+                    f"not reached at {', '.join(missing)}: the trend uses the other "
+                    f"{len(set(S))} scale(s) only"
+                )
             c_max = max(C)
-            v["frontier"] = [_frontier_row(trend, bud, c_max, gpu=gpu, mfu=mfu, price=price, pue=pue)
-                             for bud in budgets]
+            v["frontier"] = [
+                _frontier_row(trend, bud, c_max, gpu=gpu, mfu=mfu, price=price, pue=pue) for bud in budgets
+            ]
             if trend.assumption:
                 v["assumption"] = trend.assumption
             else:
                 # the alternative a reader should hold the trend against: no trend at all, M pooled over
                 # every measured scale (its interval is the scatter across scales)
                 const = scaling.fit_multiplier_trend(C, M, scales=["pooled"] * len(C), level=level)
-                v["constant"] = {"M": math.exp(const.m0), "n_points": const.n_points,
-                                 "residual_std_log": const.residual_std, "assumption": POOLED_ASSUMPTION}
+                v["constant"] = {
+                    "M": math.exp(const.m0),
+                    "n_points": const.n_points,
+                    "residual_std_log": const.residual_std,
+                    "assumption": POOLED_ASSUMPTION,
+                }
                 v["frontier_constant"] = [
-                    _frontier_row(const, bud, c_max, gpu=gpu, mfu=mfu, price=price, pue=pue, assumption=POOLED_ASSUMPTION)
-                    for bud in budgets]
+                    _frontier_row(
+                        const,
+                        bud,
+                        c_max,
+                        gpu=gpu,
+                        mfu=mfu,
+                        price=price,
+                        pue=pue,
+                        assumption=POOLED_ASSUMPTION,
+                    )
+                    for bud in budgets
+                ]
             entry["views"][view] = v
         techniques.append(entry)
     return {
-        "gpu": g.name, "mfu": mfu, "price_per_gpu_hour": ref["price_per_gpu_hour"], "pue": pue, "level": level,
-        "budgets": budgets, "assumptions": assumptions, "techniques": techniques,
-        "backtest": backtest(comparison, level=level),
-        "fits": loss_fits(comparison, level=level),
+        "gpu": g.name,
+        "mfu": mfu,
+        "price_per_gpu_hour": ref["price_per_gpu_hour"],
+        "pue": pue,
+        "level": level,
+        "budgets": budgets,
+        "assumptions": assumptions,
+        "techniques": techniques,
+        "backtest": backtest(comparison, level=level, n_bootstrap=n_bootstrap),
+        "fits": loss_fits(comparison, level=level, n_bootstrap=n_bootstrap),
     }
 
 
-POOLED_ASSUMPTION = "constant multiplier pooled over the measured scales (no trend): the alternative to the trend"
+POOLED_ASSUMPTION = (
+    "constant multiplier pooled over the measured scales (no trend): the alternative to the trend"
+)
 
 
 def _slope(trend, level: float) -> dict | None:
@@ -662,15 +825,26 @@ def _frontier_row(model, bud: dict, c_max: float, *, gpu, mfu, price, pue, assum
     from efflab.accounting import hardware
 
     p = model.predict(bud["flops"])
-    row = {"preset": bud["name"], "budget_flops": bud["flops"], "estimate": bud["estimate"], **p.to_dict(),
-           "decades_beyond_data": math.log10(bud["flops"] / c_max)}
+    row = {
+        "preset": bud["name"],
+        "budget_flops": bud["flops"],
+        "estimate": bud["estimate"],
+        **p.to_dict(),
+        "decades_beyond_data": math.log10(bud["flops"] / c_max),
+    }
     if assumption:
         row["assumption"] = assumption
     # every saving grows with M, so M's interval ends give the savings' interval ends
-    row["saved"] = {k: _savings(bud["flops"], mm, gpu=gpu, mfu=mfu, price=price, pue=pue)
-                    for k, mm in (("value", p.value), ("lo", p.lo), ("hi", p.hi))}
-    row["saved_usd_by_mfu"] = {f"{f:.2f}": (_savings(bud["flops"], p.value, gpu=gpu, mfu=f, price=price,
-                                                     pue=pue) or {}).get("cost_usd") for f in MFU_RANGE}
+    row["saved"] = {
+        k: _savings(bud["flops"], mm, gpu=gpu, mfu=mfu, price=price, pue=pue)
+        for k, mm in (("value", p.value), ("lo", p.lo), ("hi", p.hi))
+    }
+    row["saved_usd_by_mfu"] = {
+        f"{f:.2f}": (_savings(bud["flops"], p.value, gpu=gpu, mfu=f, price=price, pue=pue) or {}).get(
+            "cost_usd"
+        )
+        for f in MFU_RANGE
+    }
     full = hardware.cost(bud["flops"], gpu, mfu=mfu, price=price, pue=pue)
     row["run_cost"] = {k: full[k] for k in ("gpu_hours", "cost_usd", "energy_mwh")}
     return row
@@ -722,29 +896,38 @@ def loss_fits(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) -
             out[tech] = {"note": f"{k} distinct budget(s): no fit"}
             continue
         try:
-            fit = scaling.fit_power_law(C, L, fix_E_zero=k < 4, groups=S, n_bootstrap=n_bootstrap, level=level)
+            fit = scaling.fit_power_law(
+                C, L, fix_E_zero=k < 4, groups=S, n_bootstrap=n_bootstrap, level=level
+            )
         except ValueError as e:
             out[tech] = {"note": f"fit failed: {e}"}
             continue
         d = fit.to_dict()
         d["points"] = [{"compute_flops": c, "loss": y, "scale": s} for c, y, s in zip(C, L, S)]
         value, lo, hi = fit.predict(grid)
-        d["band"] = {"compute_flops": grid.tolist(), "value": np.asarray(value).tolist(),
-                     "lo": None if lo is None else np.asarray(lo).tolist(),
-                     "hi": None if hi is None else np.asarray(hi).tolist()}
+        d["band"] = {
+            "compute_flops": grid.tolist(),
+            "value": np.asarray(value).tolist(),
+            "lo": None if lo is None else np.asarray(lo).tolist(),
+            "hi": None if hi is None else np.asarray(hi).tolist(),
+        }
         if k < 4:
             d["note"] = f"{k} budgets: pure power law L = A C^-alpha (E fixed at 0; E needs four or more)"
         out[tech] = d
     return out
 
 
-def backtest(comparison: dict, *, level: float = 0.9) -> dict:
+def backtest(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) -> dict:
     """Fit on every scale but the largest; predict the largest scale's loss and multiplier."""
     from efflab import scaling
 
     scales = [s["scale"] for s in comparison["scales"] if s.get("baseline")]
-    out = {"held_out_scale": scales[-1] if scales else None, "loss": [], "multiplier": [],
-           "method": "fit on every scale but the largest, predict the largest, compare with its measurement"}
+    out = {
+        "held_out_scale": scales[-1] if scales else None,
+        "loss": [],
+        "multiplier": [],
+        "method": "fit on every scale but the largest, predict the largest, compare with its measurement",
+    }
     if len(scales) < 2:
         out["note"] = f"{len(scales)} scale(s): a backtest needs at least two"
         return out
@@ -755,10 +938,16 @@ def backtest(comparison: dict, *, level: float = 0.9) -> dict:
         else:
             k = len({c for c, s in zip(C, S) if s != scales[-1]})
             try:
-                bt = scaling.backtest_power_law(C, L, scales=S, groups=S, fix_E_zero=k < 4, level=level,
-                                                n_bootstrap=200)
-                out["loss"].append({"technique": tech, **bt.to_dict(),
-                                    "form": "pure power law (E = 0)" if k < 4 else "E + A C^-alpha"})
+                bt = scaling.backtest_power_law(
+                    C, L, scales=S, groups=S, fix_E_zero=k < 4, level=level, n_bootstrap=n_bootstrap
+                )
+                out["loss"].append(
+                    {
+                        "technique": tech,
+                        **bt.to_dict(),
+                        "form": "pure power law (E = 0)" if k < 4 else "E + A C^-alpha",
+                    }
+                )
             except ValueError as e:
                 out["loss"].append({"technique": tech, "note": f"fit failed: {e}"})
         if tech == "baseline":
@@ -766,8 +955,13 @@ def backtest(comparison: dict, *, level: float = 0.9) -> dict:
         for view in ("marginal", "total") if _has_sunk(comparison, tech) else ("marginal",):
             C2, M2, S2, _ = _points(comparison, tech, view)
             if scales[-1] not in S2 or len(set(S2)) < 2:
-                out["multiplier"].append({"technique": tech, "view": view,
-                                          "note": "M not measured at the held-out scale or at any smaller one"})
+                out["multiplier"].append(
+                    {
+                        "technique": tech,
+                        "view": view,
+                        "note": "M not measured at the held-out scale or at any smaller one",
+                    }
+                )
                 continue
             try:
                 bt = scaling.backtest_multiplier(C2, M2, scales=S2, level=level)

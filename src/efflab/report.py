@@ -18,12 +18,28 @@ from pathlib import Path
 
 from efflab.io import atomic_write_text, read_json
 
-COLORS = {"baseline": "#333333", "moe": "#1f77b4", "distill": "#d62728", "curriculum": "#2ca02c",
-          "synthetic": "#9467bd"}
-PHASE_COLORS = {"train": "#4c72b0", "teacher_forward": "#dd8452", "generation": "#8172b3", "scoring": "#55a868",
-                "sunk": "#c44e52"}
-PRESET_LABELS = {"gpt3-175b": "GPT-3 175B", "gpt4-estimate": "GPT-4 (est.)", "llama-3.1-405b": "Llama-3.1 405B",
-                 "frontier-2026": "2026 frontier", "chinchilla-70b": "Chinchilla 70B", "palm-540b": "PaLM 540B"}
+COLORS = {
+    "baseline": "#333333",
+    "moe": "#1f77b4",
+    "distill": "#d62728",
+    "curriculum": "#2ca02c",
+    "synthetic": "#9467bd",
+}
+PHASE_COLORS = {
+    "train": "#4c72b0",
+    "teacher_forward": "#dd8452",
+    "generation": "#8172b3",
+    "scoring": "#55a868",
+    "sunk": "#c44e52",
+}
+PRESET_LABELS = {
+    "gpt3-175b": "GPT-3 175B",
+    "gpt4-estimate": "GPT-4 (est.)",
+    "llama-3.1-405b": "Llama-3.1 405B",
+    "frontier-2026": "2026 frontier",
+    "chinchilla-70b": "Chinchilla 70B",
+    "palm-540b": "PaLM 540B",
+}
 
 
 # =============================================================================================
@@ -93,8 +109,16 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8,
-                         "axes.grid": True, "grid.alpha": 0.3})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "legend.fontsize": 8,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+        }
+    )
     return plt
 
 
@@ -133,16 +157,27 @@ def fig_curves(comparison: dict, path: Path) -> Path:
                     label, _ = t, seen.add(t)
                 elif view == "total" and (t + "-total") not in seen:
                     label, _ = f"{t} (total)", seen.add(t + "-total")
-                ax.plot(x, y, style, color=COLORS.get(t, "#777777"), label=label, lw=1.4,
-                        alpha=1.0 if view == "marginal" else 0.55, marker="." if len(x) < 15 else None)
+                ax.plot(
+                    x,
+                    y,
+                    style,
+                    color=COLORS.get(t, "#777777"),
+                    label=label,
+                    lw=1.4,
+                    alpha=1.0 if view == "marginal" else 0.55,
+                    marker="." if len(x) < 15 else None,
+                )
         ax.axhline(sc["target"], color="#777777", ls=":", lw=1, label="target (baseline's final loss)")
         ax.set_xscale("log")
         ax.set_title(f"scale {sc['scale']}")
         ax.set_xlabel("cumulative FLOPs")
     axes[0][0].set_ylabel(_unit(comparison))
     _fig_legend(fig, axes[0])
-    fig.suptitle("Eval loss against compute (solid: marginal FLOPs; dashed: total, with the teacher's "
-                 "training charged from step 0)", fontsize=9)
+    fig.suptitle(
+        "Eval loss against compute (solid: marginal FLOPs; dashed: total, with the teacher's "
+        "training charged from step 0)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, path)
 
@@ -154,8 +189,14 @@ def _fig_legend(fig, axes, ncol: int = 6) -> None:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
     if seen:
-        fig.legend(list(seen.values()), list(seen.keys()), loc="lower center", ncol=min(ncol, len(seen)),
-                   frameon=False, fontsize=8)
+        fig.legend(
+            list(seen.values()),
+            list(seen.keys()),
+            loc="lower center",
+            ncol=min(ncol, len(seen)),
+            frameon=False,
+            fontsize=8,
+        )
 
 
 def fig_flops_to_target(comparison: dict, path: Path) -> Path:
@@ -188,15 +229,25 @@ def fig_flops_to_target(comparison: dict, path: Path) -> Path:
                     ax.text(x, g * 1.15, f"{v['M']:.2g}x", ha="center", va="bottom", fontsize=7, rotation=90)
             else:
                 top = e["flops_marginal"]
-                ax.bar(x, top, width * 0.92, facecolor="none", edgecolor=COLORS.get(t, "#777"), hatch="//",
-                       label=label)
+                ax.bar(
+                    x,
+                    top,
+                    width * 0.92,
+                    facecolor="none",
+                    edgecolor=COLORS.get(t, "#777"),
+                    hatch="//",
+                    label=label,
+                )
                 ax.text(x, top * 1.15, "not reached", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_yscale("log")
     ax.set_xticks(range(len(scales)))
     ax.set_xticklabels([f"scale {s['scale']}" for s in scales])
     ax.set_ylabel("marginal FLOPs to reach the target loss")
-    ax.set_title("FLOPs to the baseline's final loss (bars: geometric mean over seeds, whiskers: seed range; "
-                 "label: multiplier M; hatched: never reached within its budget)", fontsize=8)
+    ax.set_title(
+        "FLOPs to the baseline's final loss (bars: geometric mean over seeds, whiskers: seed range; "
+        "label: multiplier M; hatched: never reached within its budget)",
+        fontsize=8,
+    )
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi * 6)  # room for the labels above the bars
     ax.legend(loc="upper left", ncol=min(5, len(techs)))
@@ -222,19 +273,32 @@ def fig_ledger(comparison: dict, path: Path) -> Path:
                     bottom += val
             sunk = (e.get("sunk_flops") or 0.0) / max(1, e.get("sunk_shared_by") or 1)
             if sunk > 0:
-                ax.bar(i, sunk, 0.7, bottom=bottom, facecolor="white", edgecolor=PHASE_COLORS["sunk"], hatch="//",
-                       label="sunk teacher, amortised share")
+                ax.bar(
+                    i,
+                    sunk,
+                    0.7,
+                    bottom=bottom,
+                    facecolor="white",
+                    edgecolor=PHASE_COLORS["sunk"],
+                    hatch="//",
+                    label="sunk teacher, amortised share",
+                )
                 bottom += sunk
             if (e.get("sunk_flops") or 0) > 0:
-                ax.text(i, bottom * 1.02, f"total\n{fl(e['flops_total'])}", ha="center", va="bottom", fontsize=6.5)
+                ax.text(
+                    i, bottom * 1.02, f"total\n{fl(e['flops_total'])}", ha="center", va="bottom", fontsize=6.5
+                )
         ax.set_xticks(range(len(techs)))
         ax.set_xticklabels(techs, rotation=20)
         ax.set_title(f"scale {sc['scale']}")
         ax.set_ylabel("FLOPs")
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     _fig_legend(fig, axes[0])
-    fig.suptitle("The ledger by phase (marginal phases stacked; hatched: the teacher's training divided over the "
-                 "runs sharing it; 'total': with the whole teacher)", fontsize=9)
+    fig.suptitle(
+        "The ledger by phase (marginal phases stacked; hatched: the teacher's training divided over the "
+        "runs sharing it; 'total': with the whole teacher)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
 
@@ -253,22 +317,40 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     for t, f in fits.items():
         pts = f.get("points") or []
         if pts:
-            a1.scatter([p["compute_flops"] for p in pts], [p["loss"] for p in pts], color=COLORS.get(t, "#777"),
-                       s=16, zorder=3)
+            a1.scatter(
+                [p["compute_flops"] for p in pts],
+                [p["loss"] for p in pts],
+                color=COLORS.get(t, "#777"),
+                s=16,
+                zorder=3,
+            )
         band = f.get("band")
         if not band:
             continue
         al = f["params"]["alpha"]["value"]
-        a1.plot(band["compute_flops"], band["value"], color=COLORS.get(t, "#777"), lw=1.3,
-                label=f"{t}: alpha={al:.2g}")
+        a1.plot(
+            band["compute_flops"],
+            band["value"],
+            color=COLORS.get(t, "#777"),
+            lw=1.3,
+            label=f"{t}: alpha={al:.2g}",
+        )
         if band.get("lo") is not None:
-            a1.fill_between(band["compute_flops"], band["lo"], band["hi"], color=COLORS.get(t, "#777"), alpha=0.12,
-                            lw=0)
+            a1.fill_between(
+                band["compute_flops"], band["lo"], band["hi"], color=COLORS.get(t, "#777"), alpha=0.12, lw=0
+            )
     if allc and any(f.get("band") for f in fits.values()):
         xend = max(f["band"]["compute_flops"][-1] for f in fits.values() if f.get("band"))
         a1.axvspan(max(allc), xend, color="#999999", alpha=0.08)
-        a1.text(max(allc) * 1.1, 0.02, "extrapolated", fontsize=7, va="bottom", color="#555555",
-                transform=a1.get_xaxis_transform())
+        a1.text(
+            max(allc) * 1.1,
+            0.02,
+            "extrapolated",
+            fontsize=7,
+            va="bottom",
+            color="#555555",
+            transform=a1.get_xaxis_transform(),
+        )
     a1.set_xscale("log")
     a1.set_xlabel("marginal training FLOPs")
     a1.set_ylabel(_unit(comparison))
@@ -284,30 +366,54 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
         t = e["technique"]
         if not pts:
             continue
-        a2.scatter([p["compute_flops"] for p in pts], [p["M"] for p in pts], color=COLORS.get(t, "#777"), s=18,
-                   zorder=3)
+        a2.scatter(
+            [p["compute_flops"] for p in pts],
+            [p["M"] for p in pts],
+            color=COLORS.get(t, "#777"),
+            s=18,
+            zorder=3,
+        )
         tr = v.get("trend")
         if not tr:
             continue
         xs = np.logspace(np.log10(min(p["compute_flops"] for p in pts)), np.log10(xmax), 50)
-        trend = scaling.fit_multiplier_trend([p["compute_flops"] for p in pts], [p["M"] for p in pts],
-                                             scales=[p["scale"] for p in pts], level=extra.get("level", 0.9))
+        trend = scaling.fit_multiplier_trend(
+            [p["compute_flops"] for p in pts],
+            [p["M"] for p in pts],
+            scales=[p["scale"] for p in pts],
+            level=extra.get("level", 0.9),
+        )
         preds = [trend.predict(x) for x in xs]
         ys = [p.value for p in preds]
         label = f"{t}" + (" (constant M: < 3 scales)" if tr.get("kind") == "constant" else "")
         a2.plot(xs, ys, color=COLORS.get(t, "#777"), lw=1.3, label=label)
         if all(p.lo is not None for p in preds):
-            a2.fill_between(xs, [p.lo for p in preds], [p.hi for p in preds], color=COLORS.get(t, "#777"),
-                            alpha=0.12, lw=0)
+            a2.fill_between(
+                xs,
+                [p.lo for p in preds],
+                [p.hi for p in preds],
+                color=COLORS.get(t, "#777"),
+                alpha=0.12,
+                lw=0,
+            )
         any_line = True
     for b in budgets:
         a2.axvline(b["flops"], color="#888888", ls=":", lw=0.8)
     prev = None
-    for k, b in enumerate(sorted(budgets, key=lambda b: b["flops"])):
+    for b in sorted(budgets, key=lambda b: b["flops"]):
         # budgets within half a decade of each other get their labels at different heights
         y = 0.02 if prev is None or math.log10(b["flops"] / prev[0]) > 0.5 or prev[1] > 0.02 else 0.5
-        a2.text(b["flops"], y, PRESET_LABELS.get(b["name"], b["name"]), rotation=90, fontsize=7, va="bottom",
-                ha="right", color="#555555", transform=a2.get_xaxis_transform())
+        a2.text(
+            b["flops"],
+            y,
+            PRESET_LABELS.get(b["name"], b["name"]),
+            rotation=90,
+            fontsize=7,
+            va="bottom",
+            ha="right",
+            color="#555555",
+            transform=a2.get_xaxis_transform(),
+        )
         prev = (b["flops"], y)
     a2.axhline(1.0, color="#333333", lw=0.8, ls="--")
     a2.set_xscale("log")
@@ -327,8 +433,11 @@ def fig_lifetime(life: dict, path: Path) -> Path | None:
     import numpy as np
 
     plt = _plt()
-    scales = [s for s in life.get("scales", []) if any(r["views"]["marginal"]["train_flops"] for r in s["rows"]
-                                                       if r["technique"] != "baseline")]
+    scales = [
+        s
+        for s in life.get("scales", [])
+        if any(r["views"]["marginal"]["train_flops"] for r in s["rows"] if r["technique"] != "baseline")
+    ]
     if not scales:
         return None
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.6), squeeze=False, sharey=True)
@@ -356,8 +465,11 @@ def fig_lifetime(life: dict, path: Path) -> Path | None:
         ax.set_title(f"scale {sc['scale']}")
     axes[0][0].set_ylabel("lifetime FLOPs / baseline's")
     _fig_legend(fig, axes[0])
-    fig.suptitle("Lifetime compute relative to the baseline: training to the target (marginal) + serving S tokens "
-                 "(below 1: cheaper; dot: break-even)", fontsize=9)
+    fig.suptitle(
+        "Lifetime compute relative to the baseline: training to the target (marginal) + serving S tokens "
+        "(below 1: cheaper; dot: break-even)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
 
@@ -369,8 +481,10 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
     if not rows:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, q, ylabel in ((axes[0], "loss", "eval loss at the held-out scale"),
-                          (axes[1], "multiplier", "multiplier M at the held-out scale")):
+    for ax, q, ylabel in (
+        (axes[0], "loss", "eval loss at the held-out scale"),
+        (axes[1], "multiplier", "multiplier M at the held-out scale"),
+    ):
         rs = [r for r in rows if r["quantity"] == q]
         labels = []
         for i, r in enumerate(rs):
@@ -381,9 +495,19 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
             yerr = None
             if p["lo"] is not None and p["hi"] is not None:
                 yerr = [[max(0.0, p["value"] - p["lo"])], [max(0.0, p["hi"] - p["value"])]]
-            ax.errorbar(i - 0.1, p["value"], yerr=yerr, fmt="o", color=COLORS.get(t, "#777"), capsize=3,
-                        label="predicted" if i == 0 else None, mfc="white")
-            ax.plot(i + 0.1, r["measured"], "s", color=COLORS.get(t, "#777"), label="measured" if i == 0 else None)
+            ax.errorbar(
+                i - 0.1,
+                p["value"],
+                yerr=yerr,
+                fmt="o",
+                color=COLORS.get(t, "#777"),
+                capsize=3,
+                label="predicted" if i == 0 else None,
+                mfc="white",
+            )
+            ax.plot(
+                i + 0.1, r["measured"], "s", color=COLORS.get(t, "#777"), label="measured" if i == 0 else None
+            )
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=20, fontsize=7)
         ax.set_ylabel(ylabel)
@@ -392,8 +516,11 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
         ax.set_xlim(-0.6, max(0.6, len(labels) - 0.4))
         if rs:
             ax.legend(loc="best")
-    fig.suptitle(f"Backtest: fit every scale but the largest ({bt.get('held_out_scale')}), predict it "
-                 f"(open circle, with interval) and measure it (square)", fontsize=9)
+    fig.suptitle(
+        f"Backtest: fit every scale but the largest ({bt.get('held_out_scale')}), predict it "
+        f"(open circle, with interval) and measure it (square)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -407,8 +534,11 @@ def _headline(comparison: dict) -> tuple[list[str], list[list]]:
     header = ["technique", "view"] + [f"M at {s['scale']}" for s in scales] + ["saving at largest"]
     rows = []
     for t in techs:
-        views = ("marginal", "total", "amortised") if any(
-            (s["techniques"].get(t) or {}).get("sunk_flops") for s in scales) else ("marginal",)
+        views = (
+            ("marginal", "total", "amortised")
+            if any((s["techniques"].get(t) or {}).get("sunk_flops") for s in scales)
+            else ("marginal",)
+        )
         for v in views:
             cells = [t, v]
             last = None
@@ -433,13 +563,35 @@ def _scale_table(sc: dict, unit: str) -> str:
         m, tot, am = e["views"]["marginal"], e["views"]["total"], e["views"]["amortised"]
         ft = [f for f in m["flops_to_target"] if f is not None]
         d = m.get("loss_delta_at_baseline_budget")
-        rows.append([t, f"{e['final']:.4f}", fl(e["flops_marginal"]), fl(e["flops_total"]),
-                     fl(math.exp(sum(map(math.log, ft)) / len(ft))) if ft and len(ft) == m["of"] else "not reached",
-                     mult(m), mult(tot) if e.get("sunk_flops") else "= marginal",
-                     mult(am) if e.get("sunk_flops") else "= marginal",
-                     "-" if d is None else f"{d:+.4f}"])
-    return table(["technique", f"final {unit}", "FLOPs marginal", "FLOPs total", "FLOPs to target (marginal)",
-                  "M marginal", "M total", "M amortised", f"loss diff at baseline budget ({unit})"], rows)
+        rows.append(
+            [
+                t,
+                f"{e['final']:.4f}",
+                fl(e["flops_marginal"]),
+                fl(e["flops_total"]),
+                fl(math.exp(sum(map(math.log, ft)) / len(ft)))
+                if ft and len(ft) == m["of"]
+                else "not reached",
+                mult(m),
+                mult(tot) if e.get("sunk_flops") else "= marginal",
+                mult(am) if e.get("sunk_flops") else "= marginal",
+                "-" if d is None else f"{d:+.4f}",
+            ]
+        )
+    return table(
+        [
+            "technique",
+            f"final {unit}",
+            "FLOPs marginal",
+            "FLOPs total",
+            "FLOPs to target (marginal)",
+            "M marginal",
+            "M total",
+            "M amortised",
+            f"loss diff at baseline budget ({unit})",
+        ],
+        rows,
+    )
 
 
 def _models(v: dict):
@@ -467,32 +619,62 @@ def _frontier_tables(extra: dict) -> list[str]:
                 continue
             for label, frows in _models(v):
                 key = [e["technique"], view, label]
-                rows_m.append(key + [_interval(r["M"]["value"], r["M"]["lo"], r["M"]["hi"], lambda x: f"{x:.3g}x")
-                                     for r in frows])
+                rows_m.append(
+                    key
+                    + [
+                        _interval(r["M"]["value"], r["M"]["lo"], r["M"]["hi"], lambda x: f"{x:.3g}x")
+                        for r in frows
+                    ]
+                )
                 rows_usd.append(key + [_saved(r, "cost_usd", usd) for r in frows])
                 rows_gpu.append(key + [_saved(r, "gpu_hours", lambda x: f"{x:.3g}") for r in frows])
                 rows_mwh.append(key + [_saved(r, "energy_mwh", lambda x: f"{x:.3g}") for r in frows])
                 for r in frows:
                     by = r["saved_usd_by_mfu"]
-                    rows_mfu.append(key + [PRESET_LABELS.get(r["preset"], r["preset"])] + [usd(by[k]) for k in sorted(by)])
-    decades = sorted({round(r["decades_beyond_data"], 1) for e in extra.get("techniques", [])
-                      for v in e["views"].values() for r in v.get("frontier", [])})
+                    rows_mfu.append(
+                        key + [PRESET_LABELS.get(r["preset"], r["preset"])] + [usd(by[k]) for k in sorted(by)]
+                    )
+    decades = sorted(
+        {
+            round(r["decades_beyond_data"], 1)
+            for e in extra.get("techniques", [])
+            for v in e["views"].values()
+            for r in v.get("frontier", [])
+        }
+    )
     span = f"{decades[0]:g} to {decades[-1]:g}" if decades else "-"
-    out.append("**Compute multiplier M at each budget** with its 90% prediction interval. `trend`: log M "
-               "linear in log C, fitted over the measured scales; `constant (pooled)`: no trend, M pooled over the "
-               f"scales (the alternative to hold the trend against). These budgets lie {span} decades of "
-               "compute beyond the largest measured scale.\n\n" + table(header, rows_m))
+    out.append(
+        "**Compute multiplier M at each budget** with its 90% prediction interval. `trend`: log M "
+        "linear in log C, fitted over the measured scales; `constant (pooled)`: no trend, M pooled over the "
+        f"scales (the alternative to hold the trend against). These budgets lie {span} decades of "
+        "compute beyond the largest measured scale.\n\n" + table(header, rows_m)
+    )
     if rows_usd:
-        out.append(f"**Dollars saved** on {extra['gpu']} at MFU {extra['mfu']:.2f} and "
-                   f"${extra['price_per_gpu_hour']:.2f}/GPU-hour (negative: the technique costs more; a saving "
-                   f"cannot exceed the run's whole cost):\n\n" + table(header, rows_usd))
+        out.append(
+            f"**Dollars saved** on {extra['gpu']} at MFU {extra['mfu']:.2f} and "
+            f"${extra['price_per_gpu_hour']:.2f}/GPU-hour (negative: the technique costs more; a saving "
+            f"cannot exceed the run's whole cost):\n\n" + table(header, rows_usd)
+        )
         out.append("**GPU-hours saved:**\n\n" + table(header, rows_gpu))
-        out.append(f"**Energy saved, MWh** (board power x PUE {extra['pue']:.2f}):\n\n" + table(header, rows_mwh))
-        mfus = sorted(next(iter(r["saved_usd_by_mfu"] for e in extra["techniques"] for v in e["views"].values()
-                                for r in v.get("frontier", [])), {}))
-        out.append("**Dollars saved across the 38-55% MFU range** (point estimate of M): a higher MFU makes every "
-                   "GPU-hour do more, so the same saving in FLOPs is worth fewer dollars.\n\n"
-                   + table(["technique", "view", "model", "budget"] + [f"MFU {m}" for m in mfus], rows_mfu))
+        out.append(
+            f"**Energy saved, MWh** (board power x PUE {extra['pue']:.2f}):\n\n" + table(header, rows_mwh)
+        )
+        mfus = sorted(
+            next(
+                iter(
+                    r["saved_usd_by_mfu"]
+                    for e in extra["techniques"]
+                    for v in e["views"].values()
+                    for r in v.get("frontier", [])
+                ),
+                {},
+            )
+        )
+        out.append(
+            "**Dollars saved across the 38-55% MFU range** (point estimate of M): a higher MFU makes every "
+            "GPU-hour do more, so the same saving in FLOPs is worth fewer dollars.\n\n"
+            + table(["technique", "view", "model", "budget"] + [f"MFU {m}" for m in mfus], rows_mfu)
+        )
     return out
 
 
@@ -500,9 +682,17 @@ def _run_cost_table(extra: dict) -> str:
     rows = []
     for b in extra.get("budgets", []):
         rc = b.get("run_cost") or {}
-        rows.append([PRESET_LABELS.get(b["name"], b["name"]), fl(b["flops"]),
-                     "estimate" if b["estimate"] else "published", f3(rc.get("gpu_hours")), usd(rc.get("cost_usd")),
-                     f3(rc.get("energy_mwh")), b["source"]])
+        rows.append(
+            [
+                PRESET_LABELS.get(b["name"], b["name"]),
+                fl(b["flops"]),
+                "estimate" if b["estimate"] else "published",
+                f3(rc.get("gpu_hours")),
+                usd(rc.get("cost_usd")),
+                f3(rc.get("energy_mwh")),
+                b["source"],
+            ]
+        )
     return table(["budget", "FLOPs", "kind", f"GPU-hours ({extra['gpu']})", "cost", "MWh", "source"], rows)
 
 
@@ -513,12 +703,20 @@ def _lifetime_table(life: dict) -> str:
         rows = []
         for row in sc["rows"]:
             m, t = row["views"]["marginal"], row["views"]["total"]
-            rows.append([row["technique"], fl(row["serve_flops_per_token"]), fl(m["train_flops"])]
-                        + [fl(x) for x in (m["lifetime"] or [None] * len(S))]
-                        + [m["break_even"]["text"], t["break_even"]["text"]])
-        parts.append(f"Scale {sc['scale']}:\n\n" + table(
-            ["technique", "serve FLOPs/token", "train FLOPs to target"] + [f"lifetime at S={s:.2g}" for s in S]
-            + ["break-even vs baseline (marginal)", "break-even (total)"], rows))
+            rows.append(
+                [row["technique"], fl(row["serve_flops_per_token"]), fl(m["train_flops"])]
+                + [fl(x) for x in (m["lifetime"] or [None] * len(S))]
+                + [m["break_even"]["text"], t["break_even"]["text"]]
+            )
+        parts.append(
+            f"Scale {sc['scale']}:\n\n"
+            + table(
+                ["technique", "serve FLOPs/token", "train FLOPs to target"]
+                + [f"lifetime at S={s:.2g}" for s in S]
+                + ["break-even vs baseline (marginal)", "break-even (total)"],
+                rows,
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -526,37 +724,67 @@ def _backtest_table(bt: dict, unit: str) -> str:
     rows = []
     for r in bt.get("loss", []) + bt.get("multiplier", []):
         if "predicted" not in r:
-            rows.append([r["technique"], r.get("view", "loss" if r in bt.get("loss", []) else "-"), "-", "-", "-",
-                         "-", r.get("note", "")])
+            rows.append(
+                [
+                    r["technique"],
+                    r.get("view", "loss" if r in bt.get("loss", []) else "-"),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    r.get("note", ""),
+                ]
+            )
             continue
         p = r["predicted"]
         q = "loss" if r["quantity"] == "loss" else f"M ({r['view']})"
         fmt = (lambda x: f"{x:.4f}") if r["quantity"] == "loss" else (lambda x: f"{x:.3g}x")
         within = {True: "yes", False: "no", None: "no interval"}[r["within_interval"]]
-        rows.append([r["technique"], q, _interval(p["value"], p["lo"], p["hi"], fmt), fmt(r["measured"]),
-                     f"{100 * r['rel_error']:+.1f}%", within, r.get("assumption") or r.get("form") or ""])
-    return table(["technique", "quantity", "predicted [interval]", "measured", "error", "inside interval",
-                  "model"], rows)
+        rows.append(
+            [
+                r["technique"],
+                q,
+                _interval(p["value"], p["lo"], p["hi"], fmt),
+                fmt(r["measured"]),
+                f"{100 * r['rel_error']:+.1f}%",
+                within,
+                r.get("assumption") or r.get("form") or "",
+            ]
+        )
+    return table(
+        ["technique", "quantity", "predicted [interval]", "measured", "error", "inside interval", "model"],
+        rows,
+    )
+
+
+def _estimate(f: dict, k: str, fmt) -> str:
+    """One fitted parameter with its bootstrap interval ('0 (fixed)' for a fixed E; no interval when
+    every bootstrap draw gave the same fit, as with as many points as parameters)."""
+    if k == "E" and f.get("E_fixed"):
+        return "0 (fixed)"
+    P = f["params"][k]
+    lo, hi = P["lo"], P["hi"]
+    if lo is not None and hi is not None and math.isclose(lo, hi, rel_tol=1e-9):
+        lo = hi = None
+    return _interval(P["value"], lo, hi, fmt)
 
 
 def _fits_table(extra: dict) -> str:
     rows = []
+    g = lambda x: f"{x:.3g}"  # noqa: E731
     for t, f in extra.get("fits", {}).items():
         if "params" not in f:
             rows.append([t, "-", "-", "-", f.get("note", "")])
             continue
-        P = f["params"]
-
-        def est(k, fmt):
-            if k == "E" and f.get("E_fixed"):
-                return "0 (fixed)"
-            lo, hi = P[k]["lo"], P[k]["hi"]
-            if lo is not None and hi is not None and math.isclose(lo, hi, rel_tol=1e-9):
-                lo = hi = None  # every bootstrap draw gave the same fit: there is no spread to show
-            return _interval(P[k]["value"], lo, hi, fmt)
-
-        rows.append([t, est("E", lambda x: f"{x:.3g}"), est("A", lambda x: f"{x:.3g}"),
-                     est("alpha", lambda x: f"{x:.3g}"), f.get("note", f"{f['n_rows']} runs")])
+        rows.append(
+            [
+                t,
+                _estimate(f, "E", g),
+                _estimate(f, "A", g),
+                _estimate(f, "alpha", g),
+                f.get("note", f"{f['n_rows']} runs"),
+            ]
+        )
     return table(["technique", "E", "A", "alpha", "note"], rows)
 
 
@@ -572,64 +800,104 @@ def claims(comparison: dict, extra: dict, state: dict, suite_dir: Path) -> list[
     P = presets.PRESETS
     g3, g4 = P["gpt3-175b"], P["gpt4-estimate"]
     c6 = F.flops_6nd(g3.params, g3.tokens)
-    rows.append(["GPT-3 (2020) took about 3.14e23 FLOPs",
-                 f"presets: 6ND = 6 x {g3.params:.4g} params x {g3.tokens:.3g} tokens = {c6:.3g} FLOPs "
-                 f"(published {g3.train_flops:.3g})",
-                 "consistent" if abs(c6 / 3.14e23 - 1) < 0.05 else "differs"])
+    rows.append(
+        [
+            "GPT-3 (2020) took about 3.14e23 FLOPs",
+            f"presets: 6ND = 6 x {g3.params:.4g} params x {g3.tokens:.3g} tokens = {c6:.3g} FLOPs "
+            f"(published {g3.train_flops:.3g})",
+            "consistent" if abs(c6 / 3.14e23 - 1) < 0.05 else "differs",
+        ]
+    )
     ratio = g4.train_flops / g3.train_flops
-    rows.append(["GPT-4 (2023): an estimated 2.15e25 FLOPs, about 70x GPT-3",
-                 f"presets: gpt4-estimate {g4.train_flops:.3g} FLOPs (an outside estimate) = {ratio:.0f}x GPT-3",
-                 "consistent (an estimate)" if 55 <= ratio <= 85 else "differs"])
+    rows.append(
+        [
+            "GPT-4 (2023): an estimated 2.15e25 FLOPs, about 70x GPT-3",
+            f"presets: gpt4-estimate {g4.train_flops:.3g} FLOPs (an outside estimate) = {ratio:.0f}x GPT-3",
+            "consistent (an estimate)" if 55 <= ratio <= 85 else "differs",
+        ]
+    )
     # MoE: active fraction (presets) and what the suite measured
     mix = F.count_flops("mixtral-8x7b")
     frac = mix.params_active / mix.params_total
     moe = _technique_result(comparison, "moe")
     if moe is None:
         why = (state.get("not_available") or {}).get("moe", "no moe runs in this suite")
-        meas, verdict = f"presets: Mixtral 8x7B {mix.params_active / 1e9:.1f}B of {mix.params_total / 1e9:.1f}B " \
-                        f"active ({100 * frac:.0f}%). Suite: {why}", "not tested here"
+        meas, verdict = (
+            f"presets: Mixtral 8x7B {mix.params_active / 1e9:.1f}B of {mix.params_total / 1e9:.1f}B "
+            f"active ({100 * frac:.0f}%). Suite: {why}",
+            "not tested here",
+        )
     else:
         e, v, sc = moe
-        act = f"{e['params_active']:,} of {e['params']:,} params active" if e.get("params") else "params unknown"
-        meas = (f"presets: Mixtral {100 * frac:.0f}% active. Suite, scale {sc}: {act}; M = {mult(v)} "
-                f"(marginal) at the baseline's loss")
+        act = (
+            f"{e['params_active']:,} of {e['params']:,} params active"
+            if e.get("params")
+            else "params unknown"
+        )
+        meas = (
+            f"presets: Mixtral {100 * frac:.0f}% active. Suite, scale {sc}: {act}; M = {mult(v)} "
+            f"(marginal) at the baseline's loss"
+        )
         verdict = _verdict_m(v)
-    rows.append(["Mixture-of-experts: a fraction of the parameters is active per token (Mixtral 12.9B of 46.7B), "
-                 "quality competitive with larger dense models", meas, verdict])
+    rows.append(
+        [
+            "Mixture-of-experts: a fraction of the parameters is active per token (Mixtral 12.9B of 46.7B), "
+            "quality competitive with larger dense models",
+            meas,
+            verdict,
+        ]
+    )
     # distillation: ~90% of the teacher's quality at ~10% of its parameters
     dist = _technique_result(comparison, "distill")
     teacher = _shared_result(state, suite_dir)
     if dist is None or teacher is None:
         why = (state.get("not_available") or {}).get("distill", "no distill runs or no shared teacher")
-        rows.append(["Distillation: ~90% of the teacher's quality at ~10% of its parameters; it cuts deployment "
-                     "cost, not the teacher's training cost", f"Suite: {why}", "not tested here"])
+        rows.append(
+            [
+                "Distillation: ~90% of the teacher's quality at ~10% of its parameters; it cuts deployment "
+                "cost, not the teacher's training cost",
+                f"Suite: {why}",
+                "not tested here",
+            ]
+        )
     else:
         e, v, sc = dist
         pr = e["params"] / teacher["params"] if e.get("params") and teacher.get("params") else None
         q = teacher["final_eval_loss"] / e["final_eval_loss"] if e.get("final_eval_loss") else None
         vt = e["views"]["total"]
-        meas = (f"scale {sc}: student {fl(e['params'])} params = {f3(100 * pr if pr else None)}% of the teacher's; "
-                f"teacher loss / student loss = {f3(100 * q if q else None)}% (quality proxy); M marginal "
-                f"{mult(v)}, M total (teacher's training charged) {mult(vt)}")
+        meas = (
+            f"scale {sc}: student {fl(e['params'])} params = {f3(100 * pr if pr else None)}% of the teacher's; "
+            f"teacher loss / student loss = {f3(100 * q if q else None)}% (quality proxy); M marginal "
+            f"{mult(v)}, M total (teacher's training charged) {mult(vt)}"
+        )
         ok = pr is not None and q is not None and pr <= 0.15 and q >= 0.9
         verdict = "consistent" if ok else "not reproduced at this scale"
         if ok and (vt.get("M") is None or vt["M"] < 1):
             verdict += " (and the teacher's training is not recovered in the total view)"
-        rows.append(["Distillation: ~90% of the teacher's quality at ~10% of its parameters; it cuts deployment "
-                     "cost, not the teacher's training cost", meas, verdict])
+        rows.append(
+            [
+                "Distillation: ~90% of the teacher's quality at ~10% of its parameters; it cuts deployment "
+                "cost, not the teacher's training cost",
+                meas,
+                verdict,
+            ]
+        )
     # curriculum: 20-30% savings
     cur = _technique_result(comparison, "curriculum")
     if cur is None:
         why = (state.get("not_available") or {}).get("curriculum", "no curriculum runs")
-        rows.append(["Curriculum learning: easy-to-hard ordering can save 20-30%", f"Suite: {why}",
-                     "not tested here"])
+        rows.append(
+            ["Curriculum learning: easy-to-hard ordering can save 20-30%", f"Suite: {why}", "not tested here"]
+        )
     else:
         e, v, sc = cur
         s = v.get("saving")
         meas = f"scale {sc}: M = {mult(v)}, saving {pct(s)} of the baseline's compute at its loss (marginal)"
         if s is None:
             verdict = "not reproduced at this scale"
-        elif 0.2 <= s <= 0.3 or (v.get("saving_lo") is not None and v["saving_lo"] <= 0.3 and v["saving_hi"] >= 0.2):
+        elif 0.2 <= s <= 0.3 or (
+            v.get("saving_lo") is not None and v["saving_lo"] <= 0.3 and v["saving_hi"] >= 0.2
+        ):
             verdict = "consistent"
         elif s > 0:
             verdict = "a saving, outside 20-30%"
@@ -645,26 +913,45 @@ def claims(comparison: dict, extra: dict, state: dict, suite_dir: Path) -> list[
             mf.append((name, hardware.implied_mfu(fl_, p.gpu, p.gpu_hours), p.train_flops is None))
     txt = "; ".join(f"{n}: {100 * m:.0f}%{' (6ND)' if est else ''}" for n, m, est in mf)
     inside = all(0.38 <= m <= 0.55 for _, m, _ in mf)
-    rows.append(["State-of-the-art MFU is 38-55%",
-                 f"presets, published FLOPs / (published GPU-hours x dense BF16 peak): {txt}. The GPU-hours of a "
-                 f"report include restarts and evaluation, so these are lower bounds. This suite ran on "
-                 f"{_device(state, suite_dir)} and does not measure GPU MFU.",
-                 "consistent" if inside else "presets imply lower MFU than the claim"])
+    rows.append(
+        [
+            "State-of-the-art MFU is 38-55%",
+            f"presets, published FLOPs / (published GPU-hours x dense BF16 peak): {txt}. The GPU-hours of a "
+            f"report include restarts and evaluation, so these are lower bounds. This suite ran on "
+            f"{_device(state, suite_dir)} and does not measure GPU MFU.",
+            "consistent" if inside else "presets imply lower MFU than the claim",
+        ]
+    )
     # Chinchilla 20 tokens/param
     ch = P["chinchilla-70b"]
     tpp = ch.tokens / ch.params
     base = [r for r in comparison["runs"] if r["technique"] == "baseline" and r.get("params")]
-    ours = ", ".join(f"{r['scale']}: {r['train_tokens'] / r['params']:.2g}" for r in base if r.get("train_tokens"))
-    rows.append(["Chinchilla: about 20 training tokens per parameter is compute-optimal",
-                 f"presets: Chinchilla 70B on 1.4T tokens = {tpp:.0f} tokens/param. This suite's baselines "
-                 f"(tokens/param, embeddings included): {ours or '-'}; the ladder is not an iso-FLOP sweep, so it "
-                 f"does not test the optimum", "consistent (presets); not tested here"])
+    ours = ", ".join(
+        f"{r['scale']}: {r['train_tokens'] / r['params']:.2g}" for r in base if r.get("train_tokens")
+    )
+    rows.append(
+        [
+            "Chinchilla: about 20 training tokens per parameter is compute-optimal",
+            f"presets: Chinchilla 70B on 1.4T tokens = {tpp:.0f} tokens/param. This suite's baselines "
+            f"(tokens/param, embeddings included): {ours or '-'}; the ladder is not an iso-FLOP sweep, so it "
+            f"does not test the optimum",
+            "consistent (presets); not tested here",
+        ]
+    )
     life = comparison.get("lifetime", {})
-    be = [(r["technique"], r["views"]["marginal"]["break_even"]["text"]) for s in life.get("scales", [])[-1:]
-          for r in s["rows"] if r["technique"] != "baseline"]
-    rows.append(["Inference is becoming the larger share of lifetime compute",
-                 "lifetime view, largest scale: " + ("; ".join(f"{t}: {x}" for t, x in be) or "-"),
-                 "not tested here (shown for these models)"])
+    be = [
+        (r["technique"], r["views"]["marginal"]["break_even"]["text"])
+        for s in life.get("scales", [])[-1:]
+        for r in s["rows"]
+        if r["technique"] != "baseline"
+    ]
+    rows.append(
+        [
+            "Inference is becoming the larger share of lifetime compute",
+            "lifetime view, largest scale: " + ("; ".join(f"{t}: {x}" for t, x in be) or "-"),
+            "not tested here (shown for these models)",
+        ]
+    )
     return rows
 
 
@@ -732,8 +1019,10 @@ def write_report(suite_dir, comparison: dict, extra: dict, state: dict, sc=None)
     }
     md = render_markdown(suite_dir, comparison, extra, state, figs)
     atomic_write_text(suite_dir / "report.md", md)
-    atomic_write_text(suite_dir / "report.html", markdown_to_html(md, suite_dir, title=f"efflab suite "
-                                                                  f"{state.get('name', '')}"))
+    atomic_write_text(
+        suite_dir / "report.html",
+        markdown_to_html(md, suite_dir, title=f"efflab suite {state.get('name', '')}"),
+    )
     return {"md": suite_dir / "report.md", "html": suite_dir / "report.html", "figures": figdir}
 
 
@@ -751,10 +1040,12 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     n_complete = sum(e["state"] == "complete" for e in runs)
     scales = [s["scale"] for s in comparison["scales"] if s.get("baseline")]
     L = [f"# efflab suite `{name}`: which technique saves compute at equal loss", ""]
-    L.append(f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{suite_dir}`: {n_complete} complete runs over "
-             f"{len(scales)} scale(s) ({', '.join(scales)}); device: {_device(state, suite_dir)}; "
-             f"{_wall(state)}. Quality is {unit} on one shared held-out set. M = baseline FLOPs to the target loss "
-             f"/ technique FLOPs to it: M > 1 saves compute, M < 1 costs compute.")
+    L.append(
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{suite_dir}`: {n_complete} complete runs over "
+        f"{len(scales)} scale(s) ({', '.join(scales)}); device: {_device(state, suite_dir)}; "
+        f"{_wall(state)}. Quality is {unit} on one shared held-out set. M = baseline FLOPs to the target loss "
+        f"/ technique FLOPs to it: M > 1 saves compute, M < 1 costs compute."
+    )
     L.append("")
     na = state.get("not_available") or {}
     failed = [e for e in runs if e["state"] == "failed"]
@@ -771,9 +1062,16 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     h, rows = _headline(comparison)
     L.append(table(h, rows) if rows else "No technique runs are complete yet.")
     L.append("")
-    L.append("Views: **marginal** = " + comparison["views"]["marginal"] + "; **total** = "
-             + comparison["views"]["total"] + "; **amortised** = " + comparison["views"]["amortised"] + ". "
-             + (f"Intervals: {comparison['interval']}." if comparison.get("interval") else ""))
+    L.append(
+        "Views: **marginal** = "
+        + comparison["views"]["marginal"]
+        + "; **total** = "
+        + comparison["views"]["total"]
+        + "; **amortised** = "
+        + comparison["views"]["amortised"]
+        + ". "
+        + (f"Intervals: {comparison['interval']}." if comparison.get("interval") else "")
+    )
     L.append("")
     L.append("## Per scale")
     for s in comparison["scales"]:
@@ -782,8 +1080,10 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
             L.append(f"### Scale {s['scale']}\n\n{s.get('note', '')}")
             continue
         b = s["baseline"]
-        L.append(f"### Scale {s['scale']}: baseline {fl(b['params'])} params, {fl(b['train_tokens'])} tokens, "
-                 f"target {s['target']:.4f} {unit} ({s['target_source']})")
+        L.append(
+            f"### Scale {s['scale']}: baseline {fl(b['params'])} params, {fl(b['train_tokens'])} tokens, "
+            f"target {s['target']:.4f} {unit} ({s['target_source']})"
+        )
         L.append("")
         L.append(_scale_table(s, unit))
     L.append("")
@@ -803,8 +1103,10 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     L.append("")
     L.append(f"![scaling fits]({_rel(figs['scaling'], suite_dir)})")
     L.append("")
-    L.append("L(C) fits over each technique's final (marginal FLOPs, loss) points (90% bootstrap intervals over "
-             "scales):")
+    L.append(
+        "L(C) fits over each technique's final (marginal FLOPs, loss) points (90% bootstrap intervals over "
+        "scales):"
+    )
     L.append("")
     L.append(_fits_table(extra))
     L.append("")
@@ -824,9 +1126,11 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     L.append("## Lifetime: training plus serving")
     L.append("")
     life = comparison.get("lifetime", {})
-    L.append(f"{life.get('equation', '')}; training FLOPs to the target (equal quality); serving FLOPs per token "
-             f"of each trained model from the accounting layer at its context length. Served volumes: "
-             f"{life.get('serve_tokens_rule', '')}.")
+    L.append(
+        f"{life.get('equation', '')}; training FLOPs to the target (equal quality); serving FLOPs per token "
+        f"of each trained model from the accounting layer at its context length. Served volumes: "
+        f"{life.get('serve_tokens_rule', '')}."
+    )
     L.append("")
     if figs.get("lifetime"):
         L.append(f"![lifetime compute]({_rel(figs['lifetime'], suite_dir)})")
@@ -836,8 +1140,9 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     L.append("## Backtest: how far the method was right one step out")
     L.append("")
     bt = extra.get("backtest", {})
-    L.append(f"{bt.get('method', '')} (held-out scale: {bt.get('held_out_scale')}). "
-             + (bt.get("note", "") or ""))
+    L.append(
+        f"{bt.get('method', '')} (held-out scale: {bt.get('held_out_scale')}). " + (bt.get("note", "") or "")
+    )
     L.append("")
     if figs.get("backtest"):
         L.append(f"![backtest]({_rel(figs['backtest'], suite_dir)})")
@@ -846,34 +1151,53 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     L.append("")
     L.append("## BACKGROUND.md claims against this suite")
     L.append("")
-    L.append(table(["claim", "what the presets compute / what this suite measured", "verdict"],
-                   claims(comparison, extra, state, suite_dir)))
+    L.append(
+        table(
+            ["claim", "what the presets compute / what this suite measured", "verdict"],
+            claims(comparison, extra, state, suite_dir),
+        )
+    )
     L.append("")
     L.append("## Conventions and assumptions")
     L.append("")
     for k, v in (comparison.get("conventions") or {}).items():
         L.append(f"- FLOPs, {k}: {v}")
-    L.append(f"- Target: {comparison['target_rule']}; FLOPs-to-target interpolated linearly in loss against "
-             f"log FLOPs between eval points; 'not reached' means the run never got there (M is then bounded, "
-             f"never invented).")
-    L.append("- Cached artifacts (a synthetic corpus, teacher logits, curriculum scores) reused from another run are "
-             "added to the run that used them, so results do not depend on the cache.")
+    L.append(
+        f"- Target: {comparison['target_rule']}; FLOPs-to-target interpolated linearly in loss against "
+        f"log FLOPs between eval points; 'not reached' means the run never got there (M is then bounded, "
+        f"never invented)."
+    )
+    L.append(
+        "- Cached artifacts (a synthetic corpus, teacher logits, curriculum scores) reused from another run are "
+        "added to the run that used them, so results do not depend on the cache."
+    )
     for a in extra.get("assumptions", []):
         L.append(f"- {a}")
     for n in comparison.get("notes", []):
         L.append(f"- {n}")
-    L.append("- Small scale: these models have thousands to millions of parameters; a multiplier measured here "
-             "says what happened here. The backtest above is the evidence for carrying it further.")
+    L.append(
+        "- Small scale: these models have thousands to millions of parameters; a multiplier measured here "
+        "says what happened here. The backtest above is the evidence for carrying it further."
+    )
     L.append("")
     L.append("## Runs")
     L.append("")
     rows = []
     sh = state.get("shared")
     if sh:
-        rows.append([sh.get("name", "shared"), "shared teacher", sh.get("state", "-"),
-                     f3(sh.get("seconds")), sh.get("dir", "")])
+        rows.append(
+            [
+                sh.get("name", "shared"),
+                "shared teacher",
+                sh.get("state", "-"),
+                f3(sh.get("seconds")),
+                sh.get("dir", ""),
+            ]
+        )
     for e in runs:
-        rows.append([e["name"], e["technique"], e["state"], f3(e.get("seconds")), e.get("message") or e["dir"]])
+        rows.append(
+            [e["name"], e["technique"], e["state"], f3(e.get("seconds")), e.get("message") or e["dir"]]
+        )
     L.append(table(["run", "technique", "state", "seconds (training)", "directory / message"], rows))
     L.append("")
     return "\n".join(L)
@@ -889,14 +1213,36 @@ def _ledger_table(comparison: dict) -> str:
         for t, e in s["techniques"].items():
             ph = e["phases"]
             share = e.get("sunk_shared_by") or 1
-            rows.append([s["scale"], t] + [fl(ph.get(k)) if ph.get(k) else "-" for k in
-                                           ("train", "teacher_forward", "generation", "scoring")]
-                        + [fl(e["flops_marginal"]), fl(e["sunk_flops"]) if e.get("sunk_flops") else "-",
-                           fl(e["flops_total"]),
-                           f"{fl(e['flops_amortised'])} (/{share})" if e.get("sunk_flops") else "= marginal",
-                           fl(ph.get("eval"))])
-    return table(["scale", "technique", "train", "teacher forward", "generation", "scoring", "marginal",
-                  "sunk (teacher etc.)", "total", "amortised", "eval (not summed)"], rows)
+            rows.append(
+                [s["scale"], t]
+                + [
+                    fl(ph.get(k)) if ph.get(k) else "-"
+                    for k in ("train", "teacher_forward", "generation", "scoring")
+                ]
+                + [
+                    fl(e["flops_marginal"]),
+                    fl(e["sunk_flops"]) if e.get("sunk_flops") else "-",
+                    fl(e["flops_total"]),
+                    f"{fl(e['flops_amortised'])} (/{share})" if e.get("sunk_flops") else "= marginal",
+                    fl(ph.get("eval")),
+                ]
+            )
+    return table(
+        [
+            "scale",
+            "technique",
+            "train",
+            "teacher forward",
+            "generation",
+            "scoring",
+            "marginal",
+            "sunk (teacher etc.)",
+            "total",
+            "amortised",
+            "eval (not summed)",
+        ],
+        rows,
+    )
 
 
 def _trend_table(extra: dict) -> str:
@@ -908,13 +1254,34 @@ def _trend_table(extra: dict) -> str:
                 rows.append([e["technique"], view, "-", "-", "-", v.get("note", "")])
                 continue
             sl = tr.get("slope")
-            slope = (f"{sl['value']:+.3g} [{sl['lo']:+.3g}, {sl['hi']:+.3g}]" if sl else f"{tr['m1']:+.3g}")
+            slope = f"{sl['value']:+.3g} [{sl['lo']:+.3g}, {sl['hi']:+.3g}]" if sl else f"{tr['m1']:+.3g}"
             pval = f"{sl['p_value']:.2g}" if sl else "-"
             const = f"{v['constant']['M']:.3g}x" if v.get("constant") else "-"
-            rows.append([e["technique"], view, tr["kind"], slope, pval, str(tr["n_scales"]), const,
-                         tr.get("assumption") or v.get("note") or ""])
-    return table(["technique", "view", "model", "slope m1 = d log M / d log C [90%]", "p (slope = 0)", "scales",
-                  "pooled constant M", "assumption / note"], rows)
+            rows.append(
+                [
+                    e["technique"],
+                    view,
+                    tr["kind"],
+                    slope,
+                    pval,
+                    str(tr["n_scales"]),
+                    const,
+                    tr.get("assumption") or v.get("note") or "",
+                ]
+            )
+    return table(
+        [
+            "technique",
+            "view",
+            "model",
+            "slope m1 = d log M / d log C [90%]",
+            "p (slope = 0)",
+            "scales",
+            "pooled constant M",
+            "assumption / note",
+        ],
+        rows,
+    )
 
 
 # =============================================================================================
@@ -941,8 +1308,10 @@ def _inline(text: str) -> str:
 
 def markdown_to_html(md: str, base: Path, *, title: str = "efflab report") -> str:
     """HTML with every figure embedded (base64 PNG): the file stands alone."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{CSS}</style></head><body>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>"
+    ]
     lines = md.splitlines()
     i = 0
     while i < len(lines):
@@ -953,9 +1322,12 @@ def markdown_to_html(md: str, base: Path, *, title: str = "efflab report") -> st
                 block.append(lines[i])
                 i += 1
             cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in block]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells[0]) + "</tr></thead>"
-                       "<tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                                           for r in cells[2:]) + "</tbody></table>")
+            out.append(
+                "<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells[0]) + "</tr></thead>"
+                "<tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in cells[2:])
+                + "</tbody></table>"
+            )
             continue
         if line.startswith("- "):
             items = []
@@ -968,7 +1340,7 @@ def markdown_to_html(md: str, base: Path, *, title: str = "efflab report") -> st
         if m:
             n = len(m.group(1))
             out.append(f"<h{n}>{_inline(m.group(2))}</h{n}>")
-        elif (m := re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line)):
+        elif m := re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line):
             p = base / m.group(2)
             if p.is_file():
                 data = base64.b64encode(p.read_bytes()).decode()

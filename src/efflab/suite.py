@@ -63,7 +63,9 @@ def _count(v):
 class Horizon(Section):
     """Exactly one of budget_flops (train-phase FLOPs), budget_tokens, steps."""
 
-    budget_flops: float | None = Field(default=None, gt=0, description="train-phase FLOPs (DESIGN.md section 5)")
+    budget_flops: float | None = Field(
+        default=None, gt=0, description="train-phase FLOPs (DESIGN.md section 5)"
+    )
     budget_tokens: float | None = Field(default=None, gt=0)
     steps: int | None = Field(default=None, ge=1)
 
@@ -73,11 +75,17 @@ class Horizon(Section):
     def _one(self):
         given = [k for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})")
+            raise ValueError(
+                f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})"
+            )
         return self
 
     def horizon(self) -> dict:
-        return {k: getattr(self, k) for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None}
+        return {
+            k: getattr(self, k)
+            for k in ("budget_flops", "budget_tokens", "steps")
+            if getattr(self, k) is not None
+        }
 
 
 class ScaleSpec(Horizon):
@@ -86,7 +94,8 @@ class ScaleSpec(Horizon):
     name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="short label, used in run names")
     model: ModelConfig
     overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="technique name (or 'all') -> config overrides at this scale only")
+        default_factory=dict, description="technique name (or 'all') -> config overrides at this scale only"
+    )
 
 
 class SharedSpec(Horizon):
@@ -98,15 +107,24 @@ class SharedSpec(Horizon):
 
 class TechniqueSpec(Section):
     enabled: bool = True
-    config: dict[str, Any] = Field(default_factory=dict, description="config sections / dotted keys merged into "
-                                   "every run of this technique (e.g. {distill: {alpha: 0.5}, train.lr: 2e-3})")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="config sections / dotted keys merged into "
+        "every run of this technique (e.g. {distill: {alpha: 0.5}, train.lr: 2e-3})",
+    )
 
 
 class ExtrapolateSpec(Section):
-    to: list[str] = Field(default_factory=lambda: ["gpt3-175b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026"])
+    to: list[str] = Field(
+        default_factory=lambda: ["gpt3-175b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026"]
+    )
     gpu: str = "h100"
-    mfu: float | None = Field(default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU")
-    price: float | None = Field(default=None, ge=0, description="$ per GPU-hour; default: the hardware table's")
+    mfu: float | None = Field(
+        default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU"
+    )
+    price: float | None = Field(
+        default=None, ge=0, description="$ per GPU-hour; default: the hardware table's"
+    )
     pue: float | None = Field(default=None, ge=1, description="default: accounting.hardware.DEFAULT_PUE")
 
 
@@ -117,18 +135,31 @@ class SuiteConfig(Section):
     out: str | None = Field(default=None, description="suite directory; default runs/suite-<name>")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     data: DataConfig = Field(default_factory=DataConfig)
-    train: dict[str, Any] = Field(default_factory=dict, description="train settings shared by every run "
-                                  "(no horizon: that comes from the scale)")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="train settings shared by every run (no horizon: that comes from the scale)",
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    evals_per_run: int = Field(default=10, ge=2, description="eval.every is set per scale to give about this many")
-    checkpoints_per_run: int = Field(default=2, ge=0, description="train.checkpoint_every per scale (0: at the end)")
+    evals_per_run: int = Field(
+        default=10, ge=2, description="eval.every is set per scale to give about this many"
+    )
+    checkpoints_per_run: int = Field(
+        default=2, ge=0, description="train.checkpoint_every per scale (0: at the end)"
+    )
     scales: list[ScaleSpec] = Field(min_length=1)
     shared: SharedSpec | None = None
-    techniques: dict[str, TechniqueSpec] = Field(default_factory=lambda: {t: TechniqueSpec() for t in TECHNIQUES})
-    target: float | None = Field(default=None, gt=0, description="target eval loss; default: each scale's baseline")
+    techniques: dict[str, TechniqueSpec] = Field(
+        default_factory=lambda: {t: TechniqueSpec() for t in TECHNIQUES}
+    )
+    target: float | None = Field(
+        default=None, gt=0, description="target eval loss; default: each scale's baseline"
+    )
     serve_tokens: list[float] | None = Field(default=None, description="served tokens for the lifetime view")
     level: float = Field(default=0.9, gt=0, lt=1, description="interval level (0.9: 5th-95th percentile)")
+    bootstrap: int = Field(
+        default=200, ge=20, description="bootstrap resamples of the L(C) fits and backtest"
+    )
     extrapolate: ExtrapolateSpec = Field(default_factory=ExtrapolateSpec)
 
     @field_validator("serve_tokens", mode="before")
@@ -145,14 +176,18 @@ class SuiteConfig(Section):
             errs.append(f"scales: duplicate names {dup}")
         bad = [t for t in self.techniques if t not in TECHNIQUES]
         if bad:
-            errs.append(f"techniques: unknown {bad}; techniques: {', '.join(TECHNIQUES)} (the baseline always runs)")
+            errs.append(
+                f"techniques: unknown {bad}; techniques: {', '.join(TECHNIQUES)} (the baseline always runs)"
+            )
         for s in self.scales:
             wrong = [k for k in s.overrides if k not in (*RECIPES, "all")]
             if wrong:
                 errs.append(f"scales.{s.name}.overrides: unknown {wrong}; keys are recipe names or 'all'")
         for key in ("budget_flops", "budget_tokens", "steps", "seed"):
             if key in self.train:
-                errs.append(f"train.{key}: set per scale (budgets) or in `seeds`, not in the shared train section")
+                errs.append(
+                    f"train.{key}: set per scale (budgets) or in `seeds`, not in the shared train section"
+                )
         if len(set(self.seeds)) != len(self.seeds):
             errs.append(f"seeds: duplicates in {self.seeds}")
         if errs:
@@ -209,8 +244,10 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
             probs.extend(f"shared: {p}" for p in e.problems)
     elif any(_uses_shared(sc, t) for t in sc.enabled()):
         users = [t for t in sc.enabled() if _uses_shared(sc, t)]
-        probs.add(f"shared: {', '.join(users)} need(s) a teacher/generator: add a `shared` section (a model and a "
-                  f"budget), or give distill.teacher / synthetic.generator in techniques.<name>.config")
+        probs.add(
+            f"shared: {', '.join(users)} need(s) a teacher/generator: add a `shared` section (a model and a "
+            f"budget), or give distill.teacher / synthetic.generator in techniques.<name>.config"
+        )
     probs.raise_if_any()
     return sc
 
@@ -277,9 +314,15 @@ def _estimated_steps(model: ModelConfig, horizon: dict, sc: SuiteConfig) -> int:
     T = sc.data.seq_len
     if "budget_tokens" in horizon:
         return max(1, int(horizon["budget_tokens"] // (B * T)))
-    probe = config_from_dict({"model": model.model_dump(mode="json", exclude_unset=True),
-                              "data": sc.data.model_dump(mode="json"), "train": {"steps": 1, "batch_size": B}},
-                             recipe="baseline", source="scale")
+    probe = config_from_dict(
+        {
+            "model": model.model_dump(mode="json", exclude_unset=True),
+            "data": sc.data.model_dump(mode="json"),
+            "train": {"steps": 1, "batch_size": B},
+        },
+        recipe="baseline",
+        source="scale",
+    )
     fpt = train_flops_per_token(build_model_config(probe, sc.data.vocab_size), T)
     return max(1, int(horizon["budget_flops"] // (B * T * fpt)))
 
@@ -287,7 +330,9 @@ def _estimated_steps(model: ModelConfig, horizon: dict, sc: SuiteConfig) -> int:
 def _run_train(sc: SuiteConfig, horizon: dict, steps: int, seed: int) -> tuple[dict, dict]:
     train = {**copy.deepcopy(sc.train), **horizon, "seed": seed}
     if "checkpoint_every" not in train:
-        train["checkpoint_every"] = max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0
+        train["checkpoint_every"] = (
+            max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0
+        )
     ev = sc.eval.model_dump(mode="json")
     if "every" not in sc.eval.model_fields_set:
         ev["every"] = max(1, round(steps / sc.evals_per_run))
@@ -305,9 +350,15 @@ def shared_raw(sc: SuiteConfig) -> dict:
     steps = _estimated_steps(sh.model, horizon, sc)
     train, ev = _run_train(sc, horizon, steps, sc.seeds[0])
     train.update(copy.deepcopy(sh.train))
-    return {"recipe": "baseline", "name": f"{sc.name}-shared-teacher",
-            "model": sh.model.model_dump(mode="json", exclude_unset=True), "data": sc.data.model_dump(mode="json"),
-            "train": train, "eval": ev, "log": sc.log.model_dump(mode="json")}
+    return {
+        "recipe": "baseline",
+        "name": f"{sc.name}-shared-teacher",
+        "model": sh.model.model_dump(mode="json", exclude_unset=True),
+        "data": sc.data.model_dump(mode="json"),
+        "train": train,
+        "eval": ev,
+        "log": sc.log.model_dump(mode="json"),
+    }
 
 
 def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> list[dict]:
@@ -327,9 +378,15 @@ def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> lis
             for seed in sc.seeds:
                 name = f"{scale.name}-{tech}-s{seed}"
                 train, ev = _run_train(sc, horizon, steps, seed)
-                raw = {"recipe": tech, "name": name, "model": scale.model.model_dump(mode="json", exclude_unset=True),
-                       "data": sc.data.model_dump(mode="json"), "train": train, "eval": ev,
-                       "log": sc.log.model_dump(mode="json")}
+                raw = {
+                    "recipe": tech,
+                    "name": name,
+                    "model": scale.model.model_dump(mode="json", exclude_unset=True),
+                    "data": sc.data.model_dump(mode="json"),
+                    "train": train,
+                    "eval": ev,
+                    "log": sc.log.model_dump(mode="json"),
+                }
                 if tech != "baseline":
                     _merge(raw, sc.techniques[tech].config)
                 _merge(raw, scale.overrides.get("all", {}))
@@ -340,11 +397,23 @@ def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> lis
                     if validate_only:
                         if tech == "distill" and sc.shared is not None:
                             sh = shared_raw(sc)
-                            sec["teacher_train"] = {"model": sh["model"], "train": {**sh["train"], "seed": seed}}
+                            sec["teacher_train"] = {
+                                "model": sh["model"],
+                                "train": {**sh["train"], "seed": seed},
+                            }
                     else:
                         sec[SHARED_USERS[tech]] = sdir
-                runs.append({"name": name, "scale": scale.name, "technique": tech, "seed": seed, "recipe": tech,
-                             "raw": raw, "unavailable": why})
+                runs.append(
+                    {
+                        "name": name,
+                        "scale": scale.name,
+                        "technique": tech,
+                        "seed": seed,
+                        "recipe": tech,
+                        "raw": raw,
+                        "unavailable": why,
+                    }
+                )
     return runs
 
 
@@ -384,8 +453,15 @@ def _config_drift(run_dir: Path, raw: dict, recipe: str) -> list[str]:
     return [d for d in diff(old, new) if not d.startswith("log.")]
 
 
-def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: bool = True,
-              analyse: bool = True, log=print) -> dict:
+def run_suite(
+    path,
+    *,
+    out=None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    analyse: bool = True,
+    log=print,
+) -> dict:
     """Run (or continue) a suite, then compare, extrapolate and report. Returns the suite summary.
 
     Complete runs are reused, incomplete ones resumed; techniques whose recipe is not available are
@@ -402,7 +478,9 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     threads = torch.get_num_threads()
 
     # ---- refuse a directory holding runs of another config, before anything trains --------------
-    drift = Problems(header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)")
+    drift = Problems(
+        header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)"
+    )
     for spec in runs:
         if spec["unavailable"]:
             continue
@@ -416,10 +494,15 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     prev = read_json(state_path) if state_path.is_file() else {}
     prev_runs = {r["name"]: r for r in prev.get("runs", [])}
     state = {
-        "name": sc.name, "config": str(Path(path).resolve()), "status": "running", "dir": str(sdir.resolve()),
+        "name": sc.name,
+        "config": str(Path(path).resolve()),
+        "status": "running",
+        "dir": str(sdir.resolve()),
         "started": prev.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "invocations": prev.get("invocations", []), "shared": prev.get("shared"),
-        "not_available": {}, "runs": [],
+        "invocations": prev.get("invocations", []),
+        "shared": prev.get("shared"),
+        "not_available": {},
+        "runs": [],
     }
     for spec in runs:
         old = prev_runs.get(spec["name"], {})
@@ -431,22 +514,36 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
             entry["message"] = spec["unavailable"]
             state["not_available"][spec["technique"]] = spec["unavailable"]
         state["runs"].append(entry)
-    atomic_write_text(sdir / "suite.yaml", f"# suite config as run (overrides applied): efflab suite {path}\n"
-                      + yaml.safe_dump(raw_suite, sort_keys=False))
+    atomic_write_text(
+        sdir / "suite.yaml",
+        f"# suite config as run (overrides applied): efflab suite {path}\n"
+        + yaml.safe_dump(raw_suite, sort_keys=False),
+    )
     atomic_write_json(state_path, state)
     for t, why in state["not_available"].items():
         log(f"[suite] {t}: {why}; the report says so")
 
-    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trained": 0, "resumed": 0, "reused": 0,
-                  "failed": 0}
+    invocation = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "trained": 0,
+        "resumed": 0,
+        "reused": 0,
+        "failed": 0,
+    }
     todo = [s for s in runs if not s["unavailable"]]
     need_shared = sc.shared is not None and any(_uses_shared(sc, s["technique"]) for s in todo)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo) + int(need_shared), desc=f"suite {sc.name}", unit="run", position=0,
-                   dynamic_ncols=True, disable=None)
+        bar = tqdm(
+            total=len(todo) + int(need_shared),
+            desc=f"suite {sc.name}",
+            unit="run",
+            position=0,
+            dynamic_ncols=True,
+            disable=None,
+        )
 
     def do_run(name, recipe, raw, run_dir, entry):
         from efflab.commands.run import run_recipe
@@ -507,8 +604,11 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         invocation["seconds"] = time.perf_counter() - t_start
         state["invocations"].append(invocation)
         atomic_write_json(state_path, state)
-        log(f"[suite] interrupted: run `efflab suite {path}"
-            + (f" --out {out}" if out else "") + "` again to continue where it stopped")
+        log(
+            f"[suite] interrupted: run `efflab suite {path}"
+            + (f" --out {out}" if out else "")
+            + "` again to continue where it stopped"
+        )
         raise
     finally:
         if bar is not None:
@@ -526,17 +626,27 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         state["report"] = analysis.get("report")
     invocation["seconds"] = time.perf_counter() - t_start
     state["invocations"].append(invocation)
-    state["train_seconds_total"] = sum(e.get("seconds") or 0.0 for e in state["runs"]) + \
-        ((state.get("shared") or {}).get("seconds") or 0.0)
+    state["train_seconds_total"] = sum(e.get("seconds") or 0.0 for e in state["runs"]) + (
+        (state.get("shared") or {}).get("seconds") or 0.0
+    )
     atomic_write_json(state_path, state)
-    log(f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['resumed']} resumed, "
+    log(
+        f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['resumed']} resumed, "
         f"{invocation['reused']} reused, {len(failed)} failed, {len(state['not_available'])} technique(s) not "
-        f"available; {invocation['seconds']:.0f} s" + (f" -> {sdir / 'report.html'}" if analyse else ""))
+        f"available; {invocation['seconds']:.0f} s" + (f" -> {sdir / 'report.html'}" if analyse else "")
+    )
     return state
 
 
-def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = None, log=print,
-                  serve_tokens=None, extrapolate_kw: dict | None = None) -> dict:
+def analyse_suite(
+    sdir,
+    sc: SuiteConfig | None = None,
+    *,
+    state: dict | None = None,
+    log=print,
+    serve_tokens=None,
+    extrapolate_kw: dict | None = None,
+) -> dict:
     """compare -> lifetime -> extrapolate -> report over the suite's complete runs; writes the files."""
     from efflab import compare as C
     from efflab import report
@@ -545,8 +655,9 @@ def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = N
     if sc is None:
         sc = load_suite_dir(sdir)
     state = state or read_json(sdir / "suite.json")
-    complete = [e for e in state["runs"] if e["state"] == "complete"
-                and _status(sdir / e["dir"]) == "complete"]
+    complete = [
+        e for e in state["runs"] if e["state"] == "complete" and _status(sdir / e["dir"]) == "complete"
+    ]
     scales = {str(sdir / e["dir"]): e["scale"] for e in complete}
     if not any(e["technique"] == "baseline" for e in complete):
         raise UserError(f"{sdir}: no complete baseline run yet: nothing to compare against (run the suite)")
@@ -557,7 +668,15 @@ def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = N
     comparison["scales"].sort(key=lambda s: order.get(s["scale"], 99))
     life = C.lifetime(comparison, serve_tokens if serve_tokens is not None else sc.serve_tokens)
     ex = sc.extrapolate
-    kw = {"to": ex.to, "gpu": ex.gpu, "mfu": ex.mfu, "price": ex.price, "pue": ex.pue, "level": sc.level}
+    kw = {
+        "to": ex.to,
+        "gpu": ex.gpu,
+        "mfu": ex.mfu,
+        "price": ex.price,
+        "pue": ex.pue,
+        "level": sc.level,
+        "n_bootstrap": sc.bootstrap,
+    }
     kw.update(extrapolate_kw or {})
     extra = C.extrapolate(comparison, **kw)
     comparison["lifetime"] = life
@@ -574,7 +693,9 @@ def load_suite_dir(sdir) -> SuiteConfig:
 
     p = Path(sdir) / "suite.yaml"
     if not p.is_file():
-        raise UserError(f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)")
+        raise UserError(
+            f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)"
+        )
     raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     try:
         return SuiteConfig.model_validate(raw)

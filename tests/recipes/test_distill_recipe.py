@@ -208,3 +208,33 @@ def test_distilled_student_beats_the_same_student_without_a_teacher(tmp_path, ca
     assert kd["train_tokens"] == plain["train_tokens"]
     assert kd["teacher_eval_loss"] < plain["final_eval_loss"]
     assert kd["final_eval_loss"] < plain["final_eval_loss"] - 0.02, (kd["final_eval_loss"], plain["final_eval_loss"])
+
+
+@pytest.mark.slow
+def test_two_processes_charge_the_teacher_once(tmp_path, cache_dir, teacher_run):
+    """torchrun, two ranks over gloo: per-rank teacher forwards sum to one process's bill, the sunk
+    teacher pretraining (shared) and the logit cache (built on rank 0) are charged once."""
+    import os
+    import subprocess
+    import sys
+
+    from transformers import AutoConfig
+
+    config = tmp_path / "distill.yaml"
+    config.write_text(yaml.safe_dump(_raw(cache_dir, "distill", train={"checkpoint_every": 0},
+                                          distill={"teacher": str(teacher_run)})))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    fpt = forward_flops_per_token(AutoConfig.from_pretrained(teacher_run / "model"), 64)
+    teacher_total = Ledger.load(teacher_run / "ledger.json").total
+    for port, extra in ((29531, []), (29533, ["distill.logits=cache", "distill.top_k=8", f"distill.cache_dir={tmp_path}/c"])):
+        out = tmp_path / f"two-{port}"
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                              str(port), str(REPO / "recipes/distill.py"), "--config", str(config), "--out", str(out),
+                              *extra], env=env, capture_output=True, text=True)
+        assert two.returncode == 0, two.stderr[-3000:]
+        m = _manifest(out)
+        led = Ledger.load(out / "ledger.json")
+        assert m["world_size"] == 2 and led.tokens("train") == 12 * 8 * 64
+        assert led.flops("sunk.teacher_pretrain") == pytest.approx(teacher_total)  # once, not per rank
+        tokens = m["data"]["train_blocks"] * 64 if extra else 12 * 8 * 64  # cache: the whole split, once
+        assert led.flops("teacher_forward") == pytest.approx(fpt * tokens, rel=1e-9)

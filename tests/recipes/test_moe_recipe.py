@@ -124,6 +124,22 @@ def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill_once(
     assert cfgjson["intermediate_size"] == 192 and cfgjson["efflab_moe"]["upcycled_from"] == str(dense_run)
 
 
+def test_upcycling_from_a_plain_hf_directory_charges_nothing(tmp_path, cache_dir, dense_run, capsys):
+    cfg = _cfg(
+        cache_dir,
+        train={"steps": 2, "checkpoint_every": 0},
+        eval={"every": 2},
+        moe={"n_experts": 2, "top_k": 1, "upcycle_from": str(dense_run / "model")},
+    )
+    res = moe.main(cfg, out=tmp_path / "h")
+    led = Ledger.load(tmp_path / "h/ledger.json")
+    assert led.flops("sunk.dense_pretrain") == 0 and res["flops_total"] == res["flops_marginal"]
+    assert "its pretraining cost is unknown and not charged" in capsys.readouterr().out
+    dense = json.loads((dense_run / "manifest.json").read_text())["result"]
+    first = read_jsonl(tmp_path / "h/metrics.jsonl")[0]
+    assert first["eval_loss"] == pytest.approx(dense["final_eval_loss"], abs=1e-5)  # top-1 of 2 copies
+
+
 def test_capacity_routing_drops_and_logs_it(tmp_path, cache_dir):
     cfg = _cfg(
         cache_dir,

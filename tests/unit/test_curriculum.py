@@ -132,6 +132,10 @@ def test_sampler_sees_every_pool_block_once_before_any_twice():
     assert sorted(first.tolist()) == list(range(64))
     second = np.concatenate([s.indices(k) for k in range(8, 16)])
     assert sorted(second.tolist()) == list(range(64))
+    # a batch that straddles two passes: 15 batches of 8 over 60 blocks = every block exactly twice
+    s, _ = _sampler(n=60, B=8, ramp=0)
+    counts = np.bincount(np.concatenate([s.indices(k) for k in range(15)]), minlength=60)
+    assert (counts == 2).all() and s.diagnostics()["curriculum_passes"] == 1  # one pass boundary crossed
     # with pacing: within the first pass over the small pool nothing repeats
     s, _ = _sampler(n=200, B=8, ramp=1000, start=0.2, kind="linear")
     drawn = np.concatenate([s.indices(k) for k in range(5)])  # 40 <= pool of 40+ blocks

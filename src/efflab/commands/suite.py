@@ -1,8 +1,8 @@
 """`efflab suite FILE`, `efflab compare RUN_DIR...` and `efflab extrapolate SUITE_DIR`.
 
-    efflab suite configs/suite/quick.yaml                 # ladder x techniques -> report.md / report.html
-    efflab compare runs/suite-quick/runs/* --json         # FLOPs-to-target and multipliers
-    efflab extrapolate runs/suite-quick --to gpt4-estimate --gpu h100 --mfu 0.45
+efflab suite configs/suite/quick.yaml                 # ladder x techniques -> report.md / report.html
+efflab compare runs/suite-quick/runs/* --json         # FLOPs-to-target and multipliers
+efflab extrapolate runs/suite-quick --to gpt4-estimate --gpu h100 --mfu 0.45
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from efflab.errors import Problems, UserError, parse_count
 
 
 def register(sub) -> None:
-    p = sub.add_parser("suite", help="the main job: a ladder of scales x techniques -> compare, extrapolate, report",
-                       description="Run every technique against the dense baseline on a ladder of model sizes, "
-                                   "then compare, extrapolate and write report.md / report.html. Idempotent: "
-                                   "complete runs are reused, interrupted ones resumed.")
+    p = sub.add_parser(
+        "suite",
+        help="the main job: a ladder of scales x techniques -> compare, extrapolate, report",
+        description="Run every technique against the dense baseline on a ladder of model sizes, "
+        "then compare, extrapolate and write report.md / report.html. Idempotent: "
+        "complete runs are reused, interrupted ones resumed.",
+    )
     p.add_argument("file", metavar="FILE", help="suite YAML (e.g. configs/suite/quick.yaml)")
     p.add_argument("--out", help="suite directory (default: the file's `out`, else runs/suite-<name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -25,25 +28,41 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the suite file")
     p.set_defaults(func=cmd_suite)
 
-    p = sub.add_parser("compare", help="FLOPs-to-target and compute multipliers across finished runs",
-                       description="Compare complete runs at equal loss: final eval loss, FLOPs (marginal and "
-                                   "total), FLOPs to the target, the compute multiplier M (interval over seeds) "
-                                   "and the loss difference at the baseline's budget, per scale and technique.")
+    p = sub.add_parser(
+        "compare",
+        help="FLOPs-to-target and compute multipliers across finished runs",
+        description="Compare complete runs at equal loss: final eval loss, FLOPs (marginal and "
+        "total), FLOPs to the target, the compute multiplier M (interval over seeds) "
+        "and the loss difference at the baseline's budget, per scale and technique.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or a suite directory")
-    p.add_argument("--target", type=float, help="target eval loss (default: each scale's baseline final loss)")
-    p.add_argument("--serve-tokens", action="append", metavar="S",
-                   help="served tokens for the lifetime view (repeatable; default 1x/10x/100x training tokens)")
+    p.add_argument(
+        "--target", type=float, help="target eval loss (default: each scale's baseline final loss)"
+    )
+    p.add_argument(
+        "--serve-tokens",
+        action="append",
+        metavar="S",
+        help="served tokens for the lifetime view (repeatable; default 1x/10x/100x training tokens)",
+    )
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("extrapolate", help="frontier savings of a suite's multipliers, with intervals",
-                       description="Fit the trend of each technique's compute multiplier over the suite's "
-                                   "scales and evaluate it at frontier budgets: GPU-hours, dollars and MWh saved "
-                                   "(marginal and total), with intervals, and a backtest one step out.")
+    p = sub.add_parser(
+        "extrapolate",
+        help="frontier savings of a suite's multipliers, with intervals",
+        description="Fit the trend of each technique's compute multiplier over the suite's "
+        "scales and evaluate it at frontier budgets: GPU-hours, dollars and MWh saved "
+        "(marginal and total), with intervals, and a backtest one step out.",
+    )
     p.add_argument("suite_dir", metavar="SUITE_DIR", help="a suite directory (efflab suite --out)")
-    p.add_argument("--to", action="append", metavar="PRESET",
-                   help="frontier budget (repeatable; default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)")
+    p.add_argument(
+        "--to",
+        action="append",
+        metavar="PRESET",
+        help="frontier budget (repeatable; default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)",
+    )
     p.add_argument("--gpu", help="accelerator (default h100, or the suite file's)")
     p.add_argument("--mfu", type=float, help="model FLOPs utilisation (default 0.40)")
     p.add_argument("--price", type=float, help="$ per GPU-hour (default: the hardware table's)")
@@ -135,10 +154,15 @@ def format_compare(res: dict) -> str:
     from efflab.compare import multiplier_text
     from efflab.report import fl
 
-    out = [f"quality: {res['unit']} on one shared held-out set; target: {res['target_rule']}",
-           "M = baseline FLOPs-to-target / technique FLOPs-to-target (> 1 saves compute; < 1 costs compute)", ""]
-    hdr = (f"{'scale':<8} {'technique':<11} {'final':>8} {'FLOPs marg.':>11} {'FLOPs total':>11} "
-           f"{'to target':>10}  {'M marginal':<24} {'M total':<24} {'M amortised':<24} {'dLoss@base':>10}")
+    out = [
+        f"quality: {res['unit']} on one shared held-out set; target: {res['target_rule']}",
+        "M = baseline FLOPs-to-target / technique FLOPs-to-target (> 1 saves compute; < 1 costs compute)",
+        "",
+    ]
+    hdr = (
+        f"{'scale':<8} {'technique':<11} {'final':>8} {'FLOPs marg.':>11} {'FLOPs total':>11} "
+        f"{'to target':>10}  {'M marginal':<24} {'M total':<24} {'M amortised':<24} {'dLoss@base':>10}"
+    )
     out.append(hdr)
     out.append("-" * len(hdr))
     for sc in res["scales"]:
@@ -151,11 +175,13 @@ def format_compare(res: dict) -> str:
             tt = fl(sorted(ft)[len(ft) // 2]) if ft and len(ft) == m["of"] else "not reached"
             d = m.get("loss_delta_at_baseline_budget")
             sunk = bool(e.get("sunk_flops"))
-            out.append(f"{sc['scale']:<8} {t:<11} {e['final']:>8.4f} {fl(e['flops_marginal']):>11} "
-                       f"{fl(e['flops_total']):>11} {tt:>10}  {multiplier_text(m):<24} "
-                       f"{multiplier_text(e['views']['total']) if sunk else '= marginal':<24} "
-                       f"{multiplier_text(e['views']['amortised']) if sunk else '= marginal':<24} "
-                       f"{'-' if d is None else f'{d:+.4f}':>10}")
+            out.append(
+                f"{sc['scale']:<8} {t:<11} {e['final']:>8.4f} {fl(e['flops_marginal']):>11} "
+                f"{fl(e['flops_total']):>11} {tt:>10}  {multiplier_text(m):<24} "
+                f"{multiplier_text(e['views']['total']) if sunk else '= marginal':<24} "
+                f"{multiplier_text(e['views']['amortised']) if sunk else '= marginal':<24} "
+                f"{'-' if d is None else f'{d:+.4f}':>10}"
+            )
         out.append(f"{'':<8} target {sc['target']:.4f} {res['unit']} ({sc['target_source']})")
     life = res.get("lifetime", {})
     if life.get("scales"):
@@ -165,8 +191,10 @@ def format_compare(res: dict) -> str:
                 if row["technique"] == "baseline":
                     continue
                 be = row["views"]["marginal"]["break_even"]["text"]
-                out.append(f"  {sc['scale']:<8} {row['technique']:<11} serve {fl(row['serve_flops_per_token'])} "
-                           f"FLOPs/token; cheaper than the baseline over a lifetime: {be}")
+                out.append(
+                    f"  {sc['scale']:<8} {row['technique']:<11} serve {fl(row['serve_flops_per_token'])} "
+                    f"FLOPs/token; cheaper than the baseline over a lifetime: {be}"
+                )
     for n in res.get("notes", []):
         out.append(f"note: {n}")
     return "\n".join(out)
@@ -181,8 +209,10 @@ def cmd_extrapolate(args) -> int:
 
     sdir = Path(args.suite_dir)
     if not (sdir / "suite.json").is_file():
-        raise UserError(f"{sdir}: not a suite directory (no suite.json); run `efflab suite FILE --out {sdir}` "
-                        f"first, or use `efflab compare RUN_DIR...` for loose runs")
+        raise UserError(
+            f"{sdir}: not a suite directory (no suite.json); run `efflab suite FILE --out {sdir}` "
+            f"first, or use `efflab compare RUN_DIR...` for loose runs"
+        )
     sc = load_suite_dir(sdir)
     kw = {k: getattr(args, k) for k in ("gpu", "mfu", "price", "pue") if getattr(args, k) is not None}
     if args.to:
@@ -194,14 +224,26 @@ def cmd_extrapolate(args) -> int:
 
         state = read_json(sdir / "suite.json")
         done = [e for e in state["runs"] if e["state"] == "complete"]
-        recs = C.load_runs([sdir / e["dir"] for e in done], scales={str(sdir / e["dir"]): e["scale"] for e in done})
+        recs = C.load_runs(
+            [sdir / e["dir"] for e in done], scales={str(sdir / e["dir"]): e["scale"] for e in done}
+        )
         comparison = C.compare_runs(recs, target=sc.target, level=sc.level)
         ex = sc.extrapolate
-        full = {"to": ex.to, "gpu": ex.gpu, "mfu": ex.mfu, "price": ex.price, "pue": ex.pue, "level": sc.level}
+        full = {
+            "to": ex.to,
+            "gpu": ex.gpu,
+            "mfu": ex.mfu,
+            "price": ex.price,
+            "pue": ex.pue,
+            "level": sc.level,
+            "n_bootstrap": sc.bootstrap,
+        }
         full.update(kw)
         res = C.extrapolate(comparison, **full)
     else:
-        res = analyse_suite(sdir, sc, serve_tokens=_serve(args.serve_tokens), extrapolate_kw=kw, log=log)["extrapolate"]
+        res = analyse_suite(sdir, sc, serve_tokens=_serve(args.serve_tokens), extrapolate_kw=kw, log=log)[
+            "extrapolate"
+        ]
     if args.json:
         emit_json(res)
         return 0
@@ -220,9 +262,12 @@ def format_extrapolate(res: dict) -> str:
                 out.append(f"{head}: {v.get('note', 'no multiplier measured')}")
                 continue
             tr = v["trend"]
-            out.append(f"{head}: {tr['kind']} model over {tr['n_scales']} scale(s), slope d log M / d log C = "
-                       f"{tr['m1']:+.3g}" + (f"  [{v['assumption']}]" if v.get("assumption") else "")
-                       + (f"  ({v['note']})" if v.get("note") else ""))
+            out.append(
+                f"{head}: {tr['kind']} model over {tr['n_scales']} scale(s), slope d log M / d log C = "
+                f"{tr['m1']:+.3g}"
+                + (f"  [{v['assumption']}]" if v.get("assumption") else "")
+                + (f"  ({v['note']})" if v.get("note") else "")
+            )
             for row in v["frontier"]:
                 M, s = row["M"], row["saved"]
 
@@ -235,12 +280,16 @@ def format_extrapolate(res: dict) -> str:
                         txt += f" [{fmt(a)}, {fmt(b)}]"
                     return txt
 
-                mtxt = f"{M['value']:.3g}x" + (f" [{M['lo']:.3g}, {M['hi']:.3g}]" if M["lo"] is not None else "")
+                mtxt = f"{M['value']:.3g}x" + (
+                    f" [{M['lo']:.3g}, {M['hi']:.3g}]" if M["lo"] is not None else ""
+                )
                 by = row["saved_usd_by_mfu"]
-                out.append(f"  {PRESET_LABELS.get(row['preset'], row['preset']):<15} {fl(row['budget_flops'])} "
-                           f"FLOPs: M {mtxt}; saves {rng('gpu_hours', lambda x: f'{x:.3g}')} GPU-hours, "
-                           f"{rng('cost_usd', usd)}, {rng('energy_mwh', lambda x: f'{x:.3g}')} MWh; "
-                           f"$ by MFU " + ", ".join(f"{k}: {usd(x)}" for k, x in by.items()))
+                out.append(
+                    f"  {PRESET_LABELS.get(row['preset'], row['preset']):<15} {fl(row['budget_flops'])} "
+                    f"FLOPs: M {mtxt}; saves {rng('gpu_hours', lambda x: f'{x:.3g}')} GPU-hours, "
+                    f"{rng('cost_usd', usd)}, {rng('energy_mwh', lambda x: f'{x:.3g}')} MWh; "
+                    f"$ by MFU " + ", ".join(f"{k}: {usd(x)}" for k, x in by.items())
+                )
     bt = res.get("backtest", {})
     out += ["", f"backtest (held-out scale {bt.get('held_out_scale')}): {bt.get('note', '')}"]
     for r in bt.get("loss", []) + bt.get("multiplier", []):
@@ -249,7 +298,9 @@ def format_extrapolate(res: dict) -> str:
             continue
         p = r["predicted"]
         iv = f" [{p['lo']:.4g}, {p['hi']:.4g}]" if p["lo"] is not None else ""
-        out.append(f"  {r['technique']:<11} {r['quantity'] + (' ' + r['view'] if 'view' in r else ''):<20} "
-                   f"predicted {p['value']:.4g}{iv}, measured {r['measured']:.4g}, error {100 * r['rel_error']:+.1f}%"
-                   + (f" ({r['assumption']})" if r.get("assumption") else ""))
+        out.append(
+            f"  {r['technique']:<11} {r['quantity'] + (' ' + r['view'] if 'view' in r else ''):<20} "
+            f"predicted {p['value']:.4g}{iv}, measured {r['measured']:.4g}, error {100 * r['rel_error']:+.1f}%"
+            + (f" ({r['assumption']})" if r.get("assumption") else "")
+        )
     return "\n".join(out)

@@ -513,16 +513,17 @@ class CurriculumSampler:
         fresh = pool[~self._seen[pool]]
         if len(fresh) >= B:
             pick = rng.choice(fresh, B, replace=False)
-        else:  # the pass over the pool ends inside this batch: take the rest, start a new pass
-            first = rng.permutation(fresh)
-            self._seen[:] = False
-            self._passes += 1
-            rest = pool[~np.isin(pool, first)]
-            need = B - len(first)
-            pick = np.concatenate(
-                [first, rng.choice(rest if len(rest) else pool, need, replace=len(rest) < need)]
-            ).astype(np.int64)
-        self._seen[pick] = True
+            self._seen[pick] = True
+            return pick
+        # the pass over the pool ends inside this batch: take its last blocks, then open a new pass
+        first = rng.permutation(fresh)
+        self._seen[:] = False
+        self._passes += 1
+        rest = pool[~np.isin(pool, first)]  # not twice in one batch, unless the pool is smaller than it
+        need = B - len(first)
+        second = rng.choice(rest if len(rest) else pool, need, replace=len(rest) < need)
+        self._seen[second] = True  # the new pass has seen these only
+        pick = np.concatenate([first, second]).astype(np.int64)
         return pick
 
     def indices(self, step: int) -> np.ndarray:

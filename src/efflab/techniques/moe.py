@@ -71,7 +71,6 @@ from pydantic import Field, field_validator
 from efflab.config import Section
 from efflab.errors import UserError
 
-IMPLEMENTATIONS = ("auto", "efflab", "eager", "grouped_mm", "batched_mm")
 DENSE_MODEL_TYPES = ("llama", "mistral")  # bias-free gated-MLP decoders: their MLP can be copied into experts
 
 

@@ -76,32 +76,29 @@ class SyntheticConfig(Section):
     # ---- generator --------------------------------------------------------------------------
     generator: str = Field(
         default="train",
-        description="'train' (train a generator with the baseline recipe "
-        "first), a finished efflab run directory, or a local Hugging Face model directory",
+        description="'train' (the baseline recipe trains one first), a finished efflab run directory, "
+        "or a local Hugging Face model directory",
     )
     generator_overrides: dict[str, Any] = Field(
         default_factory=dict,
-        description="generator='train': dotted "
-        "overrides of this config for the generator's baseline run, "
+        description="generator='train': dotted overrides of this config for the generator's baseline run, "
         "e.g. {model.depth: 4, train.budget_tokens: 2e6}",
     )
     generator_dir: str | None = Field(
         default=None,
         description="generator='train': its run directory "
-        "(default: <runs>/synthetic-generator-<config hash>, shared by runs)",
+        "(default <runs>/synthetic-generator-<config hash>, shared by runs)",
     )
     # ---- prompts ------------------------------------------------------------------------------
     prompts: Literal["prefix", "seeds"] = Field(
         default="prefix",
-        description="prefix: the first prompt_len "
-        "tokens of random real train blocks; seeds: the strings in `seeds`",
+        description="prefix: the first prompt_len tokens of random real train blocks; seeds: `seeds`",
     )
     prompt_len: int = Field(default=16, ge=1, description="tokens of real text per prompt (prompts=prefix)")
     seeds: list[str] = Field(default_factory=list, description="prompt strings (prompts=seeds), used in turn")
     keep_prompt: bool = Field(
         default=False,
-        description="keep the prompt in the sample's text (real prefixes "
-        "would then leak real tokens into the synthetic corpus)",
+        description="keep the prompt in the sample (real prefixes would leak real tokens into the corpus)",
     )
     # ---- sampling -----------------------------------------------------------------------------
     temperature: float = Field(default=1.0, ge=0, le=10, description="0 = greedy")
@@ -118,36 +115,23 @@ class SyntheticConfig(Section):
     max_tokens: int | None = Field(default=None, ge=1, description="samples longer than this are removed")
     dedup_exact: bool = Field(default=True, description="remove exact duplicates of normalised text")
     near_dup: Literal["off", "ngram", "minhash"] = Field(
-        default="minhash",
-        description="near-duplicate removal: exact n-gram Jaccard over all pairs, or MinHash LSH",
+        default="minhash", description="near duplicates: exact n-gram Jaccard over all pairs, or MinHash LSH"
     )
-    near_dup_threshold: float = Field(
-        default=0.8, gt=0, le=1, description="Jaccard similarity that counts as a duplicate"
-    )
+    near_dup_threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard that counts as duplicate")
     ngram: int = Field(default=5, ge=1, description="words per shingle")
     minhash_perms: int = Field(default=128, ge=8, le=1024, description="MinHash permutations")
     nll_quantiles: tuple[float, float] = Field(
-        default=(0.02, 0.98),
-        description="keep samples whose mean NLL lies between these quantiles (of the samples left)",
+        default=(0.02, 0.98), description="keep mean NLLs between these quantiles (of the samples left)"
     )
-    nll_min: float | None = Field(
-        default=None, ge=0, description="absolute lower bound on mean NLL (nats/token)"
-    )
-    nll_max: float | None = Field(
-        default=None, gt=0, description="absolute upper bound on mean NLL (nats/token)"
-    )
+    nll_min: float | None = Field(default=None, ge=0, description="absolute lower bound on mean NLL (nats)")
+    nll_max: float | None = Field(default=None, gt=0, description="absolute upper bound on mean NLL (nats)")
     # ---- training data ------------------------------------------------------------------------
     mix_ratio: float = Field(
-        default=1.0,
-        gt=0,
-        le=1,
-        description="fraction of synthetic blocks in every "
-        "batch (1 = synthetic only); the rest are real train blocks",
+        default=1.0, gt=0, le=1, description="synthetic fraction of every batch (1 = synthetic only)"
     )
     budget_includes: Literal["train", "marginal", "total"] = Field(
         default="train",
-        description="what "
-        "train.budget_flops pays for: train only; generation + train (marginal); "
+        description="what train.budget_flops pays for: training only; generation + training (marginal); "
         "or also the generator's training (total)",
     )
 
@@ -582,6 +566,17 @@ def generate_corpus(
     device = next(model.parameters()).device
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
+    kw = dict(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_id=eos_id,
+        stop_at_eos=stop_at_eos,
+        generator=gen,
+        autocast=autocast,
+    )
     cost = generation_cost(model.config)
     samples: list[Sample] = []
     flops, done, k, batches = 0.0, 0, 0, 0
@@ -589,14 +584,7 @@ def generate_corpus(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=int(token_budget),
-            desc="generating",
-            unit="tok",
-            dynamic_ncols=True,
-            mininterval=1.0,
-            disable=None,
-        )
+        bar = tqdm(total=int(token_budget), desc="generating", unit="tok", mininterval=1.0, disable=None)
     t0 = time.perf_counter()
     while done < token_budget:
         n = min(batch_size, max(1, math.ceil((token_budget - done) / max_new_tokens)))
@@ -606,19 +594,7 @@ def generate_corpus(
         for p in chunk:
             by_len.setdefault(len(p), []).append(p)
         for group in by_len.values():
-            out = generate_batch(
-                model,
-                group,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                eos_id=eos_id,
-                stop_at_eos=stop_at_eos,
-                generator=gen,
-                autocast=autocast,
-            )
+            out = generate_batch(model, group, **kw)
             batches += 1
             for s in out:
                 flops += cost(len(s.prompt_ids), s.n_computed)
@@ -690,7 +666,9 @@ def minhash_signatures(shingle_sets: list[np.ndarray], num_perm: int = 128, seed
 
 def lsh_params(num_perm: int, threshold: float) -> tuple[int, int]:
     """(bands, rows) with bands x rows = num_perm and the LSH threshold (1/b)^(1/r) at or below
-    `threshold` by the least margin, so candidates include the duplicates (pairs are then verified)."""
+    `threshold` by the least margin. A pair of Jaccard J becomes a candidate with probability
+    1 - (1 - J^r)^b (128 permutations, threshold 0.8: b=16, r=8; 0.947 at J=0.8, 0.9999 at J=0.9);
+    candidates are then verified exactly, so MinHash can miss a borderline pair but never invents one."""
     best = None
     for r in range(1, num_perm + 1):
         if num_perm % r:
