@@ -85,17 +85,11 @@ def main() -> None:
     )
     print(
         f"{a.batch} sequences x {a.new} new tokens after a {a.prompt}-token prompt = {tokens:,} tokens, "
-        f"{flops:.4g} generation FLOPs (accounting layer)"
+        f"{flops:.4g} generation FLOPs (accounting layer), top_p {a.top_p}"
     )
-    print(
-        f"  batched ({a.batch} at once): {tokens / t_batch:10,.0f} tokens/s  {flops / t_batch:.3g} FLOP/s  "
-        f"({t_batch:.2f} s)"
-    )
-    print(
-        f"  one sequence at a time:    {tokens / t_single:10,.0f} tokens/s  {flops / t_single:.3g} FLOP/s  "
-        f"({t_single:.2f} s)"
-    )
-    print(f"  batched / one at a time:   {t_single / t_batch:.2f}x")
+    for name, t in ((f"batched, {a.batch} at once", t_batch), ("one sequence at a time", t_single)):
+        print(f"  {name:<24} {tokens / t:10,.0f} tokens/s  {flops / t:.3g} FLOP/s  ({t:.2f} s)")
+    print(f"  {'batched / one at a time':<24} {t_single / t_batch:10.2f}x")
 
 
 if __name__ == "__main__":

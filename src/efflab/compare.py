@@ -917,6 +917,15 @@ def loss_fits(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) -
     return out
 
 
+def _no_degenerate_interval(d: dict) -> dict:
+    """A bootstrap band of zero width (every resample gave the same fit) is no interval: drop it."""
+    p = d["predicted"]
+    if p["lo"] is not None and p["hi"] is not None and math.isclose(p["lo"], p["hi"], rel_tol=1e-9):
+        p["lo"] = p["hi"] = None
+        d["within_interval"] = None
+    return d
+
+
 def backtest(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) -> dict:
     """Fit on every scale but the largest; predict the largest scale's loss and multiplier."""
     from efflab import scaling
@@ -941,13 +950,11 @@ def backtest(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) ->
                 bt = scaling.backtest_power_law(
                     C, L, scales=S, groups=S, fix_E_zero=k < 4, level=level, n_bootstrap=n_bootstrap
                 )
-                out["loss"].append(
-                    {
-                        "technique": tech,
-                        **bt.to_dict(),
-                        "form": "pure power law (E = 0)" if k < 4 else "E + A C^-alpha",
-                    }
-                )
+                d = _no_degenerate_interval(bt.to_dict())
+                d["form"] = "pure power law (E = 0)" if k < 4 else "E + A C^-alpha"
+                if k <= 2:
+                    d["form"] += ", through two points: no interval"
+                out["loss"].append({"technique": tech, **d})
             except ValueError as e:
                 out["loss"].append({"technique": tech, "note": f"fit failed: {e}"})
         if tech == "baseline":
@@ -955,13 +962,9 @@ def backtest(comparison: dict, *, level: float = 0.9, n_bootstrap: int = 200) ->
         for view in ("marginal", "total") if _has_sunk(comparison, tech) else ("marginal",):
             C2, M2, S2, _ = _points(comparison, tech, view)
             if scales[-1] not in S2 or len(set(S2)) < 2:
-                out["multiplier"].append(
-                    {
-                        "technique": tech,
-                        "view": view,
-                        "note": "M not measured at the held-out scale or at any smaller one",
-                    }
-                )
+                why = (f"the baseline's loss was not reached at the held-out scale {scales[-1]}" if scales[-1] not in S2
+                       else "the baseline's loss was not reached at any smaller scale: nothing to fit")
+                out["multiplier"].append({"technique": tech, "view": view, "note": why})
                 continue
             try:
                 bt = scaling.backtest_multiplier(C2, M2, scales=S2, level=level)

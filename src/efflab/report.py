@@ -480,11 +480,13 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
     rows = [r for r in bt.get("loss", []) + bt.get("multiplier", []) if "predicted" in r]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, q, ylabel in (
-        (axes[0], "loss", "eval loss at the held-out scale"),
-        (axes[1], "multiplier", "multiplier M at the held-out scale"),
-    ):
+    panels = [
+        (q, lab)
+        for q, lab in (("loss", "eval loss at the held-out scale"), ("multiplier", "multiplier M at the held-out scale"))
+        if any(r["quantity"] == q for r in rows)
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
+    for ax, (q, ylabel) in zip(axes[0], panels):
         rs = [r for r in rows if r["quantity"] == q]
         labels = []
         for i, r in enumerate(rs):
@@ -551,6 +553,50 @@ def _headline(comparison: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def _summary(comparison: dict, extra: dict) -> list[str]:
+    """One sentence per technique: the largest scale's result and what it would be worth on GPT-4's budget."""
+    out = []
+    scales = [s for s in comparison["scales"] if s.get("baseline")]
+    if not scales:
+        return out
+    sc = scales[-1]
+    ex = {e["technique"]: e for e in extra.get("techniques", [])}
+    for t in _all_techniques(comparison):
+        e = sc["techniques"].get(t)
+        if t == "baseline" or not e:
+            continue
+        v = e["views"]["marginal"]
+        if v.get("M") is not None:
+            what = (f"reaches the baseline's loss with {100 * v['saving']:.0f}% less compute"
+                    if v["M"] >= 1 else f"needs {1 / v['M']:.2g}x the baseline's compute to reach its loss")
+            what += f" (M = {mult(v)}, marginal)"
+        else:
+            what = "does not reach the baseline's loss within the same training budget" + (
+                f" (M < {v['M_upper_bound']:.2g}x)" if v.get("M_upper_bound") else "")
+        if e.get("sunk_flops"):
+            vt = e["views"]["total"]
+            what += (f"; with the teacher's training charged, M = {mult(vt)}" if vt.get("M") is not None
+                     else "; with the teacher's training charged it does not reach it either")
+        worth = ""
+        xv = ex.get(t, {}).get("views", {}).get("marginal") or {}
+        fr = xv.get("frontier") or []
+        row = next((r for r in fr if r["preset"] == "gpt4-estimate"), None)
+        if row and row["saved"]["value"] and row["saved"]["value"].get("cost_usd") is not None:
+            model = "constant M, fewer than three scales" if row.get("assumption") else "fitted trend"
+            used = sorted({p["scale"] for p in xv.get("points", [])})
+            if xv.get("missing_scales"):
+                model += f", from {', '.join(used)} only, where it reached the baseline's loss"
+            worth = (f" On a GPT-4-class budget ({fl(row['budget_flops'])} FLOPs; {model}) that is "
+                     f"{_saved(row, 'cost_usd', usd)} of compute at {extra['gpu']} prices")
+            const = next((r for r in (ex[t]["views"]["marginal"].get("frontier_constant") or [])
+                          if r["preset"] == "gpt4-estimate"), None)
+            if const:
+                worth += f" ({_saved(const, 'cost_usd', usd)} if M stays at its pooled value)"
+            worth += "."
+        out.append(f"- **{t}** at scale {sc['scale']}: {what}.{worth}")
+    return out
+
+
 def _all_techniques(comparison: dict) -> list[str]:
     from efflab.compare import _techniques
 
@@ -612,10 +658,11 @@ def _frontier_tables(extra: dict) -> list[str]:
     budgets = extra.get("budgets", [])
     header = ["technique", "view", "model"] + [PRESET_LABELS.get(b["name"], b["name"]) for b in budgets]
     rows_m, rows_usd, rows_gpu, rows_mwh, rows_mfu = [], [], [], [], []
+    skipped = []
     for e in extra.get("techniques", []):
         for view, v in e["views"].items():
             if "frontier" not in v:
-                rows_m.append([e["technique"], view, "-", v.get("note", "-")] + [""] * (len(budgets) - 1))
+                skipped.append(f"{e['technique']} ({view})")
                 continue
             for label, frows in _models(v):
                 key = [e["technique"], view, label]
@@ -647,8 +694,15 @@ def _frontier_tables(extra: dict) -> list[str]:
         "**Compute multiplier M at each budget** with its 90% prediction interval. `trend`: log M "
         "linear in log C, fitted over the measured scales; `constant (pooled)`: no trend, M pooled over the "
         f"scales (the alternative to hold the trend against). These budgets lie {span} decades of "
-        "compute beyond the largest measured scale.\n\n" + table(header, rows_m)
+        "compute beyond the largest measured scale.\n\n"
+        + (table(header, rows_m) if rows_m else "No technique reached the baseline's loss at any scale.")
     )
+    if skipped:
+        out.append(
+            "Not extrapolated, because they never reached the baseline's loss at any scale: "
+            + ", ".join(skipped)
+            + "."
+        )
     if rows_usd:
         out.append(
             f"**Dollars saved** on {extra['gpu']} at MFU {extra['mfu']:.2f} and "
@@ -1062,6 +1116,8 @@ def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict,
     h, rows = _headline(comparison)
     L.append(table(h, rows) if rows else "No technique runs are complete yet.")
     L.append("")
+    L.extend(_summary(comparison, extra))
+    L.append("")
     L.append(
         "Views: **marginal** = "
         + comparison["views"]["marginal"]
@@ -1251,7 +1307,7 @@ def _trend_table(extra: dict) -> str:
         for view, v in e["views"].items():
             tr = v.get("trend")
             if not tr:
-                rows.append([e["technique"], view, "-", "-", "-", v.get("note", "")])
+                rows.append([e["technique"], view, "-", "-", "-", "-", "-", v.get("note", "")])
                 continue
             sl = tr.get("slope")
             slope = f"{sl['value']:+.3g} [{sl['lo']:+.3g}, {sl['hi']:+.3g}]" if sl else f"{tr['m1']:+.3g}"

@@ -230,13 +230,16 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
     except ValidationError as e:
         probs.extend(_validation_messages(e))
         probs.raise_if_any()
-    for spec in plan(sc, validate_only=True):
-        if spec.get("unavailable"):
-            continue
+    where: dict[str, list[str]] = {}  # one problem shared by many runs is reported once, with their names
+    specs = [s for s in plan(sc, validate_only=True) if not s.get("unavailable")]
+    for spec in specs:
         try:
             config_from_dict(spec["raw"], recipe=spec["recipe"], source=spec["name"])
         except UserError as e:
-            probs.extend(f"{spec['name']}: {p}" for p in e.problems)
+            for p in e.problems:
+                where.setdefault(p, []).append(spec["name"])
+    for p, names in where.items():
+        probs.add(f"{p} (every run)" if len(names) == len(specs) > 1 else f"{', '.join(names)}: {p}")
     if sc.shared is not None:
         try:
             config_from_dict(shared_raw(sc), recipe="baseline", source="shared")
@@ -303,32 +306,38 @@ def _uses_shared(sc: SuiteConfig, technique: str) -> bool:
     return not sec.get("teacher") and not sec.get("teacher_train")
 
 
-def _estimated_steps(model: ModelConfig, horizon: dict, sc: SuiteConfig) -> int:
-    """Optimizer steps of a baseline run at this shape and horizon (accounting layer's FLOPs/token)."""
+def _estimated_steps(model: ModelConfig, horizon: dict, sc: SuiteConfig) -> int | None:
+    """Optimizer steps of a baseline run at this shape and horizon (accounting layer's FLOPs/token);
+    None when the shared train settings are themselves invalid (their validation reports why)."""
     if "steps" in horizon:
         return int(horizon["steps"])
     from efflab.accounting.flops import train_flops_per_token
     from efflab.models import build_model_config
 
-    B = int(sc.train.get("batch_size", 16))
-    T = sc.data.seq_len
-    if "budget_tokens" in horizon:
-        return max(1, int(horizon["budget_tokens"] // (B * T)))
-    probe = config_from_dict(
-        {
-            "model": model.model_dump(mode="json", exclude_unset=True),
-            "data": sc.data.model_dump(mode="json"),
-            "train": {"steps": 1, "batch_size": B},
-        },
-        recipe="baseline",
-        source="scale",
-    )
-    fpt = train_flops_per_token(build_model_config(probe, sc.data.vocab_size), T)
+    try:
+        B = int(sc.train.get("batch_size", 16))
+        T = sc.data.seq_len
+        if "budget_tokens" in horizon:
+            return max(1, int(horizon["budget_tokens"] // (B * T)))
+        probe = config_from_dict(
+            {
+                "model": model.model_dump(mode="json", exclude_unset=True),
+                "data": sc.data.model_dump(mode="json"),
+                "train": {"steps": 1, "batch_size": B},
+            },
+            recipe="baseline",
+            source="scale",
+        )
+        fpt = train_flops_per_token(build_model_config(probe, sc.data.vocab_size), T)
+    except (TypeError, ValueError, UserError):
+        return None
     return max(1, int(horizon["budget_flops"] // (B * T * fpt)))
 
 
-def _run_train(sc: SuiteConfig, horizon: dict, steps: int, seed: int) -> tuple[dict, dict]:
+def _run_train(sc: SuiteConfig, horizon: dict, steps: int | None, seed: int) -> tuple[dict, dict]:
     train = {**copy.deepcopy(sc.train), **horizon, "seed": seed}
+    if steps is None:
+        return train, sc.eval.model_dump(mode="json")
     if "checkpoint_every" not in train:
         train["checkpoint_every"] = (
             max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0

@@ -163,6 +163,7 @@ def test_suite_run_configs_are_validated_before_anything_trains(tmp_path, capsys
             {
                 "name": "bad",
                 "shared": {"model": {"depth": 2}, "budget_flops": 1e10},
+            "train": {"lr_typo": 0.1},
                 "scales": [{"name": "s1", "model": {"depth": 1}, "budget_flops": 1e9}],
                 "techniques": {
                     "curriculum": {"config": {"curriculum": {"scorer": "vibes"}}},
@@ -175,7 +176,22 @@ def test_suite_run_configs_are_validated_before_anything_trains(tmp_path, capsys
     err = capsys.readouterr().err
     assert "s1-curriculum-s0" in err and "scorer" in err
     assert "s1-distill-s0" in err and "temprature" in err
+    assert "train.lr_typo: unknown key (every run)" in err and err.count("lr_typo") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_every_shipped_suite_file_validates():
+    from efflab.commands.run import configs_root
+    from efflab.suite import load_suite, plan
+
+    seen = 0
+    for path in sorted((configs_root() / "suite").glob("*.yaml")):
+        sc, _ = load_suite(path)  # every run config it implies is validated too
+        assert path.read_text().startswith("#") and len(sc.scales) >= 3, path
+        assert {p["technique"] for p in plan(sc, "/tmp/x")} == {"baseline", "moe", "distill", "curriculum",
+                                                                 "synthetic"}
+        seen += 1
+    assert seen >= 3
 
 
 def test_help_for_every_command(capsys):

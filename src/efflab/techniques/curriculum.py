@@ -32,11 +32,12 @@ What it does. Two independent curricula over the packed training blocks (`data.t
    Length Warmup for Training GPT Models", NeurIPS, arXiv:2108.06084; DeepSpeed's `seqlen`
    curriculum; Composer's `SeqLengthWarmup`). The training length t grows linearly from
    `seq_len_start` to the full block length T over `seq_len_ramp` steps, rounded down to a multiple
-   of 8 (Li et al.'s step). `truncate` (Li et al., DeepSpeed and Composer's default) trains on the
-   first t tokens of each block: fewer tokens and FLOPs per step early, so a FLOP or token budget
-   buys more steps. `reshape` cuts each block into T // t rows of t (Composer's truncate=False,
-   DeepSpeed's seqlen_reshape): tokens per step stay (nearly) constant and only attention, which
-   grows with context, gets cheaper. Evaluation always uses full-length blocks.
+   of 8 (Composer's step_size, for tensor-core shapes). `truncate` (what Li et al.'s DeepSpeed
+   implementation does, and Composer's default) trains on the first t tokens of each block: fewer
+   tokens and FLOPs per step early, so a FLOP or token budget buys more steps. `reshape` cuts each
+   block into T // t rows of t (Composer's truncate=False): tokens per step stay within one row of
+   B x T and only attention, which grows with context, gets cheaper. Evaluation always uses
+   full-length blocks.
 
 Suggested settings. rarity or reference scorer, root pacing, start_fraction 0.1-0.3, ramp 0.3-0.6 of
 the horizon; length warmup from 64 (or T/8) over 0.2-0.4 of the horizon. With about one epoch of

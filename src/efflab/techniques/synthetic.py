@@ -328,6 +328,16 @@ def model_identity(model_dir: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def generator_run_config(cfg, syn: SyntheticConfig | None = None):
     """The baseline RunConfig that trains the generator when `synthetic.generator` is 'train': this
     run's config without its synthetic section, plus `synthetic.generator_overrides`."""
@@ -339,11 +349,12 @@ def generator_run_config(cfg, syn: SyntheticConfig | None = None):
     raw["recipe"] = "baseline"
     raw["name"] = None
     probs = Problems()
+    overrides = _flatten(syn.generator_overrides)  # {train: {steps: 5}} (a CLI override) = {train.steps: 5}
     horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
-    if any(k in syn.generator_overrides for k in horizons):  # overriding the horizon replaces it
+    if any(k in overrides for k in horizons):  # overriding the horizon replaces it
         for k in horizons:
             raw.get("train", {}).pop(k.split(".")[1], None)
-    for k, v in syn.generator_overrides.items():
+    for k, v in overrides.items():
         _set_dotted(raw, k, v, probs)
     probs.raise_if_any()
     return config_from_dict(raw, recipe="baseline", source="generator config")
