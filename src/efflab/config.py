@@ -18,9 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from efflab import RECIPES  # noqa: E402  (re-exported)
 from efflab.errors import Problems, UserError, parse_count
 
-from efflab import RECIPES  # noqa: E402  (re-exported)
 TECHNIQUE_SECTIONS = {
     "moe": "efflab.techniques.moe:MoEConfig",
     "distill": "efflab.techniques.distill:DistillConfig",
@@ -341,7 +341,7 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         out += check_pretrained_dir(cfg.model.pretrained)
         if cfg.data.tokenizer == "train" and not out:
             out += pretrained_tokenizer_problems(cfg.model.pretrained)
-    for sec, val in sections.items():
+    for val in sections.values():
         check = getattr(val, "cross_check", None)
         if check:
             out.extend(check(cfg) or [])

@@ -86,9 +86,8 @@ def apply_lora(model, lora_cfg):
 
     Target modules that match nothing are bad input: the error names the model's linear layers.
     """
-    from peft import LoraConfig, get_peft_model
-
     import torch
+    from peft import LoraConfig, get_peft_model
 
     targets = lora_cfg.target_modules
     spec = "all-linear" if targets == ["all-linear"] else list(targets)
