@@ -51,7 +51,7 @@ def efflab_experts_forward(
     k = top_k_index.shape[1]
     E = self.num_experts
     flat = top_k_index.reshape(-1)  # [S], S = N * k assignments
-    sorted_ids, order = torch.sort(flat)  # dropped (id E) sort last
+    order = torch.sort(flat).indices  # grouped by expert; dropped (id E) sort last
     counts = torch.bincount(flat, minlength=E + 1).tolist()  # the one host sync
     kept = sum(counts[:E])
     order = order[:kept]
@@ -143,14 +143,18 @@ class SparseMoeBlock(nn.Module):
         B, T, d = hidden_states.shape
         x = hidden_states.reshape(-1, d)  # [N, d], N = B*T tokens
         logits, weights, index = self.gate(x)  # [N, E], [N, k], [N, k]
-        if self.training and not _in_backward():  # not the recomputation of gradient checkpointing
+        if self.training:
             probs = torch.softmax(logits.float(), dim=-1)  # [N, E]
             keep = None
             if self.capacity_factor is not None:
                 cap = M.expert_capacity(x.shape[0], self.top_k, self.num_experts, self.capacity_factor)
                 keep = M.capacity_keep(index, self.num_experts, cap)  # [N, k] bool
-            self.aux = (M.load_balancing_loss(probs, index, self.num_experts), M.router_z_loss(logits))
-            self._record(probs, index, keep)
+            aux = (M.load_balancing_loss(probs, index, self.num_experts), M.router_z_loss(logits))
+            # gradient checkpointing re-runs this forward inside backward: the same ops (it checks the
+            # saved tensors match), but no side effects there
+            if not _in_backward():
+                self.aux = aux
+                self._record(probs, index, keep, aux[0])
             if keep is not None:
                 if self.experts.config._experts_implementation in SENTINEL_IMPLEMENTATIONS:
                     index = index.masked_fill(~keep, self.num_experts)  # skipped: no compute
@@ -162,7 +166,7 @@ class SparseMoeBlock(nn.Module):
         return y.reshape(B, T, d)
 
     @torch.no_grad()
-    def _record(self, probs, index, keep) -> None:
+    def _record(self, probs, index, keep, balance) -> None:
         E = self.num_experts
         s = self._stats
         if s is None:
@@ -182,7 +186,7 @@ class SparseMoeBlock(nn.Module):
             s["dropped"] += (~keep).sum()
         s["tokens"] += probs.shape[0]
         s["entropy_sum"] += -(probs * torch.log(probs.clamp_min(1e-20))).sum()
-        s["balance_sum"] += self.aux[0].detach()
+        s["balance_sum"] += balance.detach()
         s["forwards"] += 1
 
     def pop_aux(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -482,7 +482,10 @@ def fig_backtest(bt: dict, path: Path) -> Path | None:
         return None
     panels = [
         (q, lab)
-        for q, lab in (("loss", "eval loss at the held-out scale"), ("multiplier", "multiplier M at the held-out scale"))
+        for q, lab in (
+            ("loss", "eval loss at the held-out scale"),
+            ("multiplier", "multiplier M at the held-out scale"),
+        )
         if any(r["quantity"] == q for r in rows)
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
@@ -567,16 +570,23 @@ def _summary(comparison: dict, extra: dict) -> list[str]:
             continue
         v = e["views"]["marginal"]
         if v.get("M") is not None:
-            what = (f"reaches the baseline's loss with {100 * v['saving']:.0f}% less compute"
-                    if v["M"] >= 1 else f"needs {1 / v['M']:.2g}x the baseline's compute to reach its loss")
+            what = (
+                f"reaches the baseline's loss with {100 * v['saving']:.0f}% less compute"
+                if v["M"] >= 1
+                else f"needs {1 / v['M']:.2g}x the baseline's compute to reach its loss"
+            )
             what += f" (M = {mult(v)}, marginal)"
         else:
             what = "does not reach the baseline's loss within the same training budget" + (
-                f" (M < {v['M_upper_bound']:.2g}x)" if v.get("M_upper_bound") else "")
+                f" (M < {v['M_upper_bound']:.2g}x)" if v.get("M_upper_bound") else ""
+            )
         if e.get("sunk_flops"):
             vt = e["views"]["total"]
-            what += (f"; with the teacher's training charged, M = {mult(vt)}" if vt.get("M") is not None
-                     else "; with the teacher's training charged it does not reach it either")
+            what += (
+                f"; with the teacher's training charged, M = {mult(vt)}"
+                if vt.get("M") is not None
+                else "; with the teacher's training charged it does not reach it either"
+            )
         worth = ""
         xv = ex.get(t, {}).get("views", {}).get("marginal") or {}
         fr = xv.get("frontier") or []
@@ -586,10 +596,18 @@ def _summary(comparison: dict, extra: dict) -> list[str]:
             used = sorted({p["scale"] for p in xv.get("points", [])})
             if xv.get("missing_scales"):
                 model += f", from {', '.join(used)} only, where it reached the baseline's loss"
-            worth = (f" On a GPT-4-class budget ({fl(row['budget_flops'])} FLOPs; {model}) that is "
-                     f"{_saved(row, 'cost_usd', usd)} of compute at {extra['gpu']} prices")
-            const = next((r for r in (ex[t]["views"]["marginal"].get("frontier_constant") or [])
-                          if r["preset"] == "gpt4-estimate"), None)
+            worth = (
+                f" On a GPT-4-class budget ({fl(row['budget_flops'])} FLOPs; {model}) that is "
+                f"{_saved(row, 'cost_usd', usd)} of compute at {extra['gpu']} prices"
+            )
+            const = next(
+                (
+                    r
+                    for r in (ex[t]["views"]["marginal"].get("frontier_constant") or [])
+                    if r["preset"] == "gpt4-estimate"
+                ),
+                None,
+            )
             if const:
                 worth += f" ({_saved(const, 'cost_usd', usd)} if M stays at its pooled value)"
             worth += "."
@@ -1081,10 +1099,24 @@ def write_report(suite_dir, comparison: dict, extra: dict, state: dict, sc=None)
 
 
 def _wall(state: dict) -> str:
-    """Training time summed over the runs (shared teacher included), from suite.json."""
+    """Training time summed over the runs, and this invocation's wall time with the machine's load."""
     runs = [e.get("seconds") or 0.0 for e in state.get("runs", [])]
     trained = sum(runs) + ((state.get("shared") or {}).get("seconds") or 0.0)
-    return f"training time summed over the runs, shared teacher included: {trained / 60:.1f} min"
+    out = f"training time summed over the runs, shared teacher included: {trained / 60:.1f} min"
+    cur = state.get("current")
+    if cur and cur.get("trained", 0) + cur.get("resumed", 0):
+        load = [
+            x
+            for x in (cur.get("load_average_at_start"), cur.get("load_average_after_training"))
+            if x is not None
+        ]
+        out += (
+            f"; this invocation trained {cur['trained'] + cur['resumed']} run(s) in "
+            f"{cur['train_seconds'] / 60:.1f} min wall"
+        )
+        if load:
+            out += f" (load average {' -> '.join(f'{x:.1f}' for x in load)} on {cur.get('cpu_count')} cores)"
+    return out
 
 
 def render_markdown(suite_dir: Path, comparison: dict, extra: dict, state: dict, figs: dict) -> str:

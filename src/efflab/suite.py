@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,8 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
     if sc.shared is not None:
         try:
             config_from_dict(shared_raw(sc), recipe="baseline", source="shared")
-        except UserError as e:
-            probs.extend(f"shared: {p}" for p in e.problems)
+        except UserError as e:  # a problem of the suite's train section is already reported above
+            probs.extend(f"shared: {p}" for p in e.problems if f"{p} (every run)" not in probs.items)
     elif any(_uses_shared(sc, t) for t in sc.enabled()):
         users = [t for t in sc.enabled() if _uses_shared(sc, t)]
         probs.add(
@@ -404,11 +405,12 @@ def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> lis
                 if _uses_shared(sc, tech):
                     sec = raw.setdefault(tech, {})
                     if validate_only:
-                        if tech == "distill" and sc.shared is not None:
-                            sh = shared_raw(sc)
+                        if (
+                            tech == "distill" and sc.shared is not None
+                        ):  # the shared spec is checked on its own
                             sec["teacher_train"] = {
-                                "model": sh["model"],
-                                "train": {**sh["train"], "seed": seed},
+                                "model": sc.shared.model.model_dump(mode="json", exclude_unset=True),
+                                "train": {"steps": 1},
                             }
                     else:
                         sec[SHARED_USERS[tech]] = sdir
@@ -497,6 +499,10 @@ def run_suite(
         d = _config_drift(rdir, spec["raw"], spec["recipe"])
         if d:
             drift.add(f"{spec['name']}: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
+    if sc.shared is not None:
+        d = _config_drift(shared_dir(sdir), shared_raw(sc), "baseline")
+        if d:
+            drift.add(f"shared teacher: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
     drift.raise_if_any()
 
     state_path = sdir / "suite.json"
@@ -534,6 +540,8 @@ def run_suite(
 
     invocation = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": _load_average(),
         "trained": 0,
         "resumed": 0,
         "reused": 0,
@@ -625,12 +633,13 @@ def run_suite(
         torch.set_num_threads(threads)
 
     invocation["train_seconds"] = time.perf_counter() - t_start
+    invocation["load_average_after_training"] = _load_average()
     failed = [e["name"] for e in state["runs"] if e["state"] == "failed"]
     state["status"] = "complete" if not failed else "complete with failures"
     state["failed"] = failed
     if analyse:
         t1 = time.perf_counter()
-        analysis = analyse_suite(sdir, sc, state=state, log=log)
+        analysis = analyse_suite(sdir, sc, state={**state, "current": invocation}, log=log)
         invocation["analysis_seconds"] = time.perf_counter() - t1
         state["report"] = analysis.get("report")
     invocation["seconds"] = time.perf_counter() - t_start
@@ -645,6 +654,14 @@ def run_suite(
         f"available; {invocation['seconds']:.0f} s" + (f" -> {sdir / 'report.html'}" if analyse else "")
     )
     return state
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (wall times mean little without it on a shared machine)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def analyse_suite(

@@ -163,7 +163,7 @@ def test_suite_run_configs_are_validated_before_anything_trains(tmp_path, capsys
             {
                 "name": "bad",
                 "shared": {"model": {"depth": 2}, "budget_flops": 1e10},
-            "train": {"lr_typo": 0.1},
+                "train": {"lr_typo": 0.1},
                 "scales": [{"name": "s1", "model": {"depth": 1}, "budget_flops": 1e9}],
                 "techniques": {
                     "curriculum": {"config": {"curriculum": {"scorer": "vibes"}}},
@@ -188,8 +188,13 @@ def test_every_shipped_suite_file_validates():
     for path in sorted((configs_root() / "suite").glob("*.yaml")):
         sc, _ = load_suite(path)  # every run config it implies is validated too
         assert path.read_text().startswith("#") and len(sc.scales) >= 3, path
-        assert {p["technique"] for p in plan(sc, "/tmp/x")} == {"baseline", "moe", "distill", "curriculum",
-                                                                 "synthetic"}
+        assert {p["technique"] for p in plan(sc, "/tmp/x")} == {
+            "baseline",
+            "moe",
+            "distill",
+            "curriculum",
+            "synthetic",
+        }
         seen += 1
     assert seen >= 3
 
@@ -198,3 +203,53 @@ def test_help_for_every_command(capsys):
     for cmd in ("suite", "compare", "extrapolate"):
         assert cli([cmd, "--help"]) == 0
         assert "usage: efflab " + cmd in capsys.readouterr().out
+
+
+def _tiny_suite(tmp_path, **extra):
+    f = tmp_path / "tiny.yaml"
+    raw = {
+        "name": "tiny",
+        "data": {"vocab_size": 512, "seq_len": 64, "max_chars": 3e5},
+        "train": {"batch_size": 8, "lr": 3e-3},
+        "scales": [{"name": "s1", "model": {"depth": 1}, "steps": 5}],
+        "techniques": {},
+        **extra,
+    }
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
+def test_suite_refuses_a_directory_of_runs_made_with_another_config(tmp_path, capsys):
+    from efflab.config import config_from_dict
+    from efflab.suite import load_suite, plan
+
+    f = _tiny_suite(tmp_path)
+    spec = plan(load_suite(f)[0], tmp_path / "out")[0]
+    old = config_from_dict(spec["raw"], recipe="baseline").to_dict()
+    old["train"]["lr"] = 1e-3  # the run directory was made with another learning rate
+    run = tmp_path / "out" / "runs" / spec["name"]
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert cli(["suite", str(f), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "another suite config" in err and "s1-baseline-s0: train.lr" in err
+    assert not (run / "manifest.json").exists()  # nothing was trained
+
+
+def test_a_technique_whose_recipe_is_missing_is_skipped_and_said(tmp_path, monkeypatch):
+    import efflab.suite as S
+
+    real = S.recipe_available
+    monkeypatch.setattr(
+        S,
+        "recipe_available",
+        lambda t: "not available: the moe recipe is not in this installation yet" if t == "moe" else real(t),
+    )
+    # an invalid moe section is not reported: the technique is skipped, not validated
+    f = _tiny_suite(
+        tmp_path, techniques={"moe": {"config": {"moe": {"n_experts": "many"}}}, "curriculum": {}}
+    )
+    sc, _ = S.load_suite(f)
+    runs = {r["name"]: r for r in S.plan(sc, tmp_path / "out")}
+    assert runs["s1-moe-s0"]["unavailable"].startswith("not available")
+    assert runs["s1-curriculum-s0"]["unavailable"] is None and runs["s1-baseline-s0"]["unavailable"] is None

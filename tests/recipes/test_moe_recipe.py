@@ -18,11 +18,11 @@ from efflab.io import read_jsonl
 from efflab.recipes import baseline, moe
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {  # the conftest TINY run, shortened: 16 steps of 8 x 64 tokens
+TINY = {  # the conftest TINY run, shortened: 12 steps of 8 x 64 tokens
     "model": {"depth": 2, "aspect": 32, "head_dim": 32},  # width 64, dense FFN 192
     "data": {"corpus": "stdlib", "max_chars": 4.0e5, "vocab_size": 512, "seq_len": 64},
-    "train": {"steps": 16, "batch_size": 8, "lr": 3.0e-3, "warmup_steps": 2, "checkpoint_every": 8},
-    "eval": {"every": 8, "max_blocks": 16, "batch_size": 16},
+    "train": {"steps": 12, "batch_size": 8, "lr": 3.0e-3, "warmup_steps": 2, "checkpoint_every": 6},
+    "eval": {"every": 6, "max_blocks": 16, "batch_size": 16},
     "log": {"every": 4, "progress": False},
 }
 
@@ -56,7 +56,7 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     res = moe.main(cfg, out=d)
     rows = read_jsonl(d / "metrics.jsonl")
     evals = [r for r in rows if "eval_loss" in r]
-    assert [r["step"] for r in evals] == [0, 8, 16]
+    assert [r["step"] for r in evals] == [0, 6, 12]
     assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] - 0.5
     for r in evals[1:]:  # training-window routing statistics at every later eval
         assert r["moe_layers"] == [0, 1] and len(r["moe_expert_fraction"]) == 2
@@ -74,7 +74,7 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     model = AutoModelForCausalLM.from_pretrained(d / "model")  # no efflab blocks needed to load it
     assert type(model) is MixtralForCausalLM
     led = Ledger.load(d / "ledger.json")
-    tokens = 16 * 8 * 64
+    tokens = 12 * 8 * 64
     assert led.tokens("train") == tokens
     assert led.flops("train") == pytest.approx(train_flops_per_token(model.config, 64) * tokens, rel=1e-9)
     assert led.marginal == led.total == res["flops_marginal"]
@@ -87,6 +87,7 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     assert loop.evaluate(run, model, data)["eval_loss"] == pytest.approx(res["final_eval_loss"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill_once(
     tmp_path, cache_dir, dense_run, monkeypatch
 ):
@@ -100,7 +101,7 @@ def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill_once(
     real = loop.BlockSampler.batch
 
     def dying(self, step):
-        if step == 12:  # after the checkpoint at step 8
+        if step == 9:  # after the checkpoint at step 6
             raise Killed
         return real(self, step)
 

@@ -14,7 +14,7 @@ from efflab.io import read_json
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "src/efflab/configs/suite/smoke.yaml"
-OVERRIDES = ["log.progress=false", "bootstrap=40"]
+OVERRIDES = ["log.progress=false"]
 
 
 @pytest.mark.slow

@@ -333,3 +333,24 @@ def test_collapse_warning():
     assert row["moe_layers"] == [0, 1] and len(warnings) == 1 and "layer 1" in warnings[0]
     assert row["moe_effective_experts"][0] == pytest.approx(4.0, abs=0.01)
     assert row["moe_effective_experts"][1] < 1.2
+
+
+def test_gradient_checkpointing_recompute_is_not_counted_twice():
+    cfg, model = _model({"n_experts": 4, "top_k": 2})
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    key = (
+        "activation_checkpointing_kwargs"
+        if hasattr(model, "activation_checkpointing_enable")
+        else ("gradient_checkpointing_kwargs")
+    )
+    enable(**{key: {"use_reentrant": False}})
+    model.train()
+    ids = torch.randint(0, 256, (2, 32))
+    out = model(input_ids=ids, labels=ids)
+    blocks = moe_blocks(model)
+    loss, _ = M.moe_loss(out.loss, [b.pop_aux() for b in blocks], balance_coef=0.01, z_coef=0.001)
+    loss.backward()  # re-runs each layer's forward
+    assert all(b.aux is None for b in blocks)
+    stats = [b.pop_stats() for b in blocks]
+    assert [s["assigned"] for s in stats] == [2 * 32 * 2] * 2 and [s["forwards"] for s in stats] == [1, 1]
+    assert blocks[0].gate.weight.grad is not None and blocks[0].gate.weight.grad.abs().sum() > 0

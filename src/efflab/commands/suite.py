@@ -41,9 +41,10 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--serve-tokens",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="S",
-        help="served tokens for the lifetime view (repeatable; default 1x/10x/100x training tokens)",
+        help="served tokens for the lifetime view (default 1x, 10x and 100x the training tokens)",
     )
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -59,15 +60,18 @@ def register(sub) -> None:
     p.add_argument("suite_dir", metavar="SUITE_DIR", help="a suite directory (efflab suite --out)")
     p.add_argument(
         "--to",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="PRESET",
-        help="frontier budget (repeatable; default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)",
+        help="frontier budgets (default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)",
     )
     p.add_argument("--gpu", help="accelerator (default h100, or the suite file's)")
     p.add_argument("--mfu", type=float, help="model FLOPs utilisation (default 0.40)")
     p.add_argument("--price", type=float, help="$ per GPU-hour (default: the hardware table's)")
     p.add_argument("--pue", type=float, help="data-centre PUE (default 1.2)")
-    p.add_argument("--serve-tokens", action="append", metavar="S", help="served tokens for the lifetime view")
+    p.add_argument(
+        "--serve-tokens", action="extend", nargs="+", metavar="S", help="served tokens for the lifetime view"
+    )
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.md / report.html")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_extrapolate)
