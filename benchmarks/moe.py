@@ -14,7 +14,8 @@ from the accounting layer). Variants, all with the same weights:
   copy per token-assignment; skipped with the memory it would need when that exceeds half of what is
   free, which at batch 16 x 256 on a CPU is the case);
 - `efflab/<impl>`: efflab's block as the recipe trains it (router losses added to the loss, routing
-  statistics recorded) with the implementation `auto` picks on this device (and any named by --impls).
+  statistics recorded) with the implementation `auto` picks on this device (efflab on a CPU,
+  efflab_grouped on an sm80+ GPU) and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
 Each step is forward + backward of the LM loss (no optimizer: the same for both models). Rounds
 interleave the variants (the dense model measured twice per round) and the median of the rounds is
 reported, so drifting machine load hits every variant alike. Ratio = variant / dense, in wall-clock
@@ -142,7 +143,7 @@ def main() -> None:
     skipped: dict[str, str] = {}
     tokens = B * T
     for impl in available_experts_implementations():
-        if impl == "efflab":
+        if impl.startswith("efflab"):  # efflab's own run in efflab's block, below
             continue
         if impl == "batched_mm":
             need = batched_mm_bytes(moe_config, tokens, 2 if precision == "bf16" else 4)

@@ -11,15 +11,20 @@ what training needs: capacity-factor routing, the router losses of the last forw
 statistics. Evaluation (and the saved model) route dropless exactly like the stock block, so the
 reloaded model reproduces the run's eval loss.
 
-Experts implementations (`moe.experts_implementation`; transformers' `experts_implementation`):
-- `efflab` (registered with transformers at import of this module): sort the token-assignments by
-  expert, one gather, then per expert one gate_up and one down matmul on a contiguous slice, one
-  scatter-add back. Every matmul is an `aten.mm` FlopCounterMode counts; capacity drops skip work.
-- transformers' own: `eager` (a loop over experts with per-expert masks), `grouped_mm` (one grouped
-  GEMM per projection; FlopCounterMode counts it as zero), `batched_mm` (gathers a weight copy per
+Experts implementations (`moe.experts_implementation`; transformers' `experts_implementation`;
+efflab's two are registered with transformers at import of this module):
+- `efflab`: sort the token-assignments by expert, one gather, then per expert one gate_up and one
+  down matmul on a contiguous slice, one scatter-add back. Every matmul is an `aten.mm` that
+  FlopCounterMode counts; capacity drops skip work; matmuls follow autocast like nn.Linear.
+- `efflab_grouped`: transformers' grouped-GEMM path (one grouped GEMM per projection) run in the
+  autocast dtype, with dropped assignments skipped. FlopCounterMode has no formula for
+  `aten._grouped_mm` (it counts zero; tests/unit/test_moe.py registers one to cross-check it).
+- transformers' own: `eager` (a loop over experts with per-expert masks), `grouped_mm` (grouped
+  GEMMs; under autocast in the fp32 of the master weights), `batched_mm` (gathers a weight copy per
   token-assignment: memory-bound and very large at training batch sizes).
-`auto` picks `grouped_mm` on CUDA with compute capability >= 8.0 and `efflab` elsewhere
-(benchmarks/moe.py measures them all against the dense model at equal active FLOPs).
+`auto` picks `efflab_grouped` on CUDA with compute capability >= 8.0 and `efflab` elsewhere (on this
+2-core CPU `efflab` measured fastest; benchmarks/moe.py measures them all against the dense model at
+equal active FLOPs).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from efflab.errors import UserError
 from efflab.techniques import moe as M
 
 MOE_MODEL_TYPES = ("mixtral", "qwen2_moe")
-SENTINEL_IMPLEMENTATIONS = ("efflab", "eager")  # skip an expert id == n_experts (a dropped assignment)
+# implementations that skip an expert id == n_experts (a dropped assignment) without computing it
+SENTINEL_IMPLEMENTATIONS = ("efflab", "efflab_grouped", "eager")
 
 
 # =============================================================================================
@@ -74,11 +80,47 @@ def efflab_experts_forward(
     return out.index_add_(0, token_of, y.to(out.dtype))  # sum of the k weighted expert outputs per token
 
 
+def efflab_grouped_experts_forward(
+    self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """transformers' grouped-GEMM experts, run in the autocast dtype (bf16) when autocast is on, and with
+    dropped assignments (id n_experts) skipped. Same shapes as `efflab_experts_forward`.
+
+    Why: under autocast (how efflab trains on a GPU: fp32 master weights, bf16 compute) transformers'
+    grouped_mm casts its input to the fp32 weights, so the experts would run in fp32 while every
+    nn.Linear of the model runs in bf16. Here the weights are cast instead (gradients flow back to the
+    fp32 masters, as autocast does for nn.Linear), and the dropped-assignment masking of transformers'
+    expert-parallel path is switched on, which keeps uninitialised rows out of the sums.
+    """
+    from types import SimpleNamespace
+
+    from transformers.integrations.moe import grouped_mm_experts_forward
+
+    dev = hidden_states.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.gate_up_proj.dtype
+    view = SimpleNamespace(
+        num_experts=self.num_experts,
+        has_gate=self.has_gate,
+        has_bias=self.has_bias,
+        is_transposed=self.is_transposed,
+        has_post_expert_norm=self.has_post_expert_norm,
+        _is_expert_parallel=True,
+        act_fn=self.act_fn,
+        _apply_gate=self._apply_gate,
+        gate_up_proj=self.gate_up_proj.to(dtype),
+        down_proj=self.down_proj.to(dtype),
+    )
+    with torch.autocast(dev, enabled=False):
+        out = grouped_mm_experts_forward(view, hidden_states.to(dtype), top_k_index, top_k_weights)
+    return out.to(hidden_states.dtype)
+
+
 def register_experts_implementation() -> None:
-    """Make "efflab" a transformers experts implementation (idempotent)."""
+    """Make "efflab" and "efflab_grouped" transformers experts implementations (idempotent)."""
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
     ALL_EXPERTS_FUNCTIONS.register("efflab", efflab_experts_forward)
+    ALL_EXPERTS_FUNCTIONS.register("efflab_grouped", efflab_grouped_experts_forward)
 
 
 register_experts_implementation()
@@ -89,12 +131,12 @@ def available_experts_implementations() -> list[str]:
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
     names = ["eager", *sorted(ALL_EXPERTS_FUNCTIONS.keys())]
-    return [n for n in names if n in ("eager", "efflab", "grouped_mm", "batched_mm")]
+    return [n for n in names if n in ("eager", "efflab", "efflab_grouped", "grouped_mm", "batched_mm")]
 
 
 def pick_experts_implementation(requested: str = "auto", device: str | torch.device | None = None) -> str:
-    """The implementation to run: `requested`, or for "auto" grouped_mm on CUDA (compute capability
-    >= 8.0, where transformers dispatches it to torch's grouped GEMM) and efflab elsewhere."""
+    """The implementation to run: `requested`, or for "auto" efflab_grouped on CUDA with compute
+    capability >= 8.0 (torch's grouped GEMM in bf16) and efflab (a loop of matmuls) elsewhere."""
     if requested != "auto":
         return requested
     dev = (
@@ -105,7 +147,7 @@ def pick_experts_implementation(requested: str = "auto", device: str | torch.dev
     if dev.type == "cuda":
         grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
         if grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
-            return "grouped_mm"
+            return "efflab_grouped"
     return "efflab"
 
 

@@ -67,7 +67,9 @@ def usd(x) -> str:
         return "-"
     sign = "-" if x < 0 else ""
     a = abs(x)
-    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+    if a >= 1e13:  # beyond any budget: say it in powers of ten
+        return f"{sign}${a:.2g}"
+    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if a >= div:
             return f"{sign}${a / div:.3g}{suf}"
     return f"{sign}${a:.3g}"
@@ -360,12 +362,14 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     budgets = extra.get("budgets", [])
     xmax = max([b["flops"] for b in budgets] + [max(allc) if allc else 1.0])
     any_line = False
+    shown = [1.0]  # values the y axis must show: the points and the fitted lines, not the whole band
     for e in extra.get("techniques", []):
         v = e["views"].get("marginal") or {}
         pts = v.get("points") or []
         t = e["technique"]
         if not pts:
             continue
+        shown += [p["M"] for p in pts]
         a2.scatter(
             [p["compute_flops"] for p in pts],
             [p["M"] for p in pts],
@@ -385,6 +389,7 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
         )
         preds = [trend.predict(x) for x in xs]
         ys = [p.value for p in preds]
+        shown += ys
         label = f"{t}" + (" (constant M: < 3 scales)" if tr.get("kind") == "constant" else "")
         a2.plot(xs, ys, color=COLORS.get(t, "#777"), lw=1.3, label=label)
         if all(p.lo is not None for p in preds):
@@ -418,11 +423,12 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     a2.axhline(1.0, color="#333333", lw=0.8, ls="--")
     a2.set_xscale("log")
     a2.set_yscale("log")
+    a2.set_ylim(min(0.1, min(shown) / 3), max(10.0, max(shown) * 3))  # a wide band is clipped, not the lines
     a2.set_xlabel("baseline training FLOPs (measured scales, then frontier budgets)")
     a2.set_ylabel("compute multiplier M (marginal)")
-    a2.set_title("Multiplier trend and its 90% prediction band")
+    a2.set_title("Multiplier trend and its 90% prediction band (clipped to the axes)")
     if any_line:
-        a2.legend(loc="lower left")
+        a2.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -464,6 +470,13 @@ def fig_lifetime(life: dict, path: Path) -> Path | None:
         ax.set_xlabel("served tokens S")
         ax.set_title(f"scale {sc['scale']}")
     axes[0][0].set_ylabel("lifetime FLOPs / baseline's")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    for ax in axes[0]:  # ratios near 1: plain numbers read better than powers of ten
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
     _fig_legend(fig, axes[0])
     fig.suptitle(
         "Lifetime compute relative to the baseline: training to the target (marginal) + serving S tokens "

@@ -148,15 +148,40 @@ def test_dropped_assignments_skip_work_and_match_zero_weights():
     w = torch.rand(10, 2)
     drop = torch.rand(10, 2) < 0.4
     assert drop.any()
-    model.set_experts_implementation("efflab")
-    with FlopCounterMode(display=False) as fc:
-        skipped = ex(x, idx.masked_fill(drop, 4), w)
     model.set_experts_implementation("eager")
     zeroed = ex(x, idx, w * ~drop)
-    eager_sentinel = ex(x, idx.masked_fill(drop, 4), w)
-    assert torch.allclose(skipped, zeroed, atol=1e-6) and torch.allclose(skipped, eager_sentinel, atol=1e-6)
-    kept = int((~drop).sum())
-    assert fc.get_total_flops() == 2 * kept * (64 * 2 * 96 + 96 * 64)  # only kept assignments computed
+    seen = 0
+    for impl in ("efflab", "efflab_grouped", "eager"):  # SENTINEL_IMPLEMENTATIONS: id 4 = dropped
+        model.set_experts_implementation(impl)
+        with FlopCounterMode(display=False) as fc:
+            skipped = ex(x, idx.masked_fill(drop, 4), w)
+        assert torch.allclose(skipped, zeroed, atol=1e-6), impl
+        if impl == "efflab":  # only kept assignments are computed
+            assert fc.get_total_flops() == 2 * int((~drop).sum()) * (64 * 2 * 96 + 96 * 64)
+        seen += 1
+    assert seen == 3
+
+
+def _grouped_mm_flops(a, b, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode formula for aten._grouped_mm, which torch's table lacks (it counts zero).
+    [S, K] x [E, K, N] -> [S, N]: each row meets one group; [K, S] x [S, N] -> [E, K, N] (the weight
+    gradient): the S rows split among the groups. Belongs in accounting/measure.py."""
+    if len(out_shape) == 2:
+        return 2 * out_shape[0] * out_shape[1] * a[-1]
+    return 2 * a[0] * a[1] * b[-1]
+
+
+def test_efflab_grouped_flops_match_the_count_with_a_grouped_mm_formula():
+    cfg, model = _model({"n_experts": 4, "top_k": 2, "experts_implementation": "efflab_grouped"})
+    ids = torch.randint(0, 256, (2, 32))
+    mapping = {**measure._custom_mapping(), torch.ops.aten._grouped_mm: _grouped_mm_flops}
+    with FlopCounterMode(display=False) as plain:
+        model(input_ids=ids, labels=ids).loss.backward()
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
+        model(input_ids=ids, labels=ids).loss.backward()
+    analytic = count_flops(model.config, 32).train_flops_per_token
+    assert fc.get_total_flops() / ids.numel() == pytest.approx(analytic, rel=0.02)
+    assert plain.get_total_flops() < 0.8 * fc.get_total_flops()  # without the formula: experts uncounted
 
 
 def test_auto_picks_efflab_on_cpu():

@@ -101,10 +101,12 @@ class MoEConfig(Section):
     )
     balance_coef: float = Field(default=0.01, ge=0, description="load-balancing loss weight (Switch: 0.01)")
     z_loss_coef: float = Field(default=0.001, ge=0, description="router z-loss weight (ST-MoE: 0.001)")
-    experts_implementation: Literal["auto", "efflab", "eager", "grouped_mm", "batched_mm"] = Field(
+    experts_implementation: Literal[
+        "auto", "efflab", "efflab_grouped", "eager", "grouped_mm", "batched_mm"
+    ] = Field(
         default="auto",
-        description="auto: grouped_mm on a CUDA GPU with compute capability >= 8.0, else efflab "
-        "(sorted tokens, one matmul per expert; every matmul visible to FlopCounterMode)",
+        description="auto: efflab_grouped (grouped GEMM in bf16) on a CUDA GPU with compute capability >= 8.0, "
+        "else efflab (sorted tokens, one matmul per expert; every matmul visible to FlopCounterMode)",
     )
     collapse_threshold: float = Field(
         default=0.25,
