@@ -39,10 +39,17 @@ def _run(main, cfg, out: Path) -> dict:
     t0 = time.perf_counter()
     res = main(cfg, out=out, resume=out.exists())
     led = Ledger.load(out / "ledger.json")
-    return {"dir": str(out), "final_eval_loss": res["final_eval_loss"], "final_eval_bpb": res["final_eval_bpb"],
-            "train_tokens": led.tokens("train"), "train_flops": led.flops("train"),
-            "teacher_forward_flops": led.flops("teacher_forward"), "marginal_flops": led.marginal,
-            "total_flops": led.total, "seconds": time.perf_counter() - t0}
+    return {
+        "dir": str(out),
+        "final_eval_loss": res["final_eval_loss"],
+        "final_eval_bpb": res["final_eval_bpb"],
+        "train_tokens": led.tokens("train"),
+        "train_flops": led.flops("train"),
+        "teacher_forward_flops": led.flops("teacher_forward"),
+        "marginal_flops": led.marginal,
+        "total_flops": led.total,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def main(argv=None) -> int:
@@ -58,25 +65,39 @@ def main(argv=None) -> int:
     rows = {"distill": _run(distill.main, cfg, out / "distill")}
     kd = rows["distill"]
     rows["plain@student"] = _run(baseline.main, _baseline_cfg(cfg, None), out / "plain-student")
-    rows["plain@marginal"] = _run(baseline.main, _baseline_cfg(cfg, kd["marginal_flops"]), out / "plain-marginal")
+    rows["plain@marginal"] = _run(
+        baseline.main, _baseline_cfg(cfg, kd["marginal_flops"]), out / "plain-marginal"
+    )
     rows["plain@total"] = _run(baseline.main, _baseline_cfg(cfg, kd["total_flops"]), out / "plain-total")
     manifest = json.loads((out / "distill" / "manifest.json").read_text())
     teacher = manifest["distill"]["teacher"]
-    print(f"\nteacher: {teacher['path']} ({teacher['kind']}), eval loss {manifest['distill']['teacher_eval_loss']:.4f}; "
-          f"sunk pretraining {teacher['teacher_pretrain'] if isinstance(teacher['teacher_pretrain'], str) else format(teacher['teacher_pretrain'], '.3e')}")
-    print("\n| run | eval loss (nats/token) | eval bpb | student tokens | train FLOPs | teacher fwd FLOPs "
-          "| marginal FLOPs | total FLOPs | wall s |")
+    print(
+        f"\nteacher: {teacher['path']} ({teacher['kind']}), eval loss {manifest['distill']['teacher_eval_loss']:.4f}; "
+        f"sunk pretraining {teacher['teacher_pretrain'] if isinstance(teacher['teacher_pretrain'], str) else format(teacher['teacher_pretrain'], '.3e')}"
+    )
+    print(
+        "\n| run | eval loss (nats/token) | eval bpb | student tokens | train FLOPs | teacher fwd FLOPs "
+        "| marginal FLOPs | total FLOPs | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['final_eval_loss']:.4f} | {r['final_eval_bpb']:.4f} | {r['train_tokens']:.3g} | "
-              f"{r['train_flops']:.3e} | {r['teacher_forward_flops']:.3e} | {r['marginal_flops']:.3e} | "
-              f"{r['total_flops']:.3e} | {r['seconds']:.0f} |")
-    for view, ref in (("equal student FLOPs", "plain@student"), ("equal marginal FLOPs", "plain@marginal"),
-                      ("equal total FLOPs", "plain@total")):
+        print(
+            f"| {name} | {r['final_eval_loss']:.4f} | {r['final_eval_bpb']:.4f} | {r['train_tokens']:.3g} | "
+            f"{r['train_flops']:.3e} | {r['teacher_forward_flops']:.3e} | {r['marginal_flops']:.3e} | "
+            f"{r['total_flops']:.3e} | {r['seconds']:.0f} |"
+        )
+    for view, ref in (
+        ("equal student FLOPs", "plain@student"),
+        ("equal marginal FLOPs", "plain@marginal"),
+        ("equal total FLOPs", "plain@total"),
+    ):
         d = kd["final_eval_loss"] - rows[ref]["final_eval_loss"]
-        print(f"{view:>22}: distilled - plain = {d:+.4f} nats/token ({'distillation wins' if d < 0 else 'plain training wins'})")
-    (out / "summary.json").write_text(json.dumps({"config": a.config, "overrides": a.overrides, "runs": rows,
-                                                  "teacher": teacher}, indent=2))
+        print(
+            f"{view:>22}: distilled - plain = {d:+.4f} nats/token ({'distillation wins' if d < 0 else 'plain training wins'})"
+        )
+    (out / "summary.json").write_text(
+        json.dumps({"config": a.config, "overrides": a.overrides, "runs": rows, "teacher": teacher}, indent=2)
+    )
     return 0
 
 

@@ -74,7 +74,8 @@ def test_top_k_losses_match_hand_computation():
     m = [beta * a + (1 - beta) * b for a, b in zip(p_ext, q_ext)]
     want = beta * _kl(p_ext, m) + (1 - beta) * _kl(q_ext, m)
     assert float(D.kd_divergence(_t(S), top, loss="gjs", beta=beta, temperature=T)) == pytest.approx(
-        T * T * want, rel=1e-6)
+        T * T * want, rel=1e-6
+    )
 
 
 def test_top_k_with_the_whole_vocabulary_equals_the_full_loss():
@@ -109,9 +110,20 @@ def _tiny_llama(seed=0, vocab=64, layers=1):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
-                      use_cache=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=64,
+        use_cache=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -120,8 +132,14 @@ def test_teacher_identical_to_student_gives_zero_loss_and_zero_gradient(loss):
     student = _tiny_llama()
     teacher = D.freeze_teacher(copy.deepcopy(student))
     ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
-    out, logs = D.distill_loss(student(input_ids=ids).logits, D.teacher_logits(teacher, ids), ids, alpha=0.0,
-                               loss=loss, temperature=2.0)
+    out, logs = D.distill_loss(
+        student(input_ids=ids).logits,
+        D.teacher_logits(teacher, ids),
+        ids,
+        alpha=0.0,
+        loss=loss,
+        temperature=2.0,
+    )
     out.backward()
     assert abs(out.item()) < 1e-6 and logs["ce"] > 3.0  # CE is large (random model); KD is zero
     grads = [p.grad.abs().max().item() for p in student.parameters() if p.grad is not None]
@@ -131,7 +149,7 @@ def test_teacher_identical_to_student_gives_zero_loss_and_zero_gradient(loss):
     student.zero_grad()
     out2, _ = D.distill_loss(student(input_ids=ids).logits, D.teacher_logits(other, ids), ids, loss=loss)
     out2.backward()
-    assert float(out2) > 1e-3 and max(p.grad.abs().max().item() for p in student.parameters()) > 1e-4
+    assert out2.item() > 1e-3 and max(p.grad.abs().max().item() for p in student.parameters()) > 1e-4
 
 
 def test_teacher_logits_keep_no_graph_and_leave_the_teacher_untouched():
@@ -153,29 +171,45 @@ def test_logit_cache_roundtrip_key_and_cost(tmp_path):
     fpt = forward_flops_per_token(teacher.config, 16)
     key = D.cache_key("teacher-a", blocks, 8)
     assert key != D.cache_key("teacher-b", blocks, 8) and key != D.cache_key("teacher-a", blocks, 4)
-    assert key != D.cache_key("teacher-a", blocks[:, :8].copy(), 8) and key == D.cache_key("teacher-a", blocks.copy(), 8)
-    cache = D.build_cache(tmp_path / key, teacher, blocks, 8, forward_flops_per_token=fpt, device="cpu",
-                          batch_size=4, log=lambda *_: None)
-    assert cache.values.shape == (10, 16, 8) and cache.values.dtype == np.float16 and cache.indices.dtype == np.int32
+    assert key != D.cache_key("teacher-a", blocks[:, :8].copy(), 8) and key == D.cache_key(
+        "teacher-a", blocks.copy(), 8
+    )
+    cache = D.build_cache(
+        tmp_path / key,
+        teacher,
+        blocks,
+        8,
+        forward_flops_per_token=fpt,
+        device="cpu",
+        batch_size=4,
+        log=lambda *_: None,
+    )
+    assert (
+        cache.values.shape == (10, 16, 8)
+        and cache.values.dtype == np.float16
+        and cache.indices.dtype == np.int32
+    )
     assert cache.flops == pytest.approx(fpt * 10 * 16) and cache.tokens == 160
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically: no temporary left behind
 
-    class _Sampler:  # rows 7 and 2 at step 0
-        blocks = None
+    from efflab.loop import BlockSampler
 
-        def indices(self, step):
-            return np.array([7, 2])
-
-    sampler = _Sampler()
-    sampler.blocks = blocks
-    batch = D.CachedTeacherSource(sampler, D.open_cache(tmp_path / key)).batch(0)
-    assert torch.equal(batch["input_ids"], torch.from_numpy(blocks[[7, 2]].astype(np.int64)))
+    sampler = BlockSampler(blocks, 2, seed=3)
+    rows = sampler.indices(4)
+    batch = D.CachedTeacherSource(sampler, D.open_cache(tmp_path / key)).batch(4)
+    assert torch.equal(batch["input_ids"], torch.from_numpy(blocks[rows].astype(np.int64)))
     want = D.teacher_logits(teacher, batch["input_ids"], top_k=8)
     for b in range(2):  # same top-k set, values to fp16 precision
         order_c, order_w = batch["teacher_indices"][b].argsort(-1), want.indices[b].argsort(-1)
-        assert torch.equal(batch["teacher_indices"][b].gather(-1, order_c), want.indices[b].gather(-1, order_w))
-        torch.testing.assert_close(batch["teacher_values"][b].float().gather(-1, order_c),
-                                   want.values[b].gather(-1, order_w), rtol=2e-3, atol=2e-3)
+        assert torch.equal(
+            batch["teacher_indices"][b].gather(-1, order_c), want.indices[b].gather(-1, order_w)
+        )
+        torch.testing.assert_close(
+            batch["teacher_values"][b].float().gather(-1, order_c),
+            want.values[b].gather(-1, order_w),
+            rtol=2e-3,
+            atol=2e-3,
+        )
 
 
 def test_vocabulary_problems_name_both_sizes():
@@ -207,7 +241,9 @@ def test_bill_marginal_total_and_amortised():
     reuse = Ledger()
     reuse.charge("train", 10.0)
     reuse.record_reuse("teacher_forward", 6.0, source="cache")
-    assert D.bill(reuse)["marginal"] == 10.0 and D.bill(reuse, students=2)["total_amortised"] == pytest.approx(13.0)
+    assert D.bill(reuse)["marginal"] == 10.0 and D.bill(reuse, students=2)[
+        "total_amortised"
+    ] == pytest.approx(13.0)
 
 
 def test_config_section_problems_reported_together(tmp_path):

@@ -49,7 +49,9 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         teacher_dir = D.teacher_run_dir(dc, run.dir)
         if not D.run_is_complete(teacher_dir):
             run.log(f"training the teacher first -> {teacher_dir}")
-            baseline.main(D.teacher_run_config(cfg, teacher_dir.name), out=teacher_dir, resume=teacher_dir.exists())
+            baseline.main(
+                D.teacher_run_config(cfg, teacher_dir.name), out=teacher_dir, resume=teacher_dir.exists()
+            )
         teacher_path = teacher_dir
     info = D.resolve_teacher(teacher_path)
     teacher_config = load_pretrained_config(str(info.model_dir))
@@ -69,33 +71,71 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     teacher_eval = loop.evaluate(run, teacher, data)  # the quality the student is distilled towards
     world = run.accelerator.num_processes
     if not resumed:
-        run.ledger.charge("eval", teacher_fwd(data.seq_len) * teacher_eval["eval_tokens"] / world,
-                          teacher_eval["eval_tokens"] / world, time.perf_counter() - t0)
+        run.ledger.charge(
+            "eval",
+            teacher_fwd(data.seq_len) * teacher_eval["eval_tokens"] / world,
+            teacher_eval["eval_tokens"] / world,
+            time.perf_counter() - t0,
+        )
         if info.pretrain_flops is not None:  # an efflab teacher was trained for this: its whole bill
             led = Ledger.load(info.path / "ledger.json")
-            run.ledger.charge("sunk.teacher_pretrain", info.pretrain_flops, led.tokens("train"),
-                              sum(p.seconds for p in led.phases().values()), shared=True)
-    extra = {"teacher": info.describe(), "teacher_eval_loss": teacher_eval["eval_loss"],
-             "teacher_eval_bpb": teacher_eval["eval_bpb"], "teacher_forward_flops_per_token": teacher_fwd(data.seq_len)}
-    run.log(f"teacher {info.path} ({info.kind}): eval loss {teacher_eval['eval_loss']:.4f} nats/token; forward "
-            f"{teacher_fwd(data.seq_len):.4g} FLOPs/token; pretraining "
-            + (f"{info.pretrain_flops:.4g} FLOPs (sunk)" if info.pretrain_flops is not None else "unknown (external)"))
+            run.ledger.charge(
+                "sunk.teacher_pretrain",
+                info.pretrain_flops,
+                led.tokens("train"),
+                sum(p.seconds for p in led.phases().values()),
+                shared=True,
+            )
+    extra = {
+        "teacher": info.describe(),
+        "teacher_eval_loss": teacher_eval["eval_loss"],
+        "teacher_eval_bpb": teacher_eval["eval_bpb"],
+        "teacher_forward_flops_per_token": teacher_fwd(data.seq_len),
+    }
+    run.log(
+        f"teacher {info.path} ({info.kind}): eval loss {teacher_eval['eval_loss']:.4f} nats/token; forward "
+        f"{teacher_fwd(data.seq_len):.4g} FLOPs/token; pretraining "
+        + (
+            f"{info.pretrain_flops:.4g} FLOPs (sunk)"
+            if info.pretrain_flops is not None
+            else "unknown (external)"
+        )
+    )
 
     # ---- teacher logits: a forward pass every step, or a top-k cache built once and reused -----
-    sampler = loop.BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed)
+    sampler = loop.BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels)
     if dc.logits == "cache":
         root = Path(dc.cache_dir).expanduser() if dc.cache_dir else cache_root(cfg.data) / "teacher_logits"
-        cache, paid = D.teacher_cache(root, teacher, data.train, dc.top_k, identity=info.identity,
-                                      forward_flops_per_token=teacher_fwd(data.seq_len), accelerator=run.accelerator,
-                                      run_dir=str(run.dir.resolve()), batch_size=cfg.eval.batch_size, log=run.log)
+        cache, paid = D.teacher_cache(
+            root,
+            teacher,
+            data.train,
+            dc.top_k,
+            identity=info.identity,
+            forward_flops_per_token=teacher_fwd(data.seq_len),
+            accelerator=run.accelerator,
+            run_dir=str(run.dir.resolve()),
+            batch_size=cfg.eval.batch_size,
+            log=run.log,
+        )
         users = D.record_cache_use(cache, str(run.dir.resolve())) if run.is_main else 0
         if not resumed and paid:  # the whole training split, once: an upper bound on what this run reads
             run.ledger.charge("teacher_forward", cache.flops, cache.tokens, cache.manifest["seconds"])
         elif not resumed:  # paid by the run that built it: shown, never summed again
-            run.ledger.record_reuse("teacher_forward", cache.flops, source=str(cache.path), tokens=cache.tokens,
-                                    note=f"top-{dc.top_k} teacher logit cache built by {cache.manifest.get('created_by')}")
-        extra["cache"] = {"path": str(cache.path), "flops": cache.flops, "tokens": cache.tokens, "paid_here": paid,
-                          "users_so_far": users}
+            run.ledger.record_reuse(
+                "teacher_forward",
+                cache.flops,
+                source=str(cache.path),
+                tokens=cache.tokens,
+                note=f"top-{dc.top_k} teacher logit cache built by {cache.manifest.get('created_by')}",
+            )
+        extra["cache"] = {
+            "path": str(cache.path),
+            "flops": cache.flops,
+            "tokens": cache.tokens,
+            "paid_here": paid,
+            "users_so_far": users,
+        }
         extra["cache_flops_charged"] = cache.flops if paid else 0.0
         source = D.CachedTeacherSource(sampler, cache)
         teacher.to("cpu")  # not needed any more: every logit the student sees is in the cache
@@ -109,27 +149,47 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             t1 = time.perf_counter()
             out = D.teacher_logits(teacher, batch["input_ids"], dc.top_k)
             n = batch["input_ids"].numel()
-            run.ledger.charge("teacher_forward", teacher_fwd(batch["input_ids"].shape[1]) * n, n,
-                              time.perf_counter() - t1)
+            run.ledger.charge(
+                "teacher_forward", teacher_fwd(batch["input_ids"].shape[1]) * n, n, time.perf_counter() - t1
+            )
             return out
 
     if not resumed:
         run.ledger.extra["distill"] = extra
-    loop.write_manifest(run, distill={**extra, "loss": dc.loss, "alpha": dc.alpha, "temperature": dc.temperature,
-                                      "beta": dc.beta, "top_k": dc.top_k, "logits": dc.logits})
+    loop.write_manifest(
+        run,
+        distill={
+            **extra,
+            "loss": dc.loss,
+            "alpha": dc.alpha,
+            "temperature": dc.temperature,
+            "beta": dc.beta,
+            "top_k": dc.top_k,
+            "logits": dc.logits,
+        },
+    )
 
     # ---- the loss: alpha * CE + (1 - alpha) * T^2 * divergence(teacher, student) ---------------
     def loss_fn(student, batch):
         logits = student(input_ids=batch["input_ids"]).logits  # [B, T, V]
-        return D.distill_loss(logits, teacher_of(batch), batch.get("labels", batch["input_ids"]), alpha=dc.alpha,
-                              loss=dc.loss, temperature=dc.temperature, beta=dc.beta)
+        return D.distill_loss(
+            logits,
+            teacher_of(batch),
+            batch.get("labels", batch["input_ids"]),
+            alpha=dc.alpha,
+            loss=dc.loss,
+            temperature=dc.temperature,
+            beta=dc.beta,
+        )
 
     # ---- train until the student's budget is spent; every step charges the ledger --------------
     result = loop.train(run, model, data, source=source, loss_fn=loss_fn)
     views = D.bill(run.ledger.reduced(run.accelerator))
-    run.log(f"bill: marginal {views['marginal']:.4g} FLOPs (student {views['student_train']:.4g} + teacher forward "
-            f"{views['teacher_forward']:.4g}); total {views['total']:.4g} (+ teacher pretraining "
-            f"{views['sunk_teacher_pretrain']:.4g})")
+    run.log(
+        f"bill: marginal {views['marginal']:.4g} FLOPs (student {views['student_train']:.4g} + teacher forward "
+        f"{views['teacher_forward']:.4g}); total {views['total']:.4g} (+ teacher pretraining "
+        f"{views['sunk_teacher_pretrain']:.4g})"
+    )
     return {**result, "teacher_eval_loss": teacher_eval["eval_loss"], "bill": views}
 
 

@@ -76,10 +76,14 @@ CACHE_FORMAT = "efflab-teacher-topk-v1"
 class TeacherTrainConfig(Section):
     """The teacher the recipe trains first (with the baseline recipe) when no `teacher` path is given."""
 
-    model: ModelConfig = Field(default_factory=lambda: ModelConfig(depth=4),
-                               description="the teacher's shape (baseline architecture, larger than the student)")
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(depth=4),
+        description="the teacher's shape (baseline architecture, larger than the student)",
+    )
     train: TrainConfig = Field(description="the teacher's budget and optimizer (give one horizon)")
-    out: str | None = Field(default=None, description="teacher run directory; default <run_dir>/../<run name>-teacher")
+    out: str | None = Field(
+        default=None, description="teacher run directory; default <run_dir>/../<run name>-teacher"
+    )
 
 
 class DistillConfig(Section):
@@ -88,30 +92,54 @@ class DistillConfig(Section):
     loss = alpha * CE + (1 - alpha) * T^2 * divergence(teacher, student).
     """
 
-    teacher: str | None = Field(default=None, description="a finished efflab run directory or a local HF model directory")
-    teacher_train: TeacherTrainConfig | None = Field(default=None, description="train the teacher first (no `teacher`)")
-    loss: Literal["forward_kl", "reverse_kl", "gjs"] = Field(default="forward_kl", description="the KD divergence")
-    temperature: float = Field(default=1.0, gt=0, le=100, description="softmax temperature of both distributions")
-    alpha: float = Field(default=0.0, ge=0, lt=1, description="weight of the hard-label cross-entropy; 0 = pure KD")
+    teacher: str | None = Field(
+        default=None, description="a finished efflab run directory or a local HF model directory"
+    )
+    teacher_train: TeacherTrainConfig | None = Field(
+        default=None, description="train the teacher first (no `teacher`)"
+    )
+    loss: Literal["forward_kl", "reverse_kl", "gjs"] = Field(
+        default="forward_kl", description="the KD divergence"
+    )
+    temperature: float = Field(
+        default=1.0, gt=0, le=100, description="softmax temperature of both distributions"
+    )
+    alpha: float = Field(
+        default=0.0, ge=0, lt=1, description="weight of the hard-label cross-entropy; 0 = pure KD"
+    )
     beta: float = Field(default=0.5, gt=0, lt=1, description="GKD mixture weight of the teacher (loss: gjs)")
-    top_k: int = Field(default=0, ge=0, description="distil the teacher's top-k logits only; 0 = full vocabulary")
-    logits: Literal["online", "cache"] = Field(default="online",
-                                               description="teacher forward every step, or a top-k cache built once")
-    cache_dir: str | None = Field(default=None, description="logit caches; default <data cache>/teacher_logits")
+    top_k: int = Field(
+        default=0, ge=0, description="distil the teacher's top-k logits only; 0 = full vocabulary"
+    )
+    logits: Literal["online", "cache"] = Field(
+        default="online", description="teacher forward every step, or a top-k cache built once"
+    )
+    cache_dir: str | None = Field(
+        default=None, description="logit caches; default <data cache>/teacher_logits"
+    )
 
     def cross_check(self, cfg) -> list[str]:
         out = []
         if self.teacher is None and self.teacher_train is None:
-            out.append("distill: give distill.teacher (a finished efflab run directory or a local Hugging Face model "
-                       "directory) or distill.teacher_train (the recipe trains the teacher first)")
+            out.append(
+                "distill: give distill.teacher (a finished efflab run directory or a local Hugging Face model "
+                "directory) or distill.teacher_train (the recipe trains the teacher first)"
+            )
         if self.teacher is not None and self.teacher_train is not None:
             out.append("distill: give distill.teacher or distill.teacher_train, not both")
         if self.teacher is not None:
             out.extend(teacher_dir_problems(self.teacher))
         if self.logits == "cache" and self.top_k == 0:
-            out.append("distill.logits=cache stores the teacher's top-k logits per token: set distill.top_k "
-                       "(e.g. 32); a full-vocabulary cache would hold vocab_size values per training token")
-        if self.top_k and self.top_k > cfg.data.vocab_size and cfg.data.tokenizer == "train" and self.teacher is None:
+            out.append(
+                "distill.logits=cache stores the teacher's top-k logits per token: set distill.top_k "
+                "(e.g. 32); a full-vocabulary cache would hold vocab_size values per training token"
+            )
+        if (
+            self.top_k
+            and self.top_k > cfg.data.vocab_size
+            and cfg.data.tokenizer == "train"
+            and self.teacher is None
+        ):
             out.append(f"distill.top_k={self.top_k} exceeds data.vocab_size={cfg.data.vocab_size}")
         return out
 
@@ -138,8 +166,12 @@ def reverse_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.
     return (q * (student_logp - teacher_logp)).sum(-1)
 
 
-def generalized_jsd(teacher_logp: torch.Tensor, student_logp: torch.Tensor, beta: float,
-                    student_rest: torch.Tensor | None = None) -> torch.Tensor:
+def generalized_jsd(
+    teacher_logp: torch.Tensor,
+    student_logp: torch.Tensor,
+    beta: float,
+    student_rest: torch.Tensor | None = None,
+) -> torch.Tensor:
     """GKD's JSD(beta) = beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q, per position.
 
     `student_rest` [...]: the student's probability outside the listed outcomes (top-k mode), an
@@ -155,8 +187,14 @@ def generalized_jsd(teacher_logp: torch.Tensor, student_logp: torch.Tensor, beta
     return beta * kl_pm + (1.0 - beta) * kl_qm
 
 
-def kd_divergence(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, *, loss: str = "forward_kl",
-                  temperature: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+def kd_divergence(
+    student_logits: torch.Tensor,
+    teacher: torch.Tensor | TopK,
+    *,
+    loss: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+) -> torch.Tensor:
     """T^2 x divergence(teacher, student) per position, in nats.
 
     student_logits [..., V]; teacher: full logits [..., V] or a TopK of [..., k] (see the method card
@@ -176,8 +214,10 @@ def kd_divergence(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, *,
             rest = (1.0 - s_logp.exp().sum(-1)).clamp_min(0.0)
     else:
         if teacher.shape[-1] != student_logits.shape[-1]:
-            raise UserError(f"teacher logits have {teacher.shape[-1]} vocabulary entries, the student's "
-                            f"{student_logits.shape[-1]}: teacher and student must share one vocabulary")
+            raise UserError(
+                f"teacher logits have {teacher.shape[-1]} vocabulary entries, the student's "
+                f"{student_logits.shape[-1]}: teacher and student must share one vocabulary"
+            )
         t_logp = F.log_softmax(teacher.float() / T, dim=-1)
     if loss == "forward_kl":
         d = forward_kl(t_logp, s_logp)
@@ -188,9 +228,16 @@ def kd_divergence(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, *,
     return d * (T * T)
 
 
-def distill_loss(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, labels: torch.Tensor, *,
-                 alpha: float = 0.0, loss: str = "forward_kl", temperature: float = 1.0,
-                 beta: float = 0.5) -> tuple[torch.Tensor, dict]:
+def distill_loss(
+    student_logits: torch.Tensor,
+    teacher: torch.Tensor | TopK,
+    labels: torch.Tensor,
+    *,
+    alpha: float = 0.0,
+    loss: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+) -> tuple[torch.Tensor, dict]:
     """alpha * CE + (1 - alpha) * KD, each a mean over predicted tokens (nats/token).
 
     student_logits [B, T, V] and teacher ([B, T, V] logits or TopK [B, T, k]) at every input position;
@@ -202,9 +249,20 @@ def distill_loss(student_logits: torch.Tensor, teacher: torch.Tensor | TopK, lab
     mask = target != -100
     logits = student_logits[:, :-1]  # [B, T-1, V]
     n = mask.sum().clamp_min(1)
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
-                         reduction="sum") / n
-    t = TopK(teacher.values[:, :-1], teacher.indices[:, :-1]) if isinstance(teacher, TopK) else teacher[:, :-1]
+    ce = (
+        F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+        / n
+    )
+    t = (
+        TopK(teacher.values[:, :-1], teacher.indices[:, :-1])
+        if isinstance(teacher, TopK)
+        else teacher[:, :-1]
+    )
     kd = (kd_divergence(logits, t, loss=loss, temperature=temperature, beta=beta) * mask).sum() / n
     total = alpha * ce + (1.0 - alpha) * kd if alpha else kd
     return total, {"ce": float(ce.detach()), "kd": float(kd.detach())}
@@ -222,12 +280,22 @@ class TeacherInfo:
     kind: str  # "efflab-run" or "hf-model"
     pretrain_flops: float | None  # the teacher run's ledger total; None: unknown (external model)
     identity: str  # hash of the teacher's config and weights (keys the logit cache)
-    requested_vocab: int | None = None  # an efflab teacher run's data.vocab_size (what its tokenizer asked for)
+    requested_vocab: int | None = (
+        None  # an efflab teacher run's data.vocab_size (what its tokenizer asked for)
+    )
 
     def describe(self) -> dict:
-        d = {"path": str(self.path), "kind": self.kind, "model_dir": str(self.model_dir), "identity": self.identity}
-        d["teacher_pretrain"] = (self.pretrain_flops if self.pretrain_flops is not None
-                                 else "unknown (external model): no sunk cost charged")
+        d = {
+            "path": str(self.path),
+            "kind": self.kind,
+            "model_dir": str(self.model_dir),
+            "identity": self.identity,
+        }
+        d["teacher_pretrain"] = (
+            self.pretrain_flops
+            if self.pretrain_flops is not None
+            else "unknown (external model): no sunk cost charged"
+        )
         return d
 
 
@@ -235,15 +303,19 @@ def teacher_dir_problems(path: str) -> list[str]:
     """Problems with a `distill.teacher` path, found before any work starts."""
     p = Path(path).expanduser()
     if not p.is_dir():
-        return [f"distill.teacher {path}: no such directory (a finished efflab run or a local model directory)"]
+        return [
+            f"distill.teacher {path}: no such directory (a finished efflab run or a local model directory)"
+        ]
     if (p / "manifest.json").is_file():
         try:
             status = json.loads((p / "manifest.json").read_text()).get("status")
         except (OSError, ValueError):
             return [f"distill.teacher {path}: unreadable manifest.json"]
         if status != "complete":
-            return [f"distill.teacher {path}: the efflab run is not complete (status: {status}); finish it "
-                    f"(efflab run ... --resume) or point at another teacher"]
+            return [
+                f"distill.teacher {path}: the efflab run is not complete (status: {status}); finish it "
+                f"(efflab run ... --resume) or point at another teacher"
+            ]
         if not (p / "model" / "config.json").is_file():
             return [f"distill.teacher {path}: complete run without a model/ directory"]
         return []
@@ -251,7 +323,9 @@ def teacher_dir_problems(path: str) -> list[str]:
         from efflab.models import check_pretrained_dir
 
         return check_pretrained_dir(str(p))
-    return [f"distill.teacher {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"]
+    return [
+        f"distill.teacher {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"
+    ]
 
 
 def _weights_identity(model_dir: Path) -> str:
@@ -278,17 +352,23 @@ def resolve_teacher(path: str | os.PathLike) -> TeacherInfo:
         raise UserError(probs)
     p = Path(path).expanduser().resolve()
     if (p / "manifest.json").is_file():
-        from efflab.accounting.ledger import Ledger
-
         import yaml
+
+        from efflab.accounting.ledger import Ledger
 
         ledger = p / "ledger.json"
         cost = Ledger.load(ledger).total if ledger.is_file() else None
         saved = p / "config.yaml"
         raw = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}
         requested = (raw.get("data") or {}).get("vocab_size") if isinstance(raw, dict) else None
-        return TeacherInfo(p, p / "model", "efflab-run", cost, _weights_identity(p / "model"),
-                           int(requested) if isinstance(requested, int) else None)
+        return TeacherInfo(
+            p,
+            p / "model",
+            "efflab-run",
+            cost,
+            _weights_identity(p / "model"),
+            int(requested) if isinstance(requested, int) else None,
+        )
     return TeacherInfo(p, p, "hf-model", None, _weights_identity(p))
 
 
@@ -302,9 +382,16 @@ def load_teacher_tokenizer(info: TeacherInfo):
     return load_tokenizer(str(d))
 
 
-def vocabulary_problems(teacher_vocab: int, teacher_tok, student_tok, *, student_vocab: int | None = None,
-                        requested_vocab: int | None = None, teacher_requested: int | None = None,
-                        where: str = "the student") -> list[str]:
+def vocabulary_problems(
+    teacher_vocab: int,
+    teacher_tok,
+    student_tok,
+    *,
+    student_vocab: int | None = None,
+    requested_vocab: int | None = None,
+    teacher_requested: int | None = None,
+    where: str = "the student",
+) -> list[str]:
     """Why teacher and student cannot share logits; [] when they can.
 
     teacher_vocab: the teacher's logit width (config.vocab_size); teacher_tok / student_tok: tokenizers
@@ -317,18 +404,27 @@ def vocabulary_problems(teacher_vocab: int, teacher_tok, student_tok, *, student
     if t_len is not None and t_len > teacher_vocab:
         out.append(f"the teacher's tokenizer has {t_len} tokens but its model only {teacher_vocab} logits")
     if student_vocab is not None and student_vocab != teacher_vocab:
-        out.append(f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, {where} {student_vocab}; "
-                   f"distillation needs one shared vocabulary")
+        out.append(
+            f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, {where} {student_vocab}; "
+            f"distillation needs one shared vocabulary"
+        )
     if teacher_tok is not None and student_tok is not None and student_tok is not teacher_tok:
         if len(student_tok) != t_len or student_tok.get_vocab() != teacher_tok.get_vocab():
             what = "a different vocabulary of the same size" if len(student_tok) == t_len else "a vocabulary"
-            out.append(f"vocabulary mismatch: the teacher's tokenizer has {t_len} tokens, {where}'s tokenizer has "
-                       f"{what} of {len(student_tok)}; distillation needs one shared tokenizer")
-    if requested_vocab is not None and t_len is not None and requested_vocab not in (t_len, teacher_vocab,
-                                                                                   teacher_requested):
-        out.append(f"vocabulary mismatch: data.vocab_size={requested_vocab} asks for a {requested_vocab}-token "
-                   f"student vocabulary, but the teacher's has {t_len} tokens; the student uses the teacher's "
-                   f"tokenizer, so drop data.vocab_size or set it to {t_len}")
+            out.append(
+                f"vocabulary mismatch: the teacher's tokenizer has {t_len} tokens, {where}'s tokenizer has "
+                f"{what} of {len(student_tok)}; distillation needs one shared tokenizer"
+            )
+    if (
+        requested_vocab is not None
+        and t_len is not None
+        and requested_vocab not in (t_len, teacher_vocab, teacher_requested)
+    ):
+        out.append(
+            f"vocabulary mismatch: data.vocab_size={requested_vocab} asks for a {requested_vocab}-token "
+            f"student vocabulary, but the teacher's has {t_len} tokens; the student uses the teacher's "
+            f"tokenizer, so drop data.vocab_size or set it to {t_len}"
+        )
     return out
 
 
@@ -345,19 +441,33 @@ def shared_tokenizer(cfg, info: TeacherInfo, teacher_vocab: int, teacher_tok):
     student_vocab = None
     if cfg.model.pretrained:
         student_vocab = load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code).vocab_size
-    requested = cfg.data.vocab_size if ("vocab_size" in cfg.data.model_fields_set
-                                        and cfg.data.tokenizer == "train") else None
+    requested = (
+        cfg.data.vocab_size
+        if ("vocab_size" in cfg.data.model_fields_set and cfg.data.tokenizer == "train")
+        else None
+    )
     if teacher_tok is None and student_tok is None:
-        raise UserError(f"distill.teacher {info.path}: the model directory holds no tokenizer; set data.tokenizer "
-                        f"to the tokenizer the teacher was trained with")
+        raise UserError(
+            f"distill.teacher {info.path}: the model directory holds no tokenizer; set data.tokenizer "
+            f"to the tokenizer the teacher was trained with"
+        )
     where = f"the student (data.tokenizer {cfg.data.tokenizer})" if student_tok is not None else "the student"
     if cfg.model.pretrained:
         where = f"the student (model.pretrained {cfg.model.pretrained})"
-    probs = vocabulary_problems(teacher_vocab, teacher_tok, student_tok, student_vocab=student_vocab,
-                                requested_vocab=requested, teacher_requested=info.requested_vocab, where=where)
+    probs = vocabulary_problems(
+        teacher_vocab,
+        teacher_tok,
+        student_tok,
+        student_vocab=student_vocab,
+        requested_vocab=requested,
+        teacher_requested=info.requested_vocab,
+        where=where,
+    )
     if teacher_tok is None and len(student_tok) > teacher_vocab:
-        probs.append(f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, the student's tokenizer "
-                     f"(data.tokenizer {cfg.data.tokenizer}) has {len(student_tok)}")
+        probs.append(
+            f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, the student's tokenizer "
+            f"(data.tokenizer {cfg.data.tokenizer}) has {len(student_tok)}"
+        )
     if probs:
         raise UserError(probs, header=f"teacher {info.path} and the student cannot be distilled")
     return teacher_tok if teacher_tok is not None else student_tok
@@ -386,8 +496,15 @@ def teacher_run_config(cfg, name: str):
 
     tt = cfg.distill.teacher_train
     raw = cfg.to_dict()
-    traw = {"recipe": "baseline", "name": name, "model": tt.model.model_dump(mode="json"), "data": raw["data"],
-            "train": tt.train.model_dump(mode="json"), "eval": raw["eval"], "log": raw["log"]}
+    traw = {
+        "recipe": "baseline",
+        "name": name,
+        "model": tt.model.model_dump(mode="json"),
+        "data": raw["data"],
+        "train": tt.train.model_dump(mode="json"),
+        "eval": raw["eval"],
+        "log": raw["log"],
+    }
     return config_from_dict(traw, recipe="baseline", source="distill.teacher_train")
 
 
@@ -421,8 +538,9 @@ def cache_key(teacher_identity: str, train_blocks: np.ndarray, top_k: int) -> st
     The cache stores raw logits, so the temperature and the loss are not part of the key.
     """
     data = hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()
-    return hashlib.sha256(f"{CACHE_FORMAT}\0{teacher_identity}\0{data}\0{train_blocks.shape}\0{top_k}".encode()
-                          ).hexdigest()[:24]
+    return hashlib.sha256(
+        f"{CACHE_FORMAT}\0{teacher_identity}\0{data}\0{train_blocks.shape}\0{top_k}".encode()
+    ).hexdigest()[:24]
 
 
 @dataclass
@@ -444,7 +562,9 @@ class LogitCache:
 
     def rows(self, idx: np.ndarray) -> TopK:
         """TopK [len(idx), T, k] for training-block rows `idx`."""
-        return TopK(torch.from_numpy(np.asarray(self.values[idx])), torch.from_numpy(np.asarray(self.indices[idx])))
+        return TopK(
+            torch.from_numpy(np.asarray(self.values[idx])), torch.from_numpy(np.asarray(self.indices[idx]))
+        )
 
 
 def open_cache(path: Path) -> LogitCache | None:
@@ -460,8 +580,19 @@ def open_cache(path: Path) -> LogitCache | None:
     return LogitCache(path, manifest, vals, idx)
 
 
-def build_cache(path: Path, teacher, train_blocks: np.ndarray, top_k: int, *, forward_flops_per_token: float,
-                device, batch_size: int = 16, autocast=None, meta: dict | None = None, log=print) -> LogitCache:
+def build_cache(
+    path: Path,
+    teacher,
+    train_blocks: np.ndarray,
+    top_k: int,
+    *,
+    forward_flops_per_token: float,
+    device,
+    batch_size: int = 16,
+    autocast=None,
+    meta: dict | None = None,
+    log=print,
+) -> LogitCache:
     """Run the teacher once over every training block and store its top-k raw logits (atomically).
 
     Writes values.npy [n, T, k] fp16 and indices.npy [n, T, k] int32 into a temporary directory, then
@@ -477,22 +608,33 @@ def build_cache(path: Path, teacher, train_blocks: np.ndarray, top_k: int, *, fo
     log(f"building the teacher logit cache: top-{top_k} over {n:,} blocks x {T} tokens -> {path}")
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
-        ids = torch.from_numpy(train_blocks[i: i + batch_size].astype(np.int64)).to(device)
+        ids = torch.from_numpy(train_blocks[i : i + batch_size].astype(np.int64)).to(device)
         if autocast is not None:
             with autocast():
                 tk = teacher_logits(teacher, ids, top_k)
         else:
             tk = teacher_logits(teacher, ids, top_k)
-        vals[i: i + len(ids)] = tk.values.float().cpu().numpy().astype(np.float16)
-        idx[i: i + len(ids)] = tk.indices.cpu().numpy().astype(np.int32)
+        vals[i : i + len(ids)] = tk.values.float().cpu().numpy().astype(np.float16)
+        idx[i : i + len(ids)] = tk.indices.cpu().numpy().astype(np.int32)
     vals.flush()
     idx.flush()
     del vals, idx
     seconds = time.perf_counter() - t0
-    manifest = {"format": CACHE_FORMAT, "key": path.name, "top_k": top_k, "blocks": n, "seq_len": T,
-                "tokens": n * T, "flops": forward_flops_per_token * n * T, "forward_flops_per_token": forward_flops_per_token,
-                "seconds": seconds, "values_dtype": "float16", "indices_dtype": "int32",
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
+    manifest = {
+        "format": CACHE_FORMAT,
+        "key": path.name,
+        "top_k": top_k,
+        "blocks": n,
+        "seq_len": T,
+        "tokens": n * T,
+        "flops": forward_flops_per_token * n * T,
+        "forward_flops_per_token": forward_flops_per_token,
+        "seconds": seconds,
+        "values_dtype": "float16",
+        "indices_dtype": "int32",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(meta or {}),
+    }
     from efflab.io import atomic_write_json
 
     atomic_write_json(tmp / "manifest.json", manifest)
@@ -515,9 +657,19 @@ def record_cache_use(cache: LogitCache, run_dir: str) -> int:
     return len(users)
 
 
-def teacher_cache(root: Path, teacher, train_blocks: np.ndarray, top_k: int, *, identity: str,
-                  forward_flops_per_token: float, accelerator, run_dir: str, batch_size: int = 16,
-                  log=print) -> tuple[LogitCache, bool]:
+def teacher_cache(
+    root: Path,
+    teacher,
+    train_blocks: np.ndarray,
+    top_k: int,
+    *,
+    identity: str,
+    forward_flops_per_token: float,
+    accelerator,
+    run_dir: str,
+    batch_size: int = 16,
+    log=print,
+) -> tuple[LogitCache, bool]:
     """Open the cache for (teacher, training blocks, k) under `root`, building it on the main process if
     missing. Returns (cache, paid): paid is True on the process that must charge its FLOPs, i.e. the
     main process when this run built it (now, or in an earlier attempt of the same run directory)."""
@@ -527,15 +679,26 @@ def teacher_cache(root: Path, teacher, train_blocks: np.ndarray, top_k: int, *, 
         cache = open_cache(path)
         if cache is None and accelerator.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
-            cache = build_cache(path, teacher, train_blocks, top_k, forward_flops_per_token=forward_flops_per_token,
-                                device=accelerator.device, batch_size=batch_size, autocast=accelerator.autocast,
-                                meta={"teacher_identity": identity, "created_by": run_dir}, log=log)
+            cache = build_cache(
+                path,
+                teacher,
+                train_blocks,
+                top_k,
+                forward_flops_per_token=forward_flops_per_token,
+                device=accelerator.device,
+                batch_size=batch_size,
+                autocast=accelerator.autocast,
+                meta={"teacher_identity": identity, "created_by": run_dir},
+                log=log,
+            )
             built = True
     if cache is None:
         raise RuntimeError(f"teacher logit cache {path} was not written by the main process")
     if cache.manifest["top_k"] != top_k or cache.values.shape[:2] != train_blocks.shape:
-        raise UserError(f"teacher logit cache {path}: its shape {cache.values.shape} does not match the training "
-                        f"blocks {train_blocks.shape} with top_k={top_k}; delete it to rebuild")
+        raise UserError(
+            f"teacher logit cache {path}: its shape {cache.values.shape} does not match the training "
+            f"blocks {train_blocks.shape} with top_k={top_k}; delete it to rebuild"
+        )
     paid = accelerator.is_main_process and (built or cache.manifest.get("created_by") == run_dir)
     return cache, paid
 
@@ -543,17 +706,18 @@ def teacher_cache(root: Path, teacher, train_blocks: np.ndarray, top_k: int, *, 
 class CachedTeacherSource:
     """A BlockSampler whose batches also carry the cached teacher top-k for the same rows.
 
-    batch(step) -> {"input_ids": [B, T] int64, "teacher_values": [B, T, k] fp16, "teacher_indices": [B, T, k]}.
+    batch(step) -> the sampler's batch ({"input_ids": [B, T] int64, "labels"?}) plus
+    "teacher_values" [B, T, k] fp16 and "teacher_indices" [B, T, k] int32.
     """
 
     def __init__(self, sampler, cache: LogitCache):
         self.sampler, self.cache = sampler, cache
 
     def batch(self, step: int) -> dict:
-        idx = self.sampler.indices(step)
-        tk = self.cache.rows(idx)
-        return {"input_ids": torch.from_numpy(self.sampler.blocks[idx].astype(np.int64)),
-                "teacher_values": tk.values, "teacher_indices": tk.indices}
+        out = self.sampler.batch(step)  # input_ids [B, T] (and labels for chat data)
+        tk = self.cache.rows(self.sampler.indices(step))  # the same rows of the cache: [B, T, k]
+        out.update(teacher_values=tk.values, teacher_indices=tk.indices)
+        return out
 
     def seq_len_at(self, step: int) -> int:
         return self.sampler.seq_len_at(step)
@@ -565,7 +729,9 @@ class CachedTeacherSource:
         state = dict(state or {})
         key = state.pop("teacher_cache", None)
         if key is not None and key != self.cache.manifest["key"]:
-            raise UserError(f"--resume: the checkpoint used teacher logit cache {key}, this run {self.cache.manifest['key']}")
+            raise UserError(
+                f"--resume: the checkpoint used teacher logit cache {key}, this run {self.cache.manifest['key']}"
+            )
         self.sampler.load_state_dict(state)
 
 
