@@ -607,8 +607,13 @@ def _summary(comparison: dict, extra: dict) -> list[str]:
         if row and row["saved"]["value"] and row["saved"]["value"].get("cost_usd") is not None:
             model = "constant M, fewer than three scales" if row.get("assumption") else "fitted trend"
             used = sorted({p["scale"] for p in xv.get("points", [])})
-            if xv.get("missing_scales"):
-                model += f", from {', '.join(used)} only, where it reached the baseline's loss"
+            if sc["scale"] in xv.get("missing_scales", []):  # extrapolated from smaller scales only
+                out.append(
+                    f"- **{t}** at scale {sc['scale']}: {what}. It reached the baseline's loss only at "
+                    f"{', '.join(used)}; carried to a GPT-4-class budget that M would claim "
+                    f"{_saved(row, 'cost_usd', usd)}, which the larger scale does not support."
+                )
+                continue
             worth = (
                 f" On a GPT-4-class budget ({fl(row['budget_flops'])} FLOPs; {model}) that is "
                 f"{_saved(row, 'cost_usd', usd)} of compute at {extra['gpu']} prices"
@@ -812,7 +817,7 @@ def _backtest_table(bt: dict, unit: str) -> str:
             rows.append(
                 [
                     r["technique"],
-                    r.get("view", "loss" if r in bt.get("loss", []) else "-"),
+                    f"M ({r['view']})" if "view" in r else "loss",
                     "-",
                     "-",
                     "-",
@@ -956,7 +961,12 @@ def claims(comparison: dict, extra: dict, state: dict, suite_dir: Path) -> list[
             f"{mult(v)}, M total (teacher's training charged) {mult(vt)}"
         )
         ok = pr is not None and q is not None and pr <= 0.15 and q >= 0.9
-        verdict = "consistent" if ok else "not reproduced at this scale"
+        if pr is not None and pr > 0.3:  # the claim is about a much smaller student
+            verdict = (
+                f"not tested here (the student has {100 * pr:.0f}% of the teacher's parameters, not ~10%)"
+            )
+        else:
+            verdict = "consistent" if ok else "not reproduced at this scale"
         if ok and (vt.get("M") is None or vt["M"] < 1):
             verdict += " (and the teacher's training is not recovered in the total view)"
         rows.append(

@@ -47,16 +47,24 @@ def _manifest(d):
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory, cache_dir):
-    """A finished efflab baseline run used as the teacher (3 layers, 20 steps)."""
+    """A finished efflab baseline run used as the teacher (3 layers, 12 steps)."""
     d = tmp_path_factory.mktemp("teacher") / "run"
     raw = _raw(cache_dir, "baseline", model={"depth": 3}, train={"steps": 12, "checkpoint_every": 0})
     baseline.main(config_from_dict(raw, recipe="baseline"), out=d)
     return d
 
 
-def test_online_distillation_charges_teacher_forward_and_sunk_pretraining(tmp_path, cache_dir, teacher_run):
-    res = distill.main(_cfg(cache_dir, distill={"teacher": str(teacher_run)}), out=tmp_path / "s")
-    d = tmp_path / "s"
+ONLINE = {"top_k": 32, "loss": "gjs"}  # online logits, top-k generalized JS (the defaults are unit-tested)
+
+
+@pytest.fixture(scope="module")
+def online_run(tmp_path_factory, cache_dir, teacher_run):
+    d = tmp_path_factory.mktemp("online") / "s"
+    return d, distill.main(_cfg(cache_dir, distill={"teacher": str(teacher_run), **ONLINE}), out=d)
+
+
+def test_online_distillation_charges_teacher_forward_and_sunk_pretraining(online_run, teacher_run):
+    d, res = online_run
     m = _manifest(d)
     assert m["status"] == "complete" and (d / "model" / "config.json").is_file()
     rows = read_jsonl(d / "metrics.jsonl")
@@ -173,9 +181,9 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_charges_the_teacher_exactly_once(tmp_path, cache_dir, teacher_run, monkeypatch):
-    cfg = _cfg(cache_dir, distill={"teacher": str(teacher_run), "top_k": 32, "loss": "gjs"})
-    full = distill.main(cfg, out=tmp_path / "full")
+def test_resume_charges_the_teacher_exactly_once(tmp_path, cache_dir, teacher_run, online_run, monkeypatch):
+    full_dir, full = online_run  # the same config, uninterrupted
+    cfg = _cfg(cache_dir, distill={"teacher": str(teacher_run), **ONLINE})
     real = loop.BlockSampler.batch
 
     def dying(self, step):
@@ -189,7 +197,7 @@ def test_resume_charges_the_teacher_exactly_once(tmp_path, cache_dir, teacher_ru
     monkeypatch.setattr(loop.BlockSampler, "batch", real)
     resumed = distill.main(cfg, out=tmp_path / "cut", resume=True)
     assert resumed["final_eval_loss"] == pytest.approx(full["final_eval_loss"], abs=1e-5)
-    a, b = Ledger.load(tmp_path / "full/ledger.json"), Ledger.load(tmp_path / "cut/ledger.json")
+    a, b = Ledger.load(full_dir / "ledger.json"), Ledger.load(tmp_path / "cut/ledger.json")
     for phase in ("train", "teacher_forward", "sunk.teacher_pretrain"):
         assert b.flops(phase) == pytest.approx(a.flops(phase)), phase
     assert b.flops("eval") == pytest.approx(a.flops("eval"))
