@@ -540,12 +540,14 @@ def break_even(train_t: float, serve_t: float, train_b: float, serve_b: float) -
     """Served tokens S* at which technique and baseline cost the same lifetime FLOPs.
 
     lifetime(S) = train + S x serve (FLOPs). Returns {"kind": ..., "tokens": S* or None, "text"}:
-    'always' (the technique is cheaper at every S >= 0), 'never', 'after' (cheaper once S > S*: it
+    'always' (the technique is cheaper at every S >= 0), 'never', 'tie', 'after' (cheaper once S > S*: it
     trains dearer but serves cheaper) or 'until' (cheaper while S < S*: it trains cheaper but serves
     dearer).
     """
     dt, ds = train_t - train_b, serve_t - serve_b  # the technique's extra training and serving cost
     tol = 1e-9 * max(abs(serve_b), 1.0)
+    if abs(ds) <= tol and abs(dt) <= 1e-9 * max(abs(train_b), 1.0):
+        return {"kind": "tie", "tokens": None, "text": "tie (same training and serving cost)"}
     if abs(ds) <= tol:
         kind = "always" if dt < 0 else "never"
         return {"kind": kind, "tokens": None, "text": f"{kind} (same serving cost; training decides)"}
@@ -585,6 +587,15 @@ def lifetime(comparison: dict, serve_tokens=None) -> dict:
         for tech, e in sc["techniques"].items():
             row = {"technique": tech, "serve_flops_per_token": e["serve_flops_per_token"], "views": {}}
             for v in ("marginal", "total"):
+                if tech == "baseline":  # the reference every break-even is measured against
+                    tb = _geomean([x for x in b["views"][v]["flops_to_target"] if x is not None] or [1.0])
+                    S_ = S if e["serve_flops_per_token"] is not None else []
+                    row["views"][v] = {
+                        "train_flops": tb,
+                        "lifetime": [tb + s * e["serve_flops_per_token"] for s in S_] or None,
+                        "break_even": {"kind": "reference", "tokens": None, "text": "(the reference)"},
+                    }
+                    continue
                 ft, fb = e["views"][v]["flops_to_target"], b["views"][v]["flops_to_target"]
                 if (
                     any(x is None for x in ft)

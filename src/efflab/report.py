@@ -357,7 +357,7 @@ def fig_scaling(comparison: dict, extra: dict, path: Path) -> Path:
     a1.set_xlabel("marginal training FLOPs")
     a1.set_ylabel(_unit(comparison))
     a1.set_title("L(C) fits per technique (band: bootstrap, 90%)")
-    a1.legend(loc="upper right", fontsize=7)
+    a1.legend(loc="lower left", fontsize=7)
 
     budgets = extra.get("budgets", [])
     xmax = max([b["flops"] for b in budgets] + [max(allc) if allc else 1.0])
@@ -712,7 +712,11 @@ def _frontier_tables(extra: dict) -> list[str]:
                 rows_usd.append(key + [_saved(r, "cost_usd", usd) for r in frows])
                 rows_gpu.append(key + [_saved(r, "gpu_hours", lambda x: f"{x:.3g}") for r in frows])
                 rows_mwh.append(key + [_saved(r, "energy_mwh", lambda x: f"{x:.3g}") for r in frows])
+                names = {r["preset"] for r in frows}
+                keep = {"gpt4-estimate", "frontier-2026"} & names or names  # two budgets say how $ move
                 for r in frows:
+                    if r["preset"] not in keep:
+                        continue
                     by = r["saved_usd_by_mfu"]
                     rows_mfu.append(
                         key + [PRESET_LABELS.get(r["preset"], r["preset"])] + [usd(by[k]) for k in sorted(by)]
