@@ -173,8 +173,13 @@ def test_two_processes_charge_the_same_ledger_as_one(tmp_path, cache_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+                          port, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     assert _manifest(tmp_path / "two")["world_size"] == 2
     a, b = Ledger.load(tmp_path / "one/ledger.json"), Ledger.load(tmp_path / "two/ledger.json")
