@@ -18,7 +18,10 @@ from the accounting layer). Variants, all with the same weights:
   efflab_grouped on an sm80+ GPU) and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
 Each step is forward + backward of the LM loss (no optimizer: the same for both models). Rounds
 interleave the variants (the dense model measured twice per round) and the median of the rounds is
-reported, so drifting machine load hits every variant alike. Ratio = variant / dense, in wall-clock
+reported, so drifting machine load hits every variant alike. The machine's load average is printed:
+on a CPU shared with other work, several threads per op cost more than one (each op waits for all
+its threads to be scheduled), which penalises the MoE's many smaller matmuls far more than the dense
+model's few large ones; compare with --threads 1 there. Ratio = variant / dense, in wall-clock
 time and in this process's CPU time (less sensitive to other processes on a shared machine; on a
 CPU with several threads it also counts threads' spin-waiting).
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -189,6 +193,7 @@ def main() -> None:
     fpt_dense = train_flops_per_token(dense.config, T)
     fpt_moe = train_flops_per_token(moe_config, T)
     result = {
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "config": a.config,
         "device": str(dev),
         "precision": precision,
@@ -218,7 +223,8 @@ def main() -> None:
     )
     print(
         f"step        forward+backward, batch {B} x {T} tokens, {dev.type} ({precision}), "
-        f"{torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds"
+        f"{torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds; load average "
+        f"{result['load_average']:.1f} on {os.cpu_count()} CPUs"
     )
     print(f"train FLOPs/token  dense {fpt_dense:.4g}, moe {fpt_moe:.4g} (x{fpt_moe / fpt_dense:.4f}: router)")
     print(f"{'variant':<22}{'wall (s)':>10}{'vs dense':>10}{'cpu (s)':>10}{'vs dense':>10}")

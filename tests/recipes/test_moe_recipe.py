@@ -87,12 +87,36 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     assert loop.evaluate(run, model, data)["eval_loss"] == pytest.approx(res["final_eval_loss"], abs=1e-4)
 
 
-@pytest.mark.slow
-def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill_once(
-    tmp_path, cache_dir, dense_run, monkeypatch
-):
+def _check_upcycled(d, dense_run, res):
     dense = json.loads((dense_run / "manifest.json").read_text())["result"]
     dense_led = Ledger.load(dense_run / "ledger.json")
+    first = read_jsonl(d / "metrics.jsonl")[0]
+    assert first["step"] == 0
+    assert first["eval_loss"] == pytest.approx(dense["final_eval_loss"], abs=1e-5)  # copies = the dense model
+    led = Ledger.load(d / "ledger.json")
+    assert led.flops("sunk.dense_pretrain") == pytest.approx(dense_led.total)  # once
+    assert led.tokens("sunk.dense_pretrain") == dense_led.tokens("train")
+    assert led.total == pytest.approx(led.marginal + dense_led.total) and led.marginal == led.flops("train")
+    assert res["flops_total"] == pytest.approx(led.total) and res["flops_marginal"] == pytest.approx(
+        led.marginal
+    )
+    cfgjson = json.loads((d / "model/config.json").read_text())
+    assert cfgjson["intermediate_size"] == 192 and cfgjson["efflab_moe"]["upcycled_from"] == str(dense_run)
+
+
+def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill(tmp_path, cache_dir, dense_run):
+    cfg = _cfg(
+        cache_dir,
+        train={"steps": 4, "checkpoint_every": 0},
+        eval={"every": 4},
+        moe={"n_experts": 4, "top_k": 2, "upcycle_from": str(dense_run)},
+    )
+    res = moe.main(cfg, out=tmp_path / "u")
+    _check_upcycled(tmp_path / "u", dense_run, res)
+
+
+@pytest.mark.slow
+def test_an_upcycled_run_resumed_charges_the_dense_bill_once(tmp_path, cache_dir, dense_run, monkeypatch):
     cfg = _cfg(cache_dir, moe={"n_experts": 4, "top_k": 2, "upcycle_from": str(dense_run)})
 
     class Killed(Exception):
@@ -110,19 +134,7 @@ def test_upcycling_starts_at_the_dense_loss_and_charges_its_bill_once(
         moe.main(cfg, out=tmp_path / "u")
     monkeypatch.setattr(loop.BlockSampler, "batch", real)
     res = moe.main(cfg, out=tmp_path / "u", resume=True)
-
-    first = read_jsonl(tmp_path / "u/metrics.jsonl")[0]
-    assert first["step"] == 0
-    assert first["eval_loss"] == pytest.approx(dense["final_eval_loss"], abs=1e-5)  # copies = the dense model
-    led = Ledger.load(tmp_path / "u/ledger.json")
-    assert led.flops("sunk.dense_pretrain") == pytest.approx(dense_led.total)  # once, despite the resume
-    assert led.tokens("sunk.dense_pretrain") == dense_led.tokens("train")
-    assert led.total == pytest.approx(led.marginal + dense_led.total)
-    assert res["flops_total"] == pytest.approx(led.total) and res["flops_marginal"] == pytest.approx(
-        led.marginal
-    )
-    cfgjson = json.loads((tmp_path / "u/model/config.json").read_text())
-    assert cfgjson["intermediate_size"] == 192 and cfgjson["efflab_moe"]["upcycled_from"] == str(dense_run)
+    _check_upcycled(tmp_path / "u", dense_run, res)
 
 
 def test_upcycling_from_a_plain_hf_directory_charges_nothing(tmp_path, cache_dir, dense_run, capsys):
