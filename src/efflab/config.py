@@ -321,7 +321,7 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
                             if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted)
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
-            if sec not in sections and sec not in [p.split(":")[0] for p in problems.items]:
+            if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:
                 try:
                     sections[sec] = _section_class(sec)()
                 except ValidationError as e:
