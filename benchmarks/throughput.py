@@ -92,7 +92,7 @@ def main() -> None:
     mm_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     mm = matmul_rate(dev, mm_dtype, 8192 if dev.type == "cuda" else 1024, 10)
     params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
-    print(f"config          {a.config}  ({params / 1e6:.2f}M params, batch {B} x {T} tokens, {acc.mixed_precision})")
+    print(f"config          {a.config}  ({params / 1e6:.2f}M params, batch {B} x {T} tokens, {'fp32' if acc.mixed_precision == 'no' else acc.mixed_precision + ' autocast'})")
     print(f"device          {loop._device_name(acc.device)}")
     print(f"train FLOPs/tok {fpt:.4g}  (DESIGN.md section 5: 3 x forward, attention in full)")
     print(f"step time       {dt * 1e3:.1f} ms")

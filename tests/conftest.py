@@ -52,3 +52,45 @@ def tiny_cfg(cache_dir):
         return config_from_dict(raw, recipe=recipe)
 
     return make
+
+
+def _save_tiny_pretrained(root, cache_dir):
+    """A tiny random Llama (2 layers, 64 wide), a smaller Llama of the same tokenizer (1 layer, 32 wide)
+    and a tiny Qwen2-MoE, each saved with `save_pretrained` beside a trained BPE tokenizer with a chat
+    template: what a user's local open-weight directory holds, built without a download."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    from efflab.config import DataConfig
+    from efflab.data import load_corpus, train_tokenizer
+
+    corpus = load_corpus(DataConfig(max_chars=2e5))
+    tok = train_tokenizer(corpus.texts, 384, root / "tok")
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    torch.manual_seed(0)
+    dirs = {}
+    for name, layers, width in (("llama", 2, 64), ("llama-small", 1, 32)):
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=160, num_hidden_layers=layers,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
+        dirs[name] = root / name
+        LlamaForCausalLM(cfg).save_pretrained(dirs[name])
+    cfg = Qwen2MoeConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, moe_intermediate_size=64,
+                         shared_expert_intermediate_size=64, num_experts=4, num_experts_per_tok=2,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=256)
+    dirs["qwen-moe"] = root / "qwen-moe"
+    Qwen2MoeForCausalLM(cfg).save_pretrained(dirs["qwen-moe"])
+    for d in dirs.values():
+        tok.save_pretrained(d)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def pretrained_dirs(tmp_path_factory, cache_dir):
+    """{"llama", "llama-small", "qwen-moe"} -> local pretrained directories (weights, config, tokenizer)."""
+    return _save_tiny_pretrained(tmp_path_factory.mktemp("pretrained"), cache_dir)
+
+
+@pytest.fixture
+def pretrained_dir(pretrained_dirs):
+    return pretrained_dirs["llama"]

@@ -511,9 +511,11 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
 
     peak = _peak_flops(acc.device)
     n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
-    run.log(f"training {cfg.recipe}: {n_params:,} params, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
+    n_train = sum(p.numel() for p in acc.unwrap_model(model).parameters() if p.requires_grad)
+    trainable = "" if n_train == n_params else f" ({n_train:,} trainable)"
+    run.log(f"training {cfg.recipe}: {n_params:,} params{trainable}, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
             f"tokens, {flops_per_token(source.seq_len_at(start_step)):.4g} train FLOPs/token, {accum} micro-step(s) "
-            f"of {micro} per process, {world} process(es), precision {acc.mixed_precision}")
+            f"of {micro} per process, {world} process(es), {'fp32' if acc.mixed_precision == 'no' else acc.mixed_precision + ' autocast'}")
 
     def global_ledger() -> Ledger:
         return run.ledger.reduced(acc)

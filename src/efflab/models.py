@@ -8,6 +8,7 @@ Every model is a transformers `PreTrainedModel`: saved with `save_pretrained`, l
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from efflab.errors import UserError
@@ -95,7 +96,9 @@ def apply_lora(model, lora_cfg):
     try:
         peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                               target_modules=spec, bias="none", task_type="CAUSAL_LM")
-        return get_peft_model(model, peft_cfg)
+        with warnings.catch_warnings():  # peft calls a transformers attribute deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, peft_cfg)
     except ValueError as e:
         raise UserError(f"lora.target_modules {targets} match no module of this model "
                         f"(its linear layers: {', '.join(names)}) [{e}]") from None

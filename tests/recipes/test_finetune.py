@@ -4,34 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from efflab.accounting.ledger import Ledger
 from efflab.cli import main as cli
 from efflab.config import config_from_dict
 from efflab.errors import UserError
 from efflab.recipes import baseline
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory):
-    """A tiny random Llama with a trained BPE tokenizer and a chat template, saved as save_pretrained."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from efflab.config import DataConfig
-    from efflab.data import load_corpus, train_tokenizer
-
-    d = tmp_path_factory.mktemp("pretrained") / "tiny-llama"
-    corpus = load_corpus(DataConfig(max_chars=2e5))
-    tok = train_tokenizer(corpus.texts, 384, d.parent / "tok")
-    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<assistant>{% endif %}")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def _cfg(cache_dir, pretrained, **over):

@@ -495,6 +495,14 @@ def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
         for what, (mine, dense) in want.items()
         if mine != dense
     ]
+    if out:
+        hd = want["head_dim"][1]
+        out.append(
+            f"moe.upcycle_from {path}: to take the dense model's shape, pass model.width={d.get('hidden_size')} "
+            f"model.n_layer={d.get('num_hidden_layers')} model.n_head={heads} "
+            f"model.n_kv_head={d.get('num_key_value_heads') or heads} model.head_dim={hd} "
+            f"moe.expert_width={d.get('intermediate_size')}"
+        )
     theta = (d.get("rope_parameters") or {}).get("rope_theta", d.get("rope_theta"))
     if theta is not None and float(theta) != float(cfg.model.rope_theta):
         out.append(
