@@ -362,6 +362,7 @@ def compare_runs(runs: list[RunRecord], *, target: float | None = None, level: f
     scales = []
     for scale, rs in by_scale.items():
         scales.append(_compare_scale(scale, rs, metric=metric, target=target, level=level))
+    arm_of = {str(r.path): label for rs in by_scale.values() for label, arm in _arms(rs) for r in arm}
     scales.sort(key=lambda s: s["baseline"]["flops_marginal"] if s.get("baseline") else float("inf"))
     return {
         "metric": metric,
@@ -375,7 +376,7 @@ def compare_runs(runs: list[RunRecord], *, target: float | None = None, level: f
         else "the baseline's final eval loss at that scale (the highest over its seeds)",
         "conventions": runs[0].ledger.conventions,
         "scales": scales,
-        "runs": [_run_summary(r, metric) for r in runs],
+        "runs": [{**_run_summary(r, metric), "arm": arm_of.get(str(r.path), r.technique)} for r in runs],
         "notes": notes + sorted({f"{r.name}: {n}" for r in runs for n in r.notes}),
     }
 
@@ -430,11 +431,7 @@ def _compare_scale(scale: str, rs: list[RunRecord], *, metric: str, target, leve
     base_ft = {v: [r.flops_to_target(v, metric, tgt) for r in base] for v in VIEWS}
     base_budget = {v: _geomean([r.flops_final(v) for r in base]) for v in VIEWS}
     base_final = float(np.mean([r.final(metric) for r in base]))
-    techs = sorted(
-        {r.technique for r in rs}, key=lambda t: TECHNIQUE_ORDER.index(t) if t in TECHNIQUE_ORDER else 99
-    )
-    for tech in techs:
-        arm = sorted((r for r in rs if r.technique == tech), key=lambda r: r.seed)
+    for tech, arm in _arms(rs):
         entry = _arm_summary(arm, metric)
         entry["views"] = {}
         for v in VIEWS:
@@ -442,6 +439,28 @@ def _compare_scale(scale: str, rs: list[RunRecord], *, metric: str, target, leve
         out["techniques"][tech] = entry
     out["baseline"] = out["techniques"]["baseline"]
     return out
+
+
+def _arms(rs: list[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
+    """Runs grouped into arms: one technique, one config up to the seed. A technique run in several
+    variants (two curriculum scorers, say) gives one arm per variant, labelled `technique (run name)`,
+    so that variants are never pooled as if they were seeds of one arm."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in rs:
+        key = (r.technique, "" if r.technique == "baseline" else _shape_key(r))
+        groups.setdefault(key, []).append(r)
+    per_tech: dict[str, int] = {}
+    for tech, _ in groups:
+        per_tech[tech] = per_tech.get(tech, 0) + 1
+    out = []
+    for (tech, _), arm in groups.items():
+        arm = sorted(arm, key=lambda r: r.seed)
+        label = tech
+        if per_tech[tech] > 1:
+            label = f"{tech} ({re.sub(r'-s[0-9]+$', '', arm[0].name)})"
+        out.append((label, arm))
+    order = {t: i for i, t in enumerate(TECHNIQUE_ORDER)}
+    return sorted(out, key=lambda x: (order.get(x[1][0].technique, 99), x[0]))
 
 
 def _arm_summary(arm: list[RunRecord], metric: str) -> dict:
@@ -884,7 +903,7 @@ def _final_points(comparison: dict, tech: str):
     """(final marginal FLOPs, final metric, scale) per run of a technique, one per seed."""
     C, L, S = [], [], []
     for r in comparison["runs"]:
-        if r["technique"] == tech and r["final"] is not None and r["flops_marginal"] > 0:
+        if r.get("arm", r["technique"]) == tech and r["final"] is not None and r["flops_marginal"] > 0:
             C.append(r["flops_marginal"])
             L.append(r["final"])
             S.append(r["scale"])

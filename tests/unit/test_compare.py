@@ -158,6 +158,25 @@ def test_seeds_give_an_interval(tmp_path):
     assert v["M"] > 1.5
 
 
+def test_variants_of_one_technique_are_separate_arms_never_pooled_as_seeds(tmp_path):
+    """Two curriculum scorers are two arms (labelled by run name), each with its own M; two seeds of
+    one variant stay one arm."""
+    b = make_run(tmp_path, "baseline", "baseline", power_curve(1e12))
+    runs = [b]
+    for name, shift, model in (("rarity", 0.5, {"depth": 1, "v": "rarity"}),
+                               ("length", 2.0, {"depth": 1, "v": "length"})):
+        for seed in (0, 1):
+            runs.append(make_run(tmp_path, f"{name}-s{seed}", "curriculum", power_curve(1e12, shift=shift),
+                                 seed=seed, model=model))
+    res = C.compare_runs(_load(runs))
+    techs = res["scales"][0]["techniques"]
+    assert set(techs) == {"baseline", "curriculum (rarity)", "curriculum (length)"}
+    assert techs["curriculum (rarity)"]["seeds"] == [0, 1]
+    assert techs["curriculum (rarity)"]["views"]["marginal"]["M"] == pytest.approx(2.0, rel=1e-6)
+    assert techs["curriculum (length)"]["views"]["marginal"]["status"] == "not reached"
+    assert {r["arm"] for r in res["runs"]} == set(techs)
+
+
 def test_reused_artifacts_are_charged_to_the_run_that_used_them(tmp_path):
     b = make_run(tmp_path, "s1-baseline-s0", "baseline", power_curve(1e12))
     t = make_run(tmp_path, "s1-synthetic-s0", "synthetic", power_curve(1e12, shift=0.5), reuse=2e11)

@@ -163,8 +163,9 @@ def format_compare(res: dict) -> str:
         "M = baseline FLOPs-to-target / technique FLOPs-to-target (> 1 saves compute; < 1 costs compute)",
         "",
     ]
+    tw = max([11] + [len(t) for sc in res["scales"] for t in sc.get("techniques", {})])
     hdr = (
-        f"{'scale':<8} {'technique':<11} {'final':>8} {'FLOPs marg.':>11} {'FLOPs total':>11} "
+        f"{'scale':<8} {'technique':<{tw}} {'final':>8} {'FLOPs marg.':>11} {'FLOPs total':>11} "
         f"{'to target':>10}  {'M marginal':<24} {'M total':<24} {'M amortised':<24} {'dLoss@base':>10}"
     )
     out.append(hdr)
@@ -180,7 +181,7 @@ def format_compare(res: dict) -> str:
             d = m.get("loss_delta_at_baseline_budget")
             sunk = bool(e.get("sunk_flops"))
             out.append(
-                f"{sc['scale']:<8} {t:<11} {e['final']:>8.4f} {fl(e['flops_marginal']):>11} "
+                f"{sc['scale']:<8} {t:<{tw}} {e['final']:>8.4f} {fl(e['flops_marginal']):>11} "
                 f"{fl(e['flops_total']):>11} {tt:>10}  {multiplier_text(m):<24} "
                 f"{multiplier_text(e['views']['total']) if sunk else '= marginal':<24} "
                 f"{multiplier_text(e['views']['amortised']) if sunk else '= marginal':<24} "
@@ -196,7 +197,7 @@ def format_compare(res: dict) -> str:
                     continue
                 be = row["views"]["marginal"]["break_even"]["text"]
                 out.append(
-                    f"  {sc['scale']:<8} {row['technique']:<11} serve {fl(row['serve_flops_per_token'])} "
+                    f"  {sc['scale']:<8} {row['technique']:<{tw}} serve {fl(row['serve_flops_per_token'])} "
                     f"FLOPs/token; cheaper than the baseline over a lifetime: {be}"
                 )
     for n in res.get("notes", []):
