@@ -18,7 +18,8 @@ LORA = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
 
 
 def _cfg(recipe, cache_dir, *, lora=False, **sections):
-    raw = {"data": {"max_chars": 2e5, "seq_len": SEQ, "cache_dir": str(cache_dir)},
+    # data.vocab_size as the tiny configs set it: a pretrained model brings its own tokenizer instead
+    raw = {"data": {"max_chars": 2e5, "seq_len": SEQ, "vocab_size": 512, "cache_dir": str(cache_dir)},
            "train": {"steps": STEPS, "batch_size": BATCH, "lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 0},
            "eval": {"every": 4, "max_blocks": 8}, "log": {"progress": False}}
     for k, v in sections.items():

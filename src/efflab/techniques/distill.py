@@ -129,7 +129,10 @@ class DistillConfig(Section):
                 "directory) or distill.teacher_train (the recipe trains the teacher first)"
             )
         if self.teacher is not None and self.teacher_train is not None:
-            out.append("distill: give distill.teacher or distill.teacher_train, not both")
+            out.append(
+                "distill: give distill.teacher or distill.teacher_train, not both (on the command line, "
+                "distill.teacher_train=null drops a teacher_train section of the file)"
+            )
         if self.teacher is not None:
             out.extend(teacher_dir_problems(self.teacher))
         if self.logits == "cache" and self.top_k == 0:
@@ -444,9 +447,12 @@ def shared_tokenizer(cfg, info: TeacherInfo, teacher_vocab: int, teacher_tok):
     student_vocab = None
     if cfg.model.pretrained:
         student_vocab = load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code).vocab_size
+        if student_tok is None:  # the data pipeline reads with the pretrained student's own tokenizer
+            student_tok = load_tokenizer(cfg.model.pretrained)
+    # data.vocab_size only sizes a tokenizer trained here: a pretrained student brings its own
     requested = (
         cfg.data.vocab_size
-        if ("vocab_size" in cfg.data.model_fields_set and cfg.data.tokenizer == "train")
+        if ("vocab_size" in cfg.data.model_fields_set and cfg.data.tokenizer == "train" and not cfg.model.pretrained)
         else None
     )
     if teacher_tok is None and student_tok is None:
