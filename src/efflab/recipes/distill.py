@@ -188,7 +188,8 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     run.log(
         f"bill: marginal {views['marginal']:.4g} FLOPs (student {views['student_train']:.4g} + teacher forward "
         f"{views['teacher_forward']:.4g}); total {views['total']:.4g} (+ teacher pretraining "
-        f"{views['sunk_teacher_pretrain']:.4g})"
+        + (f"{views['sunk_teacher_pretrain']:.4g})" if info.pretrain_flops is not None
+           else "unknown: an external model, not charged)")
     )
     return {**result, "teacher_eval_loss": teacher_eval["eval_loss"], "bill": views}
 
