@@ -115,6 +115,8 @@ class DataConfig(Section):
     vocab_size: int = Field(default=4096, ge=260, le=1_000_000)
     seq_len: int = Field(default=256, ge=8, le=1_048_576)
     eval_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    valid_fraction: float = Field(default=0.0, ge=0, lt=0.5, description="documents carved out of training "
+                                  "for a validation split (eval.split=valid), never the eval set")
     format: Literal["text", "chat"] = Field(default="text", description="chat: prompt/response or messages JSONL, loss on responses")
     cache_dir: str | None = Field(default=None, description="default: $EFFLAB_CACHE or ~/.cache/efflab")
 
@@ -142,6 +144,8 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = only at the end")
     seed: int = 0
+    init_seed: int | None = Field(default=None, description="seed of the initial weights; default train.seed "
+                                  "(which also orders the data)")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
 
     _c = field_validator("budget_flops", "budget_tokens", mode="before")(_count)
@@ -168,6 +172,8 @@ class EvalConfig(Section):
     every: int = Field(default=50, ge=1, description="steps between evaluations (and at the end)")
     max_blocks: int = Field(default=64, ge=1, description="held-out blocks evaluated (fixed, hashed)")
     batch_size: int = Field(default=16, ge=1)
+    split: Literal["eval", "valid"] = Field(default="eval", description="valid: score on data.valid_fraction's "
+                                            "documents (hyperparameter sweeps), not the eval set")
 
 
 class LoraConfig(Section):

@@ -324,6 +324,21 @@ def split_ids(ids: list[str], eval_fraction: float) -> tuple[list[int], list[int
     return train, held
 
 
+def split_valid(ids: list[str], train_idx: list[int], eval_fraction: float,
+                valid_fraction: float) -> tuple[list[int], list[int]]:
+    """Carve a validation split out of the training documents: those whose hash falls in
+    [eval_fraction, eval_fraction + valid_fraction). Returns (train, valid); never touches eval."""
+    if valid_fraction <= 0:
+        return train_idx, []
+    train, valid = [], []
+    for k in train_idx:
+        u = int(sha256("split", ids[k])[:16], 16) / 2**64
+        (valid if u < eval_fraction + valid_fraction else train).append(k)
+    if not valid and len(train) >= 2:  # tiny corpora: the last training document by hash order
+        valid, train = train[-1:], train[:-1]
+    return train, valid
+
+
 # ---------------------------------------------------------------------------------------------
 # tokenizer
 # ---------------------------------------------------------------------------------------------
@@ -436,10 +451,12 @@ def eval_bytes_of(blocks: np.ndarray, tok) -> int:
     return total
 
 
-def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print) -> DataBundle:
+def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_split: str = "eval") -> DataBundle:
     """Load corpus, tokenizer and packed blocks (all cached), and the fixed held-out eval blocks.
 
     `tokenizer`: an already-loaded tokenizer (a pretrained model's own) overriding `data.tokenizer`.
+    `eval_split`: 'eval' (the held-out eval set) or 'valid' (documents carved out of training by
+    `data.valid_fraction`, for choosing hyperparameters without looking at the eval set).
     """
     root = cache_root(data_cfg)
     if data_cfg.format == "chat":
@@ -451,6 +468,12 @@ def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print) -> Dat
     if not tr_idx or not ev_idx:
         raise UserError(f"corpus {data_cfg.corpus}: {len(corpus.ids)} document(s); need at least one for training "
                         f"and one held out (eval_fraction={data_cfg.eval_fraction})")
+    tr_idx, va_idx = split_valid(corpus.ids, tr_idx, data_cfg.eval_fraction, data_cfg.valid_fraction)
+    if eval_split == "valid":
+        if not va_idx:
+            raise UserError(f"eval.split=valid needs data.valid_fraction > 0 with at least one document in it "
+                            f"(data.valid_fraction={data_cfg.valid_fraction})")
+        ev_idx = va_idx
     train_texts = [corpus.texts[i] for i in tr_idx]
     if tokenizer is not None:
         tok = tokenizer
@@ -496,6 +519,8 @@ def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print) -> Dat
         "eval_set_hash": sha256(thash, held.tobytes())[:32],
         "eval_text_hash": sha256(eval_text)[:32],
         "eval_docs": len(ev_idx),
+        "eval_split": eval_split,
+        "valid_docs": len(va_idx),
     }
     bundle = DataBundle(tok, train, held, eval_bytes_of(held, tok), meta)
     meta["eval_bytes"] = bundle.eval_bytes

@@ -140,7 +140,7 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
             kw = {"log_with": "tensorboard", "project_dir": str(run_dir)}
         accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=1,
                                   step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available(), **kw)
-    set_seed(cfg.train.seed)
+    set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
     manifest_path = run_dir / "manifest.json"
     if resume and manifest_path.exists():
@@ -233,7 +233,7 @@ def prepare_data(run: Run, *, tokenizer=None):
         check_pretrained_tokenizer(cfg.model.pretrained)
         tokenizer = load_tokenizer(cfg.model.pretrained, cfg.model.trust_remote_code)
     with run.accelerator.main_process_first():
-        data = prepare(cfg.data, cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log)
+        data = prepare(cfg.data, cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log, eval_split=cfg.eval.split)
     write_manifest(run, data=data.meta)
     run.log(f"data: {data.meta['train_tokens']:,} train tokens in {data.meta['train_blocks']:,} blocks of "
             f"{data.seq_len}; eval {data.meta['eval_tokens']:,} tokens; vocab {data.vocab_size:,}; "
@@ -298,6 +298,11 @@ def make_optimizer(model, cfg, device) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kw = {"fused": True} if fused else {}
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), **kw)
+
+
+def init_seed(cfg) -> int:
+    """The seed of the initial weights: train.init_seed, else train.seed (which also orders the data)."""
+    return cfg.train.seed if cfg.train.init_seed is None else cfg.train.init_seed
 
 
 def lr_lambda(total_steps: int, warmup: int, min_ratio: float) -> Callable[[int], float]:

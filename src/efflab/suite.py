@@ -1,43 +1,52 @@
-"""The suite: a ladder of scales x techniques (x seeds) against a dense baseline, then compare,
-extrapolate and report. The main job of efflab (`efflab suite configs/suite/quick.yaml`).
+"""The suite: the main job of efflab (`efflab suite configs/suite/quick.yaml`).
+
+One question, answered well: at a stated reference compute C_ref, does technique X reach a given loss
+with less compute than a properly trained dense baseline, by how much, and how sure are we?
 
 A suite file (YAML, typed below; unknown keys fail; every problem in one message) names:
-- `data`, `eval`, `log` and the shared `train` settings: one data section for every run, so every run
-  is evaluated on the same held-out set with the same tokenizer;
-- `scales`: dense-baseline shapes, each with its budget (the baseline at that scale is trained to it,
-  and every technique at that scale gets the same training budget);
-- `techniques`: which techniques run, with per-technique config (their sections, other overrides);
-- `shared`: the teacher / generator / reference model, a baseline run at a larger size trained once
-  per suite in <suite>/shared/teacher and handed to distillation (teacher), synthetic data
-  (generator) and a reference-scored curriculum as a finished run directory. Every run that uses it
-  charges its whole cost to `sunk.teacher_pretrain` (the "total" view); the report also shows it
-  divided over the runs that share it (the "amortised" view).
+- `scales`: the reference scale(s): the dense baseline's shape and C_ref (`budget_flops`, train-phase
+  FLOPs). The quick suite has one; the GPU suite a ladder at one tokens-per-parameter ratio.
+- `frontier`: baseline budgets as multiples of C_ref, each a complete run (its own warmup and a full
+  cosine decay), with `frontier.seeds` seeds each (the baseline at C_ref gets `seeds`, for pairing).
+- `seeds`: paired seeds per arm. Seed i of every arm and of the baseline at C_ref share the data
+  order (train.seed = i) and, where the shapes match, the initial weights.
+- `techniques`: the arms, each a recipe with its config; `primary: false` marks a control (e.g.
+  random pacing for curriculum ordering), which is reported but is not in Holm's family.
+- `controls`: A/A (the baseline against itself with other initial weights, same data order: its
+  interval must cover 1) and `oversized` (a model about 4x the reference trained at C_ref: the
+  Chinchilla form predicts M of about 0.53-0.58 for it; the suite must detect it as costing compute).
+- `lr_sweep`: the same sweep for every arm (factors of train.lr at a fraction of C_ref, seed 0,
+  scored on a validation split carved out of training, never on the eval set); each arm then
+  trains at its best factor.
+- `shared`: the teacher (distill) and generator (synthetic), trained once per scale at a multiple of
+  C_ref; its bill is `sunk.teacher_pretrain` in the total views.
+- `workers`: independent runs in parallel processes (one thread each where train.threads = 1).
 
 Layout of a suite directory:
-    suite.yaml         the suite config as run (resolved)
-    suite.json         status, every planned run and its state, wall times
-    shared/teacher/    the shared model's run directory
-    runs/<scale>-<technique>-s<seed>/   one run directory each (DESIGN.md section 4)
-    compare.json  extrapolate.json  report.md  report.html  figures/*.png
+    suite.yaml   suite.json   compare.json   (extrapolate.json, report.md, report.html, figures/)
+    shared/<scale>-teacher/          the shared teacher / generator run
+    runs/<scale>-<arm>-s<seed>/      one run directory each; sweeps: <scale>-sweep-<arm>-x<factor>
+    logs/<run name>.log              each run's own output
 
-Idempotent: a complete run directory is reused as it is, an incomplete one resumes from its last
-checkpoint, so an interrupted suite (Ctrl-C) continues where it stopped when run again.
+Idempotent: a complete run directory is reused, an incomplete one resumes from its last checkpoint,
+so an interrupted suite continues where it stopped; a rerun after completion trains nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import importlib
-import importlib.util
+import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from efflab import RECIPES
 from efflab.config import (
-    RECIPES,
     DataConfig,
     EvalConfig,
     LogConfig,
@@ -49,70 +58,88 @@ from efflab.config import (
 from efflab.errors import Problems, RunFailed, UserError, parse_count
 from efflab.io import atomic_write_json, atomic_write_text, read_json
 
-TECHNIQUES = ("moe", "distill", "curriculum", "synthetic")
-# config keys of the techniques that consume the shared model, filled in by the suite
-SHARED_USERS = {"distill": "teacher", "synthetic": "generator", "curriculum": "reference"}
+# config keys of the recipes that consume the shared model, filled in by the suite
+SHARED_USERS = {"distill": "teacher", "synthetic": "generator"}
+CONTROL_ARMS = ("aa", "oversized")
+
+
+def _count(v):
+    return parse_count(v) if isinstance(v, str) else v
 
 
 # =============================================================================================
 # the suite file
 # =============================================================================================
-def _count(v):
-    return parse_count(v) if isinstance(v, str) else v
-
-
-class Horizon(Section):
-    """Exactly one of budget_flops (train-phase FLOPs), budget_tokens, steps."""
-
-    budget_flops: float | None = Field(
-        default=None, gt=0, description="train-phase FLOPs (DESIGN.md section 5)"
-    )
-    budget_tokens: float | None = Field(default=None, gt=0)
-    steps: int | None = Field(default=None, ge=1)
-
-    _c = field_validator("budget_flops", "budget_tokens", mode="before")(_count)
-
-    @model_validator(mode="after")
-    def _one(self):
-        given = [k for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})"
-            )
-        return self
-
-    def horizon(self) -> dict:
-        return {
-            k: getattr(self, k)
-            for k in ("budget_flops", "budget_tokens", "steps")
-            if getattr(self, k) is not None
-        }
-
-
-class ScaleSpec(Horizon):
-    """One rung of the ladder: the dense baseline's shape and the training budget of every run at it."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="short label, used in run names")
-    model: ModelConfig
-    overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="technique name (or 'all') -> config overrides at this scale only"
-    )
-
-
-class SharedSpec(Horizon):
-    """The shared teacher / generator / reference: a baseline run, larger than every scale, trained once."""
+class SharedSpec(Section):
+    """The shared teacher / generator: a baseline run of a larger model, trained once per scale."""
 
     model: ModelConfig
+    budget: float = Field(default=4.0, gt=0, description="train-phase FLOPs as a multiple of C_ref")
     train: dict[str, Any] = Field(default_factory=dict, description="train settings overriding the suite's")
 
 
-class TechniqueSpec(Section):
+class ScaleSpec(Section):
+    """A reference scale: the dense baseline's shape and C_ref."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="short label, used in run names")
+    model: ModelConfig
+    budget_flops: float = Field(gt=0, description="C_ref: train-phase FLOPs of every arm (DESIGN section 5)")
+    shared: SharedSpec | None = Field(default=None, description="this scale's teacher; default the suite's")
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="arm name (or 'all') -> config overrides at this scale only"
+    )
+
+    _c = field_validator("budget_flops", mode="before")(_count)
+
+
+class FrontierSpec(Section):
+    budgets: list[float] = Field(
+        default_factory=lambda: [0.25, 0.5, 1.0, 2.0], min_length=3,
+        description="baseline budgets as multiples of C_ref (1 must be among them)",
+    )
+    seeds: int = Field(default=2, ge=1, description="seeds per frontier budget (C_ref itself gets `seeds`)")
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v):
+        if any(not (math.isfinite(b) and b > 0) for b in v):
+            raise ValueError("budgets must be positive, finite multiples of C_ref")
+        if 1.0 not in v:
+            raise ValueError("budgets must include 1 (C_ref itself: the paired baseline)")
+        if max(v) / min(v) < 8 - 1e-9:
+            raise ValueError(f"budgets must span at least 8x around C_ref (they span {max(v) / min(v):.3g}x)")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate budgets")
+        return sorted(v)
+
+
+class SweepSpec(Section):
+    enabled: bool = True
+    factors: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0], min_length=1)
+    budget: float = Field(default=0.125, gt=0, le=1, description="sweep runs' budget as a fraction of C_ref")
+
+
+class ArmSpec(Section):
+    recipe: Literal["baseline", "moe", "distill", "curriculum", "synthetic"]
+    label: str | None = None
+    primary: bool = Field(default=True, description="one of the primary endpoints (Holm's family)")
+    control_of: str | None = Field(default=None, description="the arm this one controls (report pairing)")
     enabled: bool = True
     config: dict[str, Any] = Field(
         default_factory=dict,
-        description="config sections / dotted keys merged into "
-        "every run of this technique (e.g. {distill: {alpha: 0.5}, train.lr: 2e-3})",
+        description="config sections / dotted keys merged into every run of this arm "
+        "(e.g. {distill: {alpha: 0.5}, train.lr: 2e-3})",
     )
+
+
+class OversizedSpec(Section):
+    enabled: bool = True
+    model: ModelConfig | None = Field(default=None, description="default: the shared teacher's shape")
+
+
+class ControlsSpec(Section):
+    aa: bool = True
+    oversized: OversizedSpec = Field(default_factory=OversizedSpec)
 
 
 class ExtrapolateSpec(Section):
@@ -120,12 +147,8 @@ class ExtrapolateSpec(Section):
         default_factory=lambda: ["gpt3-175b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026"]
     )
     gpu: str = "h100"
-    mfu: float | None = Field(
-        default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU"
-    )
-    price: float | None = Field(
-        default=None, ge=0, description="$ per GPU-hour; default: the hardware table's"
-    )
+    mfu: float | None = Field(default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU")
+    price: float | None = Field(default=None, ge=0, description="$ per GPU-hour; default: the hardware table's")
     pue: float | None = Field(default=None, ge=1, description="default: accounting.hardware.DEFAULT_PUE")
 
 
@@ -134,39 +157,23 @@ class SuiteConfig(Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     out: str | None = Field(default=None, description="suite directory; default runs/suite-<name>")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: int = Field(default=3, ge=1, le=64, description="paired seeds per arm (0 .. seeds-1)")
     data: DataConfig = Field(default_factory=DataConfig)
-    train: dict[str, Any] = Field(
-        default_factory=dict,
-        description="train settings shared by every run (no horizon: that comes from the scale)",
-    )
+    train: dict[str, Any] = Field(default_factory=dict, description="train settings shared by every run")
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    evals_per_run: int = Field(
-        default=10, ge=2, description="eval.every is set per scale to give about this many"
-    )
-    checkpoints_per_run: int = Field(
-        default=2, ge=0, description="train.checkpoint_every per scale (0: at the end)"
-    )
+    evals_per_run: int = Field(default=4, ge=1, description="eval.every is set per run to give about this many")
+    checkpoints_per_run: int = Field(default=1, ge=0, description="checkpoints per run (0: at the end only)")
     scales: list[ScaleSpec] = Field(min_length=1)
+    reference: str | None = Field(default=None, description="the scale compare.json leads with; default the first")
+    frontier: FrontierSpec = Field(default_factory=FrontierSpec)
+    lr_sweep: SweepSpec = Field(default_factory=SweepSpec)
     shared: SharedSpec | None = None
-    techniques: dict[str, TechniqueSpec] = Field(
-        default_factory=lambda: {t: TechniqueSpec() for t in TECHNIQUES}
-    )
-    target: float | None = Field(
-        default=None, gt=0, description="target eval loss; default: each scale's baseline"
-    )
-    serve_tokens: list[float] | None = Field(default=None, description="served tokens for the lifetime view")
-    level: float = Field(default=0.9, gt=0, lt=1, description="interval level (0.9: 5th-95th percentile)")
-    bootstrap: int = Field(
-        default=200, ge=20, description="bootstrap resamples of the L(C) fits and backtest"
-    )
+    techniques: dict[str, ArmSpec] = Field(default_factory=dict)
+    controls: ControlsSpec = Field(default_factory=ControlsSpec)
+    workers: int = Field(default=2, ge=1, le=256, description="runs trained in parallel processes")
+    level: float = Field(default=0.9, gt=0, lt=1, description="interval level of every interval")
     extrapolate: ExtrapolateSpec = Field(default_factory=ExtrapolateSpec)
-
-    @field_validator("serve_tokens", mode="before")
-    @classmethod
-    def _counts(cls, v):
-        return [_count(x) for x in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _check(self):
@@ -175,28 +182,43 @@ class SuiteConfig(Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             errs.append(f"scales: duplicate names {dup}")
-        bad = [t for t in self.techniques if t not in TECHNIQUES]
-        if bad:
-            errs.append(
-                f"techniques: unknown {bad}; techniques: {', '.join(TECHNIQUES)} (the baseline always runs)"
-            )
+        if self.reference is not None and self.reference not in names:
+            errs.append(f"reference: {self.reference!r} is not a scale ({', '.join(names)})")
+        arms = set(self.techniques) | {"baseline", *CONTROL_ARMS}
+        for t, spec in self.techniques.items():
+            if t in ("baseline", *CONTROL_ARMS, "sweep", "teacher"):
+                errs.append(f"techniques.{t}: reserved name")
+            if not all(c.isalnum() or c == "_" for c in t):
+                errs.append(f"techniques.{t}: names are letters, digits and _")
+            if spec.control_of is not None and spec.control_of not in self.techniques:
+                errs.append(f"techniques.{t}.control_of: {spec.control_of!r} is not a technique")
         for s in self.scales:
-            wrong = [k for k in s.overrides if k not in (*RECIPES, "all")]
+            wrong = [k for k in s.overrides if k not in arms and k != "all"]
             if wrong:
-                errs.append(f"scales.{s.name}.overrides: unknown {wrong}; keys are recipe names or 'all'")
-        for key in ("budget_flops", "budget_tokens", "steps", "seed"):
+                errs.append(f"scales.{s.name}.overrides: unknown {wrong}; keys are arm names or 'all'")
+        for key in ("budget_flops", "budget_tokens", "steps", "seed", "init_seed"):
             if key in self.train:
-                errs.append(
-                    f"train.{key}: set per scale (budgets) or in `seeds`, not in the shared train section"
-                )
-        if len(set(self.seeds)) != len(self.seeds):
-            errs.append(f"seeds: duplicates in {self.seeds}")
+                errs.append(f"train.{key}: set by the suite (budgets from the scales, seeds from `seeds`)")
+        if self.seeds < 2:
+            errs.append("seeds: at least 2 paired seeds (one seed never yields a verdict)")
         if errs:
             raise ValueError("; ".join(errs))
         return self
 
-    def enabled(self) -> list[str]:
-        return ["baseline"] + [t for t in TECHNIQUES if t in self.techniques and self.techniques[t].enabled]
+    def arms(self) -> dict[str, ArmSpec]:
+        """Every arm that trains at C_ref besides the baseline: enabled techniques, then the controls."""
+        out = {t: s for t, s in self.techniques.items() if s.enabled}
+        if self.controls.aa:
+            out["aa"] = ArmSpec(recipe="baseline", label="A/A (baseline, other initial weights)", primary=False)
+        if self.controls.oversized.enabled:
+            out["oversized"] = ArmSpec(recipe="baseline", label="oversized model (positive control)", primary=False)
+        return out
+
+    def shared_for(self, scale: ScaleSpec) -> SharedSpec | None:
+        return scale.shared or self.shared
+
+    def primary_scale(self) -> ScaleSpec:
+        return next(s for s in self.scales if s.name == (self.reference or self.scales[0].name))
 
 
 def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, dict]:
@@ -210,8 +232,8 @@ def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, d
         raise UserError(f"suite file not found: {p}")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({e})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not a valid YAML text file ({e})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{p}: the top level must be a mapping")
     probs = Problems(header=f"invalid suite file {p}")
@@ -232,45 +254,57 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
         probs.extend(_validation_messages(e))
         probs.raise_if_any()
     where: dict[str, list[str]] = {}  # one problem shared by many runs is reported once, with their names
-    specs = [s for s in plan(sc, validate_only=True) if not s.get("unavailable")]
-    for spec in specs:
+    tasks = plan(sc, validate_only=True)
+    for t in tasks:
         try:
-            config_from_dict(spec["raw"], recipe=spec["recipe"], source=spec["name"])
+            config_from_dict(t.raw, recipe=t.recipe, source=t.name)
         except UserError as e:
             for p in e.problems:
-                where.setdefault(p, []).append(spec["name"])
+                where.setdefault(p, []).append(t.name)
     for p, names in where.items():
-        probs.add(f"{p} (every run)" if len(names) == len(specs) > 1 else f"{', '.join(names)}: {p}")
-    if sc.shared is not None:
-        try:
-            config_from_dict(shared_raw(sc), recipe="baseline", source="shared")
-        except UserError as e:  # a problem of the suite's train section is already reported above
-            probs.extend(f"shared: {p}" for p in e.problems if f"{p} (every run)" not in probs.items)
-    elif any(_uses_shared(sc, t) for t in sc.enabled()):
-        users = [t for t in sc.enabled() if _uses_shared(sc, t)]
-        probs.add(
-            f"shared: {', '.join(users)} need(s) a teacher/generator: add a `shared` section (a model and a "
-            f"budget), or give distill.teacher / synthetic.generator in techniques.<name>.config"
-        )
+        probs.add(f"{p} (every run)" if len(names) == len(tasks) > 1 else f"{', '.join(names[:4])}"
+                  f"{' ...' if len(names) > 4 else ''}: {p}")
+    users = [a for a, s in sc.arms().items() if _uses_shared(s)]
+    missing = [s.name for s in sc.scales if sc.shared_for(s) is None]
+    if users and missing:
+        probs.add(f"shared: {', '.join(users)} need(s) a teacher/generator at scale(s) {', '.join(missing)}: add a "
+                  f"`shared` section (a model and a budget), or give distill.teacher / synthetic.generator")
     probs.raise_if_any()
     return sc
 
 
-# =============================================================================================
-# the plan: which runs, with which configs
-# =============================================================================================
-def recipe_available(technique: str) -> str | None:
-    """None when efflab.recipes.<technique> is importable with a main(); else why not."""
-    name = f"efflab.recipes.{technique}"
-    if importlib.util.find_spec(name) is None:
-        return f"not available: the {technique} recipe ({name}) is not in this installation yet"
+def load_suite_dir(sdir) -> SuiteConfig:
+    """The SuiteConfig a suite directory was run with (suite.yaml)."""
+    import yaml
+
+    p = Path(sdir) / "suite.yaml"
+    if not p.is_file():
+        raise UserError(f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)")
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     try:
-        mod = importlib.import_module(name)
-    except Exception as e:  # a recipe being written may not import: skip it, say why
-        return f"not available: {name} does not import ({type(e).__name__}: {e})"
-    if not callable(getattr(mod, "main", None)):
-        return f"not available: {name} has no main()"
-    return None
+        return SuiteConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_validation_messages(e), header=f"{p}: invalid") from None
+
+
+# =============================================================================================
+# the plan: which runs, with which configs, after which others
+# =============================================================================================
+@dataclass
+class Task:
+    name: str
+    kind: Literal["shared", "sweep", "frontier", "arm"]
+    scale: str
+    arm: str  # 'baseline' for frontier runs, 'teacher' for the shared model
+    seed: int
+    recipe: str
+    raw: dict
+    dir: str  # relative to the suite directory
+    cost: float  # planned train-phase FLOPs (for the ETA)
+    deps: list[str] = field(default_factory=list)
+    lr_from: str | None = None  # the arm whose sweep sets this run's learning rate
+    factor: float | None = None  # sweep runs: the lr factor
+    budget_mult: float | None = None  # frontier runs: budget / C_ref
 
 
 def _merge(dst: dict, src: dict) -> dict:
@@ -290,142 +324,156 @@ def _merge(dst: dict, src: dict) -> dict:
     return dst
 
 
-def _section_of(sc: SuiteConfig, technique: str) -> dict:
-    return (sc.techniques.get(technique) or TechniqueSpec()).config.get(technique) or {}
-
-
-def _uses_shared(sc: SuiteConfig, technique: str) -> bool:
-    """Does this technique need the suite's shared model (given no path of its own)?"""
-    key = SHARED_USERS.get(technique)
+def _uses_shared(arm: ArmSpec) -> bool:
+    """Does this arm need the suite's shared model (given no model path of its own)?"""
+    key = SHARED_USERS.get(arm.recipe)
     if key is None:
         return False
-    sec = _section_of(sc, technique)
-    if technique == "curriculum":
-        return sec.get("scorer") == "reference" and not sec.get("reference")
-    if technique == "synthetic":
+    sec = arm.config.get(arm.recipe) or {}
+    if arm.recipe == "synthetic":
         return sec.get("generator", "train") == "train"
     return not sec.get("teacher") and not sec.get("teacher_train")
 
 
-def _estimated_steps(model: ModelConfig, horizon: dict, sc: SuiteConfig) -> int | None:
-    """Optimizer steps of a baseline run at this shape and horizon (accounting layer's FLOPs/token);
-    None when the shared train settings are themselves invalid (their validation reports why)."""
-    if "steps" in horizon:
-        return int(horizon["steps"])
+def _train_flops_per_token(model: ModelConfig, sc: SuiteConfig) -> float | None:
     from efflab.accounting.flops import train_flops_per_token
     from efflab.models import build_model_config
 
     try:
-        B = int(sc.train.get("batch_size", 16))
-        T = sc.data.seq_len
-        if "budget_tokens" in horizon:
-            return max(1, int(horizon["budget_tokens"] // (B * T)))
         probe = config_from_dict(
-            {
-                "model": model.model_dump(mode="json", exclude_unset=True),
-                "data": sc.data.model_dump(mode="json"),
-                "train": {"steps": 1, "batch_size": B},
-            },
-            recipe="baseline",
-            source="scale",
-        )
-        fpt = train_flops_per_token(build_model_config(probe, sc.data.vocab_size), T)
+            {"model": model.model_dump(mode="json", exclude_unset=True), "data": sc.data.model_dump(mode="json"),
+             "train": {"steps": 1, "batch_size": int(sc.train.get("batch_size", 16))}},
+            recipe="baseline", source="scale")
+        return train_flops_per_token(build_model_config(probe, sc.data.vocab_size), sc.data.seq_len)
     except (TypeError, ValueError, UserError):
         return None
-    return max(1, int(horizon["budget_flops"] // (B * T * fpt)))
 
 
-def _run_train(sc: SuiteConfig, horizon: dict, steps: int | None, seed: int) -> tuple[dict, dict]:
-    train = {**copy.deepcopy(sc.train), **horizon, "seed": seed}
-    if steps is None:
-        return train, sc.eval.model_dump(mode="json")
-    if "checkpoint_every" not in train:
-        train["checkpoint_every"] = (
-            max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0
-        )
+def _raw(sc: SuiteConfig, name: str, recipe: str, model: ModelConfig, budget: float, seed: int,
+         fpt: float | None, *, valid: bool = False) -> dict:
+    train = {**copy.deepcopy(sc.train), "budget_flops": float(budget), "seed": int(seed)}
     ev = sc.eval.model_dump(mode="json")
-    if "every" not in sc.eval.model_fields_set:
-        ev["every"] = max(1, round(steps / sc.evals_per_run))
-    return train, ev
+    if fpt:
+        steps = max(1, int(budget // (int(sc.train.get("batch_size", 16)) * sc.data.seq_len * fpt)))
+        if "every" not in sc.eval.model_fields_set:
+            ev["every"] = max(1, math.ceil(steps / sc.evals_per_run))
+        train.setdefault("checkpoint_every",
+                         max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0)
+    if valid:
+        ev["split"] = "valid"
+    return {"recipe": recipe, "name": name, "model": model.model_dump(mode="json", exclude_unset=True),
+            "data": sc.data.model_dump(mode="json"), "train": train, "eval": ev,
+            "log": {**sc.log.model_dump(mode="json"), "progress": False}}
 
 
-def shared_dir(suite_dir) -> Path:
-    return Path(suite_dir) / "shared" / "teacher"
+def _fmt_mult(x: float) -> str:
+    return f"{x:g}"
 
 
-def shared_raw(sc: SuiteConfig) -> dict:
-    """The baseline-recipe config of the shared teacher / generator / reference."""
-    sh = sc.shared
-    horizon = sh.horizon()
-    steps = _estimated_steps(sh.model, horizon, sc)
-    train, ev = _run_train(sc, horizon, steps, sc.seeds[0])
-    train.update(copy.deepcopy(sh.train))
-    return {
-        "recipe": "baseline",
-        "name": f"{sc.name}-shared-teacher",
-        "model": sh.model.model_dump(mode="json", exclude_unset=True),
-        "data": sc.data.model_dump(mode="json"),
-        "train": train,
-        "eval": ev,
-        "log": sc.log.model_dump(mode="json"),
-    }
+def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> list[Task]:
+    """Every run of the suite, in an order that respects dependencies.
 
-
-def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> list[dict]:
-    """Every run of the suite: {name, scale, technique, seed, recipe, raw (config dict), unavailable}.
-
-    validate_only: the shared model does not exist yet, so techniques that use it get a stand-in
-    (distill: teacher_train with the shared spec; synthetic: generator 'train'; curriculum: its own
-    reference) that validates every other field.
+    validate_only: the shared model does not exist yet, so arms that use it get a stand-in (distill:
+    teacher_train with the shared spec; synthetic: generator 'train') that validates every other field.
     """
-    runs = []
-    sdir = str(shared_dir(suite_dir).resolve()) if suite_dir is not None else None
+    tasks: list[Task] = []
+    arms = sc.arms()
     for scale in sc.scales:
-        horizon = scale.horizon()
-        steps = _estimated_steps(scale.model, horizon, sc)
-        for tech in sc.enabled():
-            why = None if tech == "baseline" else recipe_available(tech)
-            for seed in sc.seeds:
-                name = f"{scale.name}-{tech}-s{seed}"
-                train, ev = _run_train(sc, horizon, steps, seed)
-                raw = {
-                    "recipe": tech,
-                    "name": name,
-                    "model": scale.model.model_dump(mode="json", exclude_unset=True),
-                    "data": sc.data.model_dump(mode="json"),
-                    "train": train,
-                    "eval": ev,
-                    "log": sc.log.model_dump(mode="json"),
-                }
-                if tech != "baseline":
-                    _merge(raw, sc.techniques[tech].config)
-                _merge(raw, scale.overrides.get("all", {}))
-                _merge(raw, scale.overrides.get(tech, {}))
-                raw["name"], raw["recipe"] = name, tech
-                if _uses_shared(sc, tech):
-                    sec = raw.setdefault(tech, {})
-                    if validate_only:
-                        if (
-                            tech == "distill" and sc.shared is not None
-                        ):  # the shared spec is checked on its own
-                            sec["teacher_train"] = {
-                                "model": sc.shared.model.model_dump(mode="json", exclude_unset=True),
-                                "train": {"steps": 1},
-                            }
-                    else:
-                        sec[SHARED_USERS[tech]] = sdir
-                runs.append(
-                    {
-                        "name": name,
-                        "scale": scale.name,
-                        "technique": tech,
-                        "seed": seed,
-                        "recipe": tech,
-                        "raw": raw,
-                        "unavailable": why,
-                    }
-                )
-    return runs
+        c_ref = scale.budget_flops
+        fpt = _train_flops_per_token(scale.model, sc)
+        shared = sc.shared_for(scale)
+        tdir = f"shared/{scale.name}-teacher"
+        teacher_name = f"{scale.name}-teacher"
+        if shared is not None:
+            sh_fpt = _train_flops_per_token(shared.model, sc)
+            raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * c_ref, 0, sh_fpt)
+            _merge(raw["train"], shared.train)
+            tasks.append(Task(teacher_name, "shared", scale.name, "teacher", 0, "baseline", raw, tdir,
+                              shared.budget * c_ref))
+
+        def arm_raw(arm_name: str, spec: ArmSpec, name: str, budget: float, seed: int, *, valid=False) -> dict:
+            model = scale.model
+            if arm_name == "oversized":
+                model = sc.controls.oversized.model or (shared.model if shared else None)
+                if model is None:
+                    raise UserError("controls.oversized: give controls.oversized.model (no shared model to copy)")
+            raw = _raw(sc, name, spec.recipe, model, budget, seed, fpt, valid=valid)
+            _merge(raw, spec.config)
+            _merge(raw, scale.overrides.get("all", {}))
+            _merge(raw, scale.overrides.get(arm_name, {}))
+            raw["name"], raw["recipe"] = name, spec.recipe
+            raw["train"]["budget_flops"], raw["train"]["seed"] = float(budget), int(seed)
+            if arm_name == "aa":
+                raw["train"]["init_seed"] = 1000 + seed
+            if _uses_shared(spec):
+                sec = raw.setdefault(spec.recipe, {})
+                if validate_only:
+                    if spec.recipe == "distill" and shared is not None:
+                        sec["teacher_train"] = {"model": shared.model.model_dump(mode="json", exclude_unset=True),
+                                                "train": {"steps": 1}}
+                else:
+                    sec[SHARED_USERS[spec.recipe]] = str((Path(suite_dir) / tdir).resolve())
+            return raw
+
+        def deps_of(spec: ArmSpec) -> list[str]:
+            return [teacher_name] if _uses_shared(spec) and shared is not None else []
+
+        # ---- learning-rate sweeps: every arm the same factors, at a fraction of C_ref, seed 0 --------
+        sweep_arms = {"baseline": ArmSpec(recipe="baseline"), **{a: s for a, s in arms.items() if a != "aa"}}
+        sweeps: dict[str, list[str]] = {}
+        if sc.lr_sweep.enabled:
+            for arm_name, spec in sweep_arms.items():
+                chain: list[str] = []
+                for f in sc.lr_sweep.factors:
+                    name = f"{scale.name}-sweep-{arm_name}-x{_fmt_mult(f)}"
+                    raw = arm_raw(arm_name, spec, name, sc.lr_sweep.budget * c_ref, 0, valid=True)
+                    raw["train"]["lr"] = float(raw["train"].get("lr", 3e-3)) * f
+                    # synthetic arms share one generated corpus: the first run generates it, the others reuse
+                    d = deps_of(spec) + (chain[:1] if spec.recipe == "synthetic" else [])
+                    tasks.append(Task(name, "sweep", scale.name, arm_name, 0, spec.recipe, raw, f"runs/{name}",
+                                      sc.lr_sweep.budget * c_ref, d, factor=f))
+                    chain.append(name)
+                sweeps[arm_name] = chain
+        sweeps["aa"] = sweeps.get("baseline", [])
+
+        # ---- the baseline frontier: complete runs at each budget --------------------------------------
+        for m in sc.frontier.budgets:
+            n = max(sc.frontier.seeds, sc.seeds) if m == 1.0 else sc.frontier.seeds
+            for seed in range(n):
+                name = f"{scale.name}-baseline-f{_fmt_mult(m)}-s{seed}"
+                raw = arm_raw("baseline", sweep_arms["baseline"], name, m * c_ref, seed)
+                tasks.append(Task(name, "frontier", scale.name, "baseline", seed, "baseline", raw, f"runs/{name}",
+                                  m * c_ref, list(sweeps.get("baseline", [])), lr_from="baseline", budget_mult=m))
+
+        # ---- the arms at C_ref, paired seeds ------------------------------------------------------------
+        for arm_name, spec in arms.items():
+            first = None
+            for seed in range(sc.seeds):
+                name = f"{scale.name}-{arm_name}-s{seed}"
+                raw = arm_raw(arm_name, spec, name, c_ref, seed)
+                d = deps_of(spec) + list(sweeps.get(arm_name, []))
+                if spec.recipe == "synthetic" and not sweeps.get(arm_name) and first:
+                    d.append(first)
+                tasks.append(Task(name, "arm", scale.name, arm_name, seed, spec.recipe, raw, f"runs/{name}",
+                                  c_ref, d, lr_from="baseline" if arm_name == "aa" else arm_name))
+                first = first or name
+    return tasks
+
+
+def chosen_lr(sdir: Path, tasks: list[Task], scale: str, arm: str, default_lr: float) -> dict:
+    """The sweep's winner for (scale, arm): lowest final validation loss among complete sweep runs."""
+    losses, lrs = {}, {}
+    for t in tasks:
+        if t.kind == "sweep" and t.scale == scale and t.arm == arm:
+            m = _manifest(sdir / t.dir)
+            loss = ((m or {}).get("result") or {}).get("final_eval_loss")
+            if (m or {}).get("status") == "complete" and loss is not None and math.isfinite(loss):
+                losses[t.factor], lrs[t.factor] = float(loss), float(t.raw["train"]["lr"])
+    if not losses:
+        return {"factor": 1.0, "lr": default_lr, "valid_losses": {}, "note": "no sweep: the configured train.lr"}
+    best = min(losses, key=losses.get)
+    return {"factor": best, "lr": lrs[best], "valid_losses": {_fmt_mult(k): v for k, v in sorted(losses.items())},
+            "edge": best in (min(losses), max(losses)) and len(losses) > 1}
 
 
 # =============================================================================================
@@ -435,12 +483,17 @@ def suite_dir_for(sc: SuiteConfig, out=None) -> Path:
     return Path(out or sc.out or f"runs/suite-{sc.name}")
 
 
-def _status(run_dir: Path) -> str | None:
-    m = run_dir / "manifest.json"
+def _manifest(run_dir: Path) -> dict | None:
+    m = Path(run_dir) / "manifest.json"
     try:
-        return read_json(m).get("status") if m.is_file() else None
+        return read_json(m) if m.is_file() else None
     except (OSError, ValueError):
-        return "unreadable"
+        return {"status": "unreadable"}
+
+
+def _status(run_dir: Path) -> str | None:
+    m = _manifest(run_dir)
+    return None if m is None else m.get("status")
 
 
 def _config_drift(run_dir: Path, raw: dict, recipe: str) -> list[str]:
@@ -453,7 +506,7 @@ def _config_drift(run_dir: Path, raw: dict, recipe: str) -> list[str]:
     old = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     try:
         new = config_from_dict(raw, recipe=recipe, source=run_dir.name).to_dict()
-    except UserError:  # e.g. the shared teacher is not finished yet: start_run checks again at run time
+    except UserError:  # e.g. the shared teacher is not finished yet: the run checks again when it starts
         return []
 
     def diff(a, b, prefix=""):
@@ -464,196 +517,36 @@ def _config_drift(run_dir: Path, raw: dict, recipe: str) -> list[str]:
     return [d for d in diff(old, new) if not d.startswith("log.")]
 
 
-def run_suite(
-    path,
-    *,
-    out=None,
-    overrides: list[str] | None = None,
-    progress: bool = True,
-    analyse: bool = True,
-    log=print,
-) -> dict:
-    """Run (or continue) a suite, then compare, extrapolate and report. Returns the suite summary.
-
-    Complete runs are reused, incomplete ones resumed; techniques whose recipe is not available are
-    skipped with a 'not available' line; a run that fails is recorded and the others go on.
-    """
+def execute_run(recipe: str, raw: dict, run_dir: str, log_path: str | None = None) -> dict:
+    """Train (or resume) one run; in a worker process its output goes to `log_path`. Returns
+    {ok, message, seconds}; never raises for a run that fails (the suite records it and goes on)."""
     import torch
-    import yaml
 
-    sc, raw_suite = load_suite(path, overrides)
-    sdir = suite_dir_for(sc, out)
-    sdir.mkdir(parents=True, exist_ok=True)
-    runs = plan(sc, sdir)
-    t_start = time.perf_counter()
+    from efflab.commands.run import run_recipe
+
     threads = torch.get_num_threads()
-
-    # ---- refuse a directory holding runs of another config, before anything trains --------------
-    drift = Problems(
-        header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)"
-    )
-    for spec in runs:
-        if spec["unavailable"]:
-            continue
-        rdir = sdir / "runs" / spec["name"]
-        d = _config_drift(rdir, spec["raw"], spec["recipe"])
-        if d:
-            drift.add(f"{spec['name']}: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
-    if sc.shared is not None:
-        d = _config_drift(shared_dir(sdir), shared_raw(sc), "baseline")
-        if d:
-            drift.add(f"shared teacher: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
-    drift.raise_if_any()
-
-    state_path = sdir / "suite.json"
-    prev = read_json(state_path) if state_path.is_file() else {}
-    prev_runs = {r["name"]: r for r in prev.get("runs", [])}
-    state = {
-        "name": sc.name,
-        "config": str(Path(path).resolve()),
-        "status": "running",
-        "dir": str(sdir.resolve()),
-        "started": prev.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "invocations": prev.get("invocations", []),
-        "shared": prev.get("shared"),
-        "not_available": {},
-        "runs": [],
-    }
-    for spec in runs:
-        old = prev_runs.get(spec["name"], {})
-        entry = {k: spec[k] for k in ("name", "scale", "technique", "seed")}
-        entry["dir"] = str(Path("runs") / spec["name"])
-        entry["state"] = "not available" if spec["unavailable"] else old.get("state", "pending")
-        entry["seconds"] = old.get("seconds")
-        if spec["unavailable"]:
-            entry["message"] = spec["unavailable"]
-            state["not_available"][spec["technique"]] = spec["unavailable"]
-        state["runs"].append(entry)
-    atomic_write_text(
-        sdir / "suite.yaml",
-        f"# suite config as run (overrides applied): efflab suite {path}\n"
-        + yaml.safe_dump(raw_suite, sort_keys=False),
-    )
-    atomic_write_json(state_path, state)
-    for t, why in state["not_available"].items():
-        log(f"[suite] {t}: {why}; the report says so")
-
-    invocation = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": _load_average(),
-        "trained": 0,
-        "resumed": 0,
-        "reused": 0,
-        "failed": 0,
-    }
-    todo = [s for s in runs if not s["unavailable"]]
-    need_shared = sc.shared is not None and any(_uses_shared(sc, s["technique"]) for s in todo)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(todo) + int(need_shared),
-            desc=f"suite {sc.name}",
-            unit="run",
-            position=0,
-            dynamic_ncols=True,
-            disable=None,
-        )
-
-    def do_run(name, recipe, raw, run_dir, entry):
-        from efflab.commands.run import run_recipe
-
-        before = _status(run_dir)
-        if before == "complete":
-            entry["state"] = "complete"
-            invocation["reused"] += 1
-            log(f"[suite] {name}: complete, reused")
-            return True
-        cfg = config_from_dict(raw, recipe=recipe, source=name)
-        if bar is not None:
-            bar.set_postfix_str(name)
-        kind = "resuming" if before else "training"
-        log(f"[suite] {name}: {kind} -> {run_dir}")
-        entry["state"] = "running"
-        atomic_write_json(state_path, state)
-        t0 = time.perf_counter()
-        try:
-            run_recipe(recipe, cfg, out=str(run_dir), resume=True)
-        except (RunFailed, UserError) as e:
-            entry.update(state="failed", message=getattr(e, "message", str(e)))
-            invocation["failed"] += 1
-            log(f"[suite] {name}: FAILED: {entry['message']}")
-            return False
-        finally:
-            torch.set_num_threads(threads)  # a run may set train.threads: give the next one the default back
-        entry["seconds"] = (entry.get("seconds") or 0.0) + (time.perf_counter() - t0)
-        entry["state"] = "complete"
-        invocation["resumed" if before else "trained"] += 1
-        return True
-
+    t0 = time.perf_counter()
+    out = {"ok": True, "message": "", "seconds": 0.0}
+    cm = contextlib.nullcontext()
+    fh = None
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        fh = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        cm = contextlib.ExitStack()
+        cm.enter_context(contextlib.redirect_stdout(fh))
+        cm.enter_context(contextlib.redirect_stderr(fh))
     try:
-        shared_ok = True
-        if need_shared:
-            sh_entry = state["shared"] or {}
-            sh_entry.update(name="shared-teacher", dir=str(Path("shared") / "teacher"))
-            state["shared"] = sh_entry
-            shared_ok = do_run("shared-teacher", "baseline", shared_raw(sc), shared_dir(sdir), sh_entry)
-            atomic_write_json(state_path, state)
-            if bar is not None:
-                bar.update(1)
-        for spec, entry in zip(runs, state["runs"]):
-            if spec["unavailable"]:
-                continue
-            if _uses_shared(sc, spec["technique"]) and not shared_ok:
-                entry.update(state="failed", message="the shared teacher/generator failed to train")
-            else:
-                do_run(spec["name"], spec["recipe"], spec["raw"], sdir / "runs" / spec["name"], entry)
-            atomic_write_json(state_path, state)
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt:
-        state["status"] = "interrupted"
-        for e in state["runs"]:
-            if e["state"] == "running":
-                e["state"] = "interrupted"
-        invocation["seconds"] = time.perf_counter() - t_start
-        state["invocations"].append(invocation)
-        atomic_write_json(state_path, state)
-        log(
-            f"[suite] interrupted: run `efflab suite {path}"
-            + (f" --out {out}" if out else "")
-            + "` again to continue where it stopped"
-        )
-        raise
+        with cm:
+            cfg = config_from_dict(raw, recipe=recipe, source=raw.get("name", "run"))
+            run_recipe(recipe, cfg, out=run_dir, resume=True)
+    except (RunFailed, UserError) as e:
+        out.update(ok=False, message=getattr(e, "message", str(e)))
     finally:
-        if bar is not None:
-            bar.close()
         torch.set_num_threads(threads)
-
-    invocation["train_seconds"] = time.perf_counter() - t_start
-    invocation["load_average_after_training"] = _load_average()
-    failed = [e["name"] for e in state["runs"] if e["state"] == "failed"]
-    state["status"] = "complete" if not failed else "complete with failures"
-    state["failed"] = failed
-    if analyse:
-        t1 = time.perf_counter()
-        analysis = analyse_suite(sdir, sc, state={**state, "current": invocation}, log=log)
-        invocation["analysis_seconds"] = time.perf_counter() - t1
-        state["report"] = analysis.get("report")
-    invocation["seconds"] = time.perf_counter() - t_start
-    state["invocations"].append(invocation)
-    state["train_seconds_total"] = sum(e.get("seconds") or 0.0 for e in state["runs"]) + (
-        (state.get("shared") or {}).get("seconds") or 0.0
-    )
-    atomic_write_json(state_path, state)
-    log(
-        f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['resumed']} resumed, "
-        f"{invocation['reused']} reused, {len(failed)} failed, {len(state['not_available'])} technique(s) not "
-        f"available; {invocation['seconds']:.0f} s" + (f" -> {sdir / 'report.html'}" if analyse else "")
-    )
-    return state
+        if fh is not None:
+            fh.close()
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 def _load_average() -> float | None:
@@ -664,66 +557,209 @@ def _load_average() -> float | None:
         return None
 
 
-def analyse_suite(
-    sdir,
-    sc: SuiteConfig | None = None,
-    *,
-    state: dict | None = None,
-    log=print,
-    serve_tokens=None,
-    extrapolate_kw: dict | None = None,
-) -> dict:
-    """compare -> lifetime -> extrapolate -> report over the suite's complete runs; writes the files."""
-    from efflab import compare as C
-    from efflab import report
-
-    sdir = Path(sdir)
-    if sc is None:
-        sc = load_suite_dir(sdir)
-    state = state or read_json(sdir / "suite.json")
-    complete = [
-        e for e in state["runs"] if e["state"] == "complete" and _status(sdir / e["dir"]) == "complete"
-    ]
-    scales = {str(sdir / e["dir"]): e["scale"] for e in complete}
-    if not any(e["technique"] == "baseline" for e in complete):
-        raise UserError(f"{sdir}: no complete baseline run yet: nothing to compare against (run the suite)")
-    records = C.load_runs([sdir / e["dir"] for e in complete], scales=scales)
-    comparison = C.compare_runs(records, target=sc.target, level=sc.level)
-    comparison["scale_order"] = [s.name for s in sc.scales]
-    order = {s.name: i for i, s in enumerate(sc.scales)}
-    comparison["scales"].sort(key=lambda s: order.get(s["scale"], 99))
-    life = C.lifetime(comparison, serve_tokens if serve_tokens is not None else sc.serve_tokens)
-    ex = sc.extrapolate
-    kw = {
-        "to": ex.to,
-        "gpu": ex.gpu,
-        "mfu": ex.mfu,
-        "price": ex.price,
-        "pue": ex.pue,
-        "level": sc.level,
-        "n_bootstrap": sc.bootstrap,
-    }
-    kw.update(extrapolate_kw or {})
-    extra = C.extrapolate(comparison, **kw)
-    comparison["lifetime"] = life
-    atomic_write_json(sdir / "compare.json", comparison)
-    atomic_write_json(sdir / "extrapolate.json", extra)
-    paths = report.write_report(sdir, comparison, extra, state, sc)
-    log(f"[suite] report: {paths['md']} and {paths['html']}")
-    return {"compare": comparison, "extrapolate": extra, "report": {k: str(v) for k, v in paths.items()}}
+def _fmt_s(s: float) -> str:
+    s = max(0, int(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def load_suite_dir(sdir) -> SuiteConfig:
-    """The SuiteConfig a suite directory was run with (suite.yaml)."""
+def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: bool = True,
+              analyse: bool = True, log=print, workers: int | None = None) -> dict:
+    """Run (or continue) a suite, then compare (and extrapolate and report). Returns the suite state.
+
+    Complete runs are reused, incomplete ones resumed; a run that fails is recorded, the runs that
+    depend on it are not started, and the others go on.
+    """
     import yaml
 
-    p = Path(sdir) / "suite.yaml"
-    if not p.is_file():
-        raise UserError(
-            f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)"
-        )
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    sc, raw_suite = load_suite(path, overrides)
+    sdir = suite_dir_for(sc, out)
+    sdir.mkdir(parents=True, exist_ok=True)
+    tasks = plan(sc, sdir)
+    n_workers = workers or sc.workers
+    t_start = time.perf_counter()
+
+    # ---- refuse a directory holding runs of another config, before anything trains --------------
+    drift = Problems(header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)")
+    for t in tasks:
+        d = [k for k in _config_drift(sdir / t.dir, t.raw, t.recipe) if not (t.lr_from and k == "train.lr")]
+        if d:
+            drift.add(f"{t.name}: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
+    drift.raise_if_any()
+
+    state_path = sdir / "suite.json"
+    prev = read_json(state_path) if state_path.is_file() else {}
+    prev_runs = {r["name"]: r for r in prev.get("runs", [])}
+    state = {
+        "name": sc.name, "config": str(Path(path).resolve()), "status": "running", "dir": str(sdir.resolve()),
+        "started": prev.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "invocations": prev.get("invocations", []), "lr": {}, "workers": n_workers, "runs": [],
+    }
+    entries = {}
+    for t in tasks:
+        old = prev_runs.get(t.name, {})
+        e = {"name": t.name, "kind": t.kind, "scale": t.scale, "arm": t.arm, "seed": t.seed, "dir": t.dir,
+             "state": "complete" if _status(sdir / t.dir) == "complete" else "pending",
+             "seconds": old.get("seconds")}
+        entries[t.name] = e
+        state["runs"].append(e)
+    atomic_write_text(sdir / "suite.yaml", f"# suite config as run (overrides applied): efflab suite {path}\n"
+                      + yaml.safe_dump(raw_suite, sort_keys=False))
+    atomic_write_json(state_path, state)
+    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(),
+                  "workers": n_workers, "load_average_at_start": _load_average(),
+                  "trained": 0, "resumed": 0, "reused": 0, "failed": 0}
+
+    def resolve(t: Task) -> dict:
+        raw = copy.deepcopy(t.raw)
+        if t.lr_from is not None:
+            key = f"{t.scale}/{t.lr_from}"
+            if key not in state["lr"]:
+                state["lr"][key] = chosen_lr(sdir, tasks, t.scale, t.lr_from, float(raw["train"].get("lr", 3e-3)))
+            raw["train"]["lr"] = state["lr"][key]["lr"]
+        return raw
+
+    # the scheduler: ready = every dependency complete; longest first among the ready
+    done = {t.name for t in tasks if entries[t.name]["state"] == "complete"}
+    invocation["reused"] = len(done)
+    failed: dict[str, str] = {}
+    pending = [t for t in tasks if t.name not in done]
+    total_cost = sum(t.cost for t in tasks)
+    done_cost = sum(t.cost for t in tasks if t.name in done)
+    cost_trained, t_train0 = 0.0, time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), initial=len(done), desc=f"suite {sc.name}", unit="run", dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]", disable=None)
+    say = (lambda m: bar.write(m)) if bar is not None and not bar.disable else log
+    if done:
+        say(f"[suite] {len(done)} of {len(tasks)} runs already complete: reused")
+
+    def eta() -> str:
+        if cost_trained <= 0:
+            return "ETA: after the first run"
+        rate = cost_trained / (time.perf_counter() - t_train0)
+        return f"ETA {_fmt_s((total_cost - done_cost) / rate)}"
+
+    def finish(t: Task, res: dict) -> None:
+        nonlocal done_cost, cost_trained
+        e = entries[t.name]
+        e["seconds"] = (e.get("seconds") or 0.0) + res["seconds"]
+        if res["ok"] and _status(sdir / t.dir) == "complete":
+            e["state"] = "complete"
+            done.add(t.name)
+            done_cost += t.cost
+            cost_trained += t.cost
+            invocation["trained"] += 1
+            msg = f"[suite] {len(done)}/{len(tasks)} {t.name}: complete in {res['seconds']:.0f} s; {eta()}"
+        else:
+            e.update(state="failed", message=res["message"] or "the run did not complete (see its log)")
+            failed[t.name] = e["message"]
+            invocation["failed"] += 1
+            msg = f"[suite] {t.name}: FAILED: {e['message']} (log: {sdir / 'logs' / (t.name + '.log')})"
+        say(msg)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(eta())
+        atomic_write_json(state_path, state)
+
+    def blocked(t: Task) -> str | None:
+        bad = [d for d in t.deps if d in failed]
+        return f"not started: {', '.join(bad)} failed" if bad else None
+
+    def ready(t: Task) -> bool:
+        return all(d in done for d in t.deps)
+
+    def critical(t: Task) -> float:  # teachers first (they block whole arms), then the longest runs
+        return (2 if t.kind == "shared" else 1 if t.kind == "sweep" else 0, t.cost)
+
     try:
-        return SuiteConfig.model_validate(raw)
-    except ValidationError as e:
-        raise UserError(_validation_messages(e), header=f"{p}: invalid") from None
+        if n_workers <= 1:
+            while pending:
+                for t in [t for t in pending if blocked(t)]:
+                    pending.remove(t)
+                    finish(t, {"ok": False, "message": blocked(t), "seconds": 0.0})
+                go = sorted([t for t in pending if ready(t)], key=critical, reverse=True)
+                if not go:
+                    break
+                t = go[0]
+                pending.remove(t)
+                entries[t.name]["state"] = "running"
+                finish(t, execute_run(t.recipe, resolve(t), str(sdir / t.dir), str(sdir / "logs" / f"{t.name}.log")))
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+            running = {}
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn")) as pool:
+                while pending or running:
+                    for t in [t for t in pending if blocked(t)]:
+                        pending.remove(t)
+                        finish(t, {"ok": False, "message": blocked(t), "seconds": 0.0})
+                    go = sorted([t for t in pending if ready(t)], key=critical, reverse=True)
+                    while go and len(running) < n_workers:
+                        t = go.pop(0)
+                        pending.remove(t)
+                        entries[t.name]["state"] = "running"
+                        fut = pool.submit(execute_run, t.recipe, resolve(t), str(sdir / t.dir),
+                                          str(sdir / "logs" / f"{t.name}.log"))
+                        running[fut] = t
+                    if not running:
+                        break
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        t = running.pop(fut)
+                        try:
+                            res = fut.result()
+                        except Exception as ex:  # a worker that died (killed, out of memory): record, go on
+                            res = {"ok": False, "message": f"worker died: {type(ex).__name__}: {ex}", "seconds": 0.0}
+                        finish(t, res)
+    except KeyboardInterrupt:
+        state["status"] = "interrupted"
+        for e in state["runs"]:
+            if e["state"] == "running":
+                e["state"] = "interrupted"
+        invocation["seconds"] = time.perf_counter() - t_start
+        state["invocations"].append(invocation)
+        atomic_write_json(state_path, state)
+        log(f"[suite] interrupted: run `efflab suite {path}" + (f" --out {out}" if out else "")
+            + "` again to continue where it stopped")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    invocation["train_seconds"] = time.perf_counter() - t_start
+    invocation["load_average_after_training"] = _load_average()
+    state["failed"] = sorted(failed)
+    state["status"] = "complete" if not failed else "complete with failures"
+    if analyse:
+        t1 = time.perf_counter()
+        analysis = analyse_suite(sdir, sc, state=state, log=log)
+        invocation["analysis_seconds"] = time.perf_counter() - t1
+        state["analysis"] = {k: str(v) for k, v in analysis.get("files", {}).items()}
+    invocation["seconds"] = time.perf_counter() - t_start
+    state["invocations"].append(invocation)
+    state["train_seconds_total"] = sum(e.get("seconds") or 0.0 for e in state["runs"])
+    atomic_write_json(state_path, state)
+    log(f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['reused']} reused, {len(failed)} failed; "
+        f"{invocation['seconds']:.0f} s with {n_workers} worker(s), load {invocation['load_average_after_training']}")
+    return state
+
+
+# =============================================================================================
+# analysis
+# =============================================================================================
+def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = None, log=print) -> dict:
+    """compare.json (verdicts) over the suite's complete runs; then extrapolate and report."""
+    from efflab.compare_suite import compare_suite
+
+    sdir = Path(sdir)
+    sc = sc or load_suite_dir(sdir)
+    state = state or read_json(sdir / "suite.json")
+    comparison = compare_suite(sdir, sc, state)
+    atomic_write_json(sdir / "compare.json", comparison)
+    files = {"compare": sdir / "compare.json"}
+    log(f"[suite] verdicts: {sdir / 'compare.json'}")
+    return {"compare": comparison, "files": files}

@@ -62,7 +62,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
 
     # ---- models: the frozen teacher (eval mode, no grad) and the smaller student ---------------
     teacher = D.freeze_teacher(load_pretrained(str(info.model_dir))).to(run.accelerator.device)
-    set_seed(cfg.train.seed)  # the student's init does not depend on whether a teacher was trained above
+    set_seed(loop.init_seed(cfg))  # the student's init does not depend on whether a teacher was trained above
     model = build_model(cfg, teacher_config.vocab_size)  # the teacher's logit width (it may pad its vocab)
 
     # ---- one-time costs, charged before training (never twice: see `resumed`) -----------------
@@ -181,6 +181,13 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             temperature=dc.temperature,
             beta=dc.beta,
         )
+
+    # ---- budget: train.budget_flops pays for the student's training, or also its teacher forwards --
+    if dc.budget_includes == "marginal" and cfg.train.budget_flops is not None:
+        student, whole = F.train_flops_per_token(model.config, data.seq_len), cfg.train.budget_flops
+        run.cfg.train.budget_flops = whole * student / (student + teacher_fwd(data.seq_len))
+        run.log(f"budget_includes=marginal: {run.cfg.train.budget_flops:.4g} of {whole:.4g} FLOPs "
+                f"train the student; the rest pays its teacher's forwards")
 
     # ---- train until the student's budget is spent; every step charges the ledger --------------
     result = loop.train(run, model, data, source=source, loss_fn=loss_fn)

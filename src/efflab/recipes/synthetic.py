@@ -157,7 +157,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         )
 
     # ---- model (seeded here: the same whether or not this process trained the generator) -------
-    set_seed(cfg.train.seed)
+    set_seed(loop.init_seed(cfg))
     model = build_model(cfg, data.vocab_size)
     steps = loop.horizon(run.cfg, source, lambda T: train_flops_per_token(model.config, T))
     summary = S.run_summary(

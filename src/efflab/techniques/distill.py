@@ -114,6 +114,11 @@ class DistillConfig(Section):
     top_k: int = Field(
         default=0, ge=0, description="distil the teacher's top-k logits only; 0 = full vocabulary"
     )
+    budget_includes: Literal["train", "marginal"] = Field(
+        default="train",
+        description="what train.budget_flops pays for: the student's training only, or also the teacher's "
+        "forward passes (marginal: equal marginal compute against a baseline of the same budget)",
+    )
     logits: Literal["online", "cache"] = Field(
         default="online", description="teacher forward every step, or a top-k cache built once"
     )
