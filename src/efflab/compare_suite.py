@@ -194,6 +194,20 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
             first = next(iter(arms[a].values())).name
             row["config"] = _technique_config(sdir / "runs" / first, runs[first], spec.recipe, out["reference"])
             out["techniques"][a] = row
+    for c, spec in arm_specs.items():  # a technique against its own control (e.g. ordering vs random pacing)
+        t = spec.control_of
+        if t in out["techniques"] and c in arms and t in arms:
+            lt = dict(zip(V.pair(base, arms[t]), V.log_ratios(fr, base, arms[t], "marginal")))
+            lc = dict(zip(V.pair(base, arms[c]), V.log_ratios(fr, base, arms[c], "marginal")))
+            d = [lt[s] - lc[s] for s in sorted(set(lt) & set(lc)) if math.isfinite(lt[s] - lc[s])]
+            sd = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
+            lo, hi = V.t_interval(float(np.mean(d)) if d else float("nan"), sd, len(d), len(d) - 1, sc.level)
+            m = float(np.mean(d)) if d else float("nan")
+            out["techniques"][t]["vs_control"] = {
+                "control": c, "n_pairs": len(d),
+                "multiplier": {"value": math.exp(m) if d else None, "lo": math.exp(lo) if math.isfinite(lo) else None,
+                               "hi": math.exp(hi) if math.isfinite(hi) else None},
+                "note": f"M of {t} over M of {c}, paired by seed; t-interval on its own {len(d) - 1} df"}
     aa = out["controls"].get("aa")
     if aa:
         m = aa["multiplier"]
@@ -243,3 +257,101 @@ def _finite(o):
     if isinstance(o, np.integer):
         return int(o)
     return o
+
+
+# =============================================================================================
+# words and a table (the CLI headline; the report leads with the same sentences)
+# =============================================================================================
+def _m(x) -> str:
+    if x is None:
+        return "n/a"
+    if not 1e-3 <= x <= 1e3:
+        return "not identifiable"
+    return f"{x:.3g}x"
+
+
+def _ci(d: dict | None, fmt=_m) -> str:
+    if not d or d.get("value") is None:
+        return "n/a"
+    lo, hi = d.get("lo"), d.get("hi")
+    if lo is None or hi is None:
+        return f"{fmt(d['value'])} (no interval)"
+    if fmt is _m and lo > 0 and hi / lo > 100:
+        return f"{fmt(d['value'])} [interval wider than 100x: not identifiable]"
+    return f"{fmt(d['value'])} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _nats(x) -> str:
+    return "n/a" if x is None else f"{x:+.4f}"
+
+
+def sentence(name: str, row: dict, c_ref: float) -> str:
+    """One sentence per technique: what it saves (or costs), how sure, and what the design can see."""
+    m, v = row.get("multiplier") or {}, row.get("verdict")
+    label = row.get("label") or name
+    n = row.get("n_pairs", 0)
+    where = f"at C_ref = {c_ref:.3g} FLOPs, {n} seed pairs"
+    if v == "saves":
+        s, lo, hi = (1 - 1 / m["value"]), 1 - 1 / m["lo"], 1 - 1 / m["hi"]
+        txt = f"{label}: saves {s:.0%} of compute [{lo:.0%}, {hi:.0%}] {where} (M = {_ci(m)})"
+    elif v == "costs":
+        txt = (f"{label}: costs compute: M = {_ci(m)} {where}; the baseline reaches its loss with "
+               f"{m['value']:.2f}x the compute it spent")
+    else:
+        det = row.get("detectable_multiplier")
+        txt = (f"{label}: inconclusive: M = {_ci(m)} {where}; this design detects M >= {_m(det)} "
+               f"(or <= {_m(1 / det) if det else 'n/a'}) with 80% power")
+    if row.get("in_frontier") is False:
+        txt += " [outside the frontier: extrapolated]"
+    return txt
+
+
+def format_verdicts(doc: dict) -> str:
+    ref = doc.get("reference")
+    if not ref:
+        return f"no verdicts: {doc.get('note', 'no complete baseline at C_ref')}"
+    fr, noise = doc["frontier"], doc["noise"]
+    lines = [
+        f"Reference: {ref['description']}; {ref['params']:,} parameters ({ref['non_embedding_params']:,} "
+        f"non-embedding), {ref['tokens']:.3g} tokens ({ref['tokens_per_param']:.1f} per non-embedding "
+        f"parameter), C_ref = {ref['flops']:.3g} FLOPs.",
+        f"Frontier: {len(fr['budgets'])} budgets {', '.join(f'{b:.3g}' for b in fr['budgets'])} FLOPs "
+        f"({max(fr['budgets']) / min(fr['budgets']):.0f}x), {fr.get('fit', {}).get('form', 'no fit')}; "
+        f"slope {fr.get('fit', {}).get('slope_at_ref', float('nan')):.3f} nats per e-fold at C_ref.",
+        f"Noise: sigma_loss = {noise['sigma_loss']:.4f} nats over {noise['n']} baseline seeds"
+        + (f"; pairing correlation rho = {noise['rho']:.2f}" if noise.get("rho") is not None else "")
+        + f"; intervals {doc.get('level', 0.9):.0%} t, pooled over {noise.get('df')} df; Holm over "
+        f"{', '.join(doc.get('holm_family', []))}.",
+        "",
+    ]
+    head = ("arm", "M (marginal) [90% CI]", "delta-L nats [90% CI]", "pairs", "p Holm", "verdict",
+            "detects M>=", "wall-clock M", "total K=1", "total K=inf")
+    rows = []
+    for name, row in list(doc.get("techniques", {}).items()) + [(f"control: {k}", v) for k, v in
+                                                                doc.get("controls", {}).items()]:
+        rows.append((name, _ci(row.get("multiplier")), _ci(row.get("delta_loss"), _nats), str(row.get("n_pairs")),
+                     "-" if row.get("p_holm") is None else f"{row['p_holm']:.3g}", row.get("verdict", "-"),
+                     _m(row.get("detectable_multiplier")), _m(row.get("wallclock_multiplier")),
+                     _m((row.get("views") or {}).get("total_k1", {}).get("value")),
+                     _m((row.get("views") or {}).get("total_kinf", {}).get("value"))))
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, tuple("-" * w for w in widths), *rows]:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    lines.append("")
+    for name, row in doc.get("techniques", {}).items():
+        lines.append("- " + sentence(name, row, ref["flops"]))
+    aa, ov = doc.get("controls", {}).get("aa"), doc.get("controls", {}).get("oversized")
+    if aa:
+        lines.append(f"- A/A control: M = {_ci(aa['multiplier'])}: "
+                     + ("covers 1, as it must" if aa.get("covers_one") else "DOES NOT cover 1: the intervals "
+                        "are too narrow for this noise; treat every verdict above with suspicion"))
+    if ov:
+        p = ov.get("predicted") or {}
+        lines.append(f"- Oversized control ({ov.get('size_ratio', float('nan')):.2f}x parameters at C_ref): "
+                     f"M = {_ci(ov['multiplier'])}, predicted {p.get('lo', float('nan')):.2f}-"
+                     f"{p.get('hi', float('nan')):.2f} by the Chinchilla form: "
+                     + ("detected as costing compute" if ov.get("detected") else
+                        "NOT detected as costing compute: this design cannot see an effect of that size"))
+    for e in doc.get("excluded", []):
+        lines.append(f"- left out: {e['run']}: {e['reason']}")
+    return "\n".join(lines)

@@ -108,6 +108,13 @@ def cmd_suite(args) -> int:
     state = run_suite(path, out=args.out, overrides=args.overrides, progress=not args.no_progress, log=log)
     if args.json:
         emit_json(state)
+    else:
+        from efflab.compare_suite import format_verdicts
+        from efflab.io import read_json
+
+        cj = Path(state["dir"]) / "compare.json"
+        if cj.is_file():
+            print("\n" + format_verdicts(read_json(cj)))
     return 1 if state.get("failed") else 0
 
 
@@ -141,6 +148,16 @@ def cmd_compare(args) -> int:
     if args.target is not None and not args.target > 0:
         raise UserError(f"--target must be a positive loss, got {args.target}")
     serve = _serve(args.serve_tokens)
+    if len(args.runs) == 1 and (Path(args.runs[0]) / "suite.yaml").is_file():  # a suite: its verdicts
+        from efflab.compare_suite import format_verdicts
+        from efflab.suite import analyse_suite
+
+        res = analyse_suite(args.runs[0], log=(lambda *a, **k: print(*a, file=sys.stderr, **k)))["compare"]
+        if args.json:
+            emit_json(res)
+        else:
+            print(format_verdicts(res))
+        return 0
     paths, scales = _expand(args.runs)
     records = C.load_runs(paths, scales=scales)
     res = C.compare_runs(records, target=args.target, level=args.level)
