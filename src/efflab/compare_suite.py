@@ -172,7 +172,7 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     out["noise"] = {
         "sigma_loss": sigma, "n": len(base),
         "rho": (1 - sd_dl**2 / (2 * sigma**2)) if sigma and math.isfinite(sd_dl) else None,
-        "sd_log_multiplier_pooled": res["pooled"]["marginal"]["sd_log_m"], "df": res["pooled"]["marginal"]["df"],
+        "sd_delta_loss_pooled": sd_dl, "df": res["pooled"]["delta_loss"]["df"],
         "note": "rho: the correlation within a pair that pairing buys, from the pooled delta-L variance "
         "(var = 2 sigma^2 (1 - rho))",
     }

@@ -188,8 +188,32 @@ def pooled_sd(arms: list[Arm]) -> tuple[float, int]:
     return (math.sqrt(ss / df) if df else float("nan")), df
 
 
-def t_interval(mean: float, sd: float, n: int, df: int, level: float = LEVEL) -> tuple[float, float]:
-    if n < 1 or df < 1 or not math.isfinite(sd):
+def shared_baseline_df(table: dict[str, dict[int, float]]) -> float | None:
+    """Satterthwaite degrees of freedom of the pooled variance when every arm is paired with the same
+    baseline seeds: d_as = mu_a + beta_s + e_as, where beta_s (the baseline's own noise at seed s) is
+    common to every arm and has only n - 1 degrees of freedom. The pooled variance is
+    (MS_seed + (K - 1) MS_res) / K; its effective df lies between n - 1 and K (n - 1).
+    `table`: arm -> {seed: d}. Uses the arms and seeds complete in the table; None if too few."""
+    arms = [a for a in table.values() if len(a) >= 2]
+    if len(arms) < 2:
+        return None
+    seeds = sorted(set.intersection(*(set(a) for a in arms)))
+    K, n = len(arms), len(seeds)
+    if n < 2:
+        return None
+    D = np.array([[a[s] for s in seeds] for a in arms])
+    R = D - D.mean(axis=1, keepdims=True)
+    beta = R.mean(axis=0)
+    eps = R - beta
+    ms_seed = K * float(np.sum(beta**2)) / (n - 1)
+    ms_res = float(np.sum(eps**2)) / ((K - 1) * (n - 1))
+    num = (ms_seed / K + (K - 1) * ms_res / K) ** 2
+    den = (ms_seed / K) ** 2 / (n - 1) + ((K - 1) * ms_res / K) ** 2 / ((K - 1) * (n - 1))
+    return float(num / den) if den > 0 else float(K * (n - 1))
+
+
+def t_interval(mean: float, sd: float, n: int, df: float, level: float = LEVEL) -> tuple[float, float]:
+    if n < 1 or not df or df <= 0 or not math.isfinite(sd):
         return float("nan"), float("nan")
     h = t_quantile(0.5 + level / 2, df) * sd / math.sqrt(n)
     return mean - h, mean + h
@@ -198,7 +222,7 @@ def t_interval(mean: float, sd: float, n: int, df: int, level: float = LEVEL) ->
 def p_value(mean: float, sd: float, n: int, df: int) -> float:
     from scipy.stats import t
 
-    if n < 1 or df < 1 or not math.isfinite(sd):
+    if n < 1 or not df or df <= 0 or not math.isfinite(sd):
         return float("nan")
     se = sd / math.sqrt(n)
     if se == 0:
@@ -221,7 +245,7 @@ def holm(pvals: dict[str, float]) -> dict[str, float]:
 def detectable_effect(sd: float, n: int, df: int, *, alpha: float, power: float = POWER) -> float:
     """Smallest |mean| a two-sided t-test at `alpha` detects with `power` (normal-shift approximation
     on the t scale): (t_{1-alpha/2} + t_{power}) sd / sqrt(n)."""
-    if n < 1 or df < 1 or not math.isfinite(sd):
+    if n < 1 or not df or df <= 0 or not math.isfinite(sd):
         return float("nan")
     return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * sd / math.sqrt(n)
 
@@ -329,6 +353,14 @@ def log_ratios(fr: Frontier, base: dict[int, RunResult], arm: dict[int, RunResul
     return out
 
 
+def _to_log_m(fr: Frontier, base_loss: float, d: float, log_spend: float) -> float:
+    """ln M of a technique whose loss is base_loss + d, at a spend ratio exp(log_spend) = C_b / C_t."""
+    ct, cb = fr.flops_at(base_loss + d), fr.flops_at(base_loss)
+    if ct is None or cb is None:
+        return float("nan")
+    return math.log(ct) - math.log(cb) + log_spend
+
+
 def compare_arms(
     fr: Frontier,
     base: dict[int, RunResult],
@@ -337,52 +369,67 @@ def compare_arms(
     primary: list[str],
     level: float = LEVEL,
 ) -> dict:
-    """Per arm: multiplier and delta-L with pooled t-intervals, per view; Holm over `primary`."""
+    """Per arm: multiplier and delta-L with pooled t-intervals, per view; Holm over `primary`.
+
+    The interval is a t-interval on the paired loss differences d_i = L_t,i - L_b,i (variance pooled
+    over every arm: run noise is additive in loss, so one variance fits all arms there, whereas in
+    log-compute it grows where the frontier flattens), mapped to M through the frontier, a monotone map:
+    ln M(d) = ln C_b^-1(Lbar_b + d) - ln C_b^-1(Lbar_b) + mean_i ln(C_b,i / C_t,i). The map preserves
+    the interval's coverage; the per-pair log-ratios (`log_ratios`) give the same point estimate to
+    first order and are kept in the output for inspection.
+    """
     alpha = 1 - level
-    out: dict[str, dict] = {name: {"views": {}} for name in arms}
     m_family = max(1, len(primary))
-    pooled = {}
-    for view in VIEWS:
-        la = {name: Arm(name, [v for v in log_ratios(fr, base, runs, view) if math.isfinite(v)],
-                        primary=name in primary) for name, runs in arms.items()}
-        sd, df = pooled_sd(list(la.values()))
-        pooled[view] = {"sd_log_m": sd, "df": df}
-        pv = {}
-        for name, a in la.items():
-            lo, hi = t_interval(a.mean, sd, a.n, df, level)
-            out[name]["views"][view] = _interval(a.mean, lo, hi, exp=True)
-            if view == "marginal":
-                out[name]["n_pairs"] = a.n
-                out[name]["multiplier"] = out[name]["views"]["marginal"]
-                out[name]["p"] = p_value(a.mean, sd, a.n, df)
-                pv[name] = out[name]["p"]
-                det = detectable_effect(sd, a.n, df, alpha=alpha / m_family if a.primary else alpha)
-                out[name]["detectable_multiplier"] = float(math.exp(det)) if math.isfinite(det) else None
-                out[name]["_mean_log"] = a.mean
-        if view == "marginal":
-            adj = holm({k: v for k, v in pv.items() if k in primary})
-            for name in arms:
-                p_h = adj.get(name)
-                out[name]["p_holm"] = p_h if p_h is not None and math.isfinite(p_h) else None
-                p_use = p_h if name in primary else out[name]["p"]
-                out[name]["verdict"] = verdict(p_use if p_use is not None else float("nan"),
-                                               out[name]["_mean_log"], alpha=alpha, n=out[name]["n_pairs"])
-    # delta-L at the reference compute (technique minus paired baseline; negative = better)
-    dl = {name: Arm(name, [runs[s].loss - base[s].loss for s in pair(base, runs)]) for name, runs in arms.items()}
-    sd_l, df_l = pooled_sd(list(dl.values()))
+    dl = {name: Arm(name, [runs[s].loss - base[s].loss for s in pair(base, runs)], primary=name in primary)
+          for name, runs in arms.items()}
+    sd, df = pooled_sd(list(dl.values()))
+    # every arm is paired with the same baseline runs: the pooled variance has fewer effective df
+    eff = shared_baseline_df({name: {s: runs[s].loss - base[s].loss for s in pair(base, runs)}
+                              for name, runs in arms.items()})
+    if eff is not None:
+        df = min(df, eff)
+    out: dict[str, dict] = {}
+    pv = {}
     for name, a in dl.items():
-        lo, hi = t_interval(a.mean, sd_l, a.n, df_l, level)
-        out[name]["delta_loss"] = _interval(a.mean, lo, hi, exp=False)
-        out[name].pop("_mean_log", None)
+        seeds = pair(base, arms[name])
+        lb = float(np.mean([base[s].loss for s in seeds])) if seeds else float("nan")
+        lo, hi = t_interval(a.mean, sd, a.n, df, level)
+        row: dict = {"n_pairs": a.n, "views": {}, "delta_loss": _interval(a.mean, lo, hi, exp=False)}
+        for view in VIEWS:
+            ls = float(np.mean([math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend(view))
+                                for s in seeds])) if seeds else float("nan")
+            # lower loss -> larger M: the interval's ends swap through the map
+            vals = [_to_log_m(fr, lb, x, ls) for x in (a.mean, hi, lo)]
+            row["views"][view] = _interval(*vals, exp=True)
+        row["multiplier"] = row["views"]["marginal"]
+        row["log_ratios"] = [x for x in log_ratios(fr, base, arms[name], "marginal")]
+        # H0: M = 1 (marginal), i.e. mean d = d0, the loss change that exactly offsets the spend difference
+        ls = float(np.mean([math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend("marginal"))
+                            for s in seeds])) if seeds else float("nan")
+        cb = fr.flops_at(lb) if math.isfinite(lb) else None
+        d0 = float(fr.loss(cb * math.exp(-ls))) - lb if cb is not None and math.isfinite(ls) else float("nan")
+        row["p"] = p_value(a.mean - d0, sd, a.n, df)
+        pv[name] = row["p"]
+        det = detectable_effect(sd, a.n, df, alpha=alpha / m_family if a.primary else alpha)
+        up = _to_log_m(fr, lb, d0 - det, ls) if math.isfinite(det) and math.isfinite(d0) else float("nan")
+        row["detectable_multiplier"] = float(math.exp(up)) if math.isfinite(up) else None
+        row["detectable_delta_loss"] = det if math.isfinite(det) else None
+        row["_mean"] = _to_log_m(fr, lb, a.mean, ls) if a.n else float("nan")
         lo_r, hi_r = fr.loss_range
-        losses = [runs_s.loss for runs_s in arms[name].values()]
-        out[name]["in_frontier"] = bool(losses) and all(lo_r <= x <= hi_r for x in losses)
-        if not out[name]["in_frontier"]:
-            out[name]["note"] = (
-                f"some final losses lie outside the frontier's range [{lo_r:.4f}, {hi_r:.4f}] nats: M there "
-                f"extrapolates the frontier fit beyond its budgets and is not a measurement")
-    pooled["delta_loss"] = {"sd": sd_l, "df": df_l}
-    return {"arms": out, "pooled": pooled}
+        losses = [r.loss for r in arms[name].values()]
+        row["in_frontier"] = bool(losses) and all(lo_r <= x <= hi_r for x in losses)
+        if not row["in_frontier"]:
+            row["note"] = (f"some final losses lie outside the frontier's range [{lo_r:.4f}, {hi_r:.4f}] nats: M "
+                           f"there extrapolates the frontier fit beyond its budgets and is not a measurement")
+        out[name] = row
+    adj = holm({k: v for k, v in pv.items() if k in primary})
+    for name, row in out.items():
+        p_h = adj.get(name)
+        row["p_holm"] = p_h if p_h is not None and math.isfinite(p_h) else None
+        p_use = p_h if name in primary else row["p"]
+        row["verdict"] = verdict(p_use if p_use is not None else float("nan"), row.pop("_mean"), alpha=alpha,
+                                 n=row["n_pairs"])
+    return {"arms": out, "pooled": {"delta_loss": {"sd": sd, "df": df}}}
 
 
 def wallclock_multiplier(fr: Frontier, base: dict[int, RunResult], runs: dict[int, RunResult]) -> float | None:
