@@ -476,6 +476,25 @@ def chosen_lr(sdir: Path, tasks: list[Task], scale: str, arm: str, default_lr: f
             "edge": best in (min(losses), max(losses)) and len(losses) > 1}
 
 
+def describe_plan(sc: SuiteConfig) -> dict:
+    """What a suite will train: runs and train-phase FLOPs by kind and scale (validated, nothing trained)."""
+    tasks = plan(sc, "PLAN")
+    rows = {}
+    for t in tasks:
+        r = rows.setdefault((t.scale, t.kind), {"scale": t.scale, "kind": t.kind, "runs": 0, "flops": 0.0})
+        r["runs"] += 1
+        r["flops"] += t.cost
+    total = sum(t.cost for t in tasks)
+    lines = [f"suite {sc.name}: {len(tasks)} runs, {total:.3g} train-phase FLOPs (planned budgets; distillation's "
+             f"teacher forwards and synthetic generation are inside the budgets of arms that say "
+             f"budget_includes: marginal)", ""]
+    for r in rows.values():
+        lines.append(f"  {r['scale']:<8} {r['kind']:<9} {r['runs']:>4} runs  {r['flops']:.3g} FLOPs")
+    lines.append("")
+    lines.append(f"  {sc.workers} worker(s); every run config above validated.")
+    return {"runs": len(tasks), "flops": total, "by_kind": list(rows.values()), "text": "\n".join(lines)}
+
+
 # =============================================================================================
 # running it
 # =============================================================================================

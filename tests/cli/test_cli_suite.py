@@ -141,17 +141,17 @@ def test_suite_file_problems_are_reported_together(tmp_path, capsys):
             {
                 "name": "bad",
                 "colour": "red",
-                "scales": [
-                    {"name": "s1", "model": {"depth": 1}},  # no budget
-                    {"name": "s2", "model": {"depth": 1}, "budget_flops": 1e9, "budget_tokens": 1e5},
-                ],
-                "techniques": {"moe": {}, "quantum": {}},
+                "seeds": 1,
+                "scales": [{"name": "s1", "model": {"depth": 1}}],  # no budget
+                "frontier": {"budgets": [0.5, 1, 2]},  # spans 4x, not 8x
+                "techniques": {"moe": {}, "quantum": {"recipe": "quantum"}},
             }
         )
     )
     assert cli(["suite", str(f), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    for part in ("colour", "scales.0", "scales.1", "exactly one of budget_flops"):
+    for part in ("colour", "scales.0.budget_flops", "frontier.budgets", "at least 8x", "techniques.moe.recipe",
+                 "techniques.quantum.recipe"):
         assert part in err, part
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
@@ -162,12 +162,12 @@ def test_suite_run_configs_are_validated_before_anything_trains(tmp_path, capsys
         yaml.safe_dump(
             {
                 "name": "bad",
-                "shared": {"model": {"depth": 2}, "budget_flops": 1e10},
+                "shared": {"model": {"depth": 2}, "budget": 4},
                 "train": {"lr_typo": 0.1},
                 "scales": [{"name": "s1", "model": {"depth": 1}, "budget_flops": 1e9}],
                 "techniques": {
-                    "curriculum": {"config": {"curriculum": {"scorer": "vibes"}}},
-                    "distill": {"config": {"distill": {"temprature": 2}}},
+                    "curriculum": {"recipe": "curriculum", "config": {"curriculum": {"scorer": "vibes"}}},
+                    "distill": {"recipe": "distill", "config": {"distill": {"temprature": 2}}},
                 },
             }
         )
@@ -180,23 +180,47 @@ def test_suite_run_configs_are_validated_before_anything_trains(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_every_shipped_suite_file_validates():
+def test_every_shipped_suite_file_validates_and_has_the_design():
     from efflab.commands.run import configs_root
     from efflab.suite import load_suite, plan
 
     seen = 0
     for path in sorted((configs_root() / "suite").glob("*.yaml")):
         sc, _ = load_suite(path)  # every run config it implies is validated too
-        assert path.read_text().startswith("#") and len(sc.scales) >= 3, path
-        assert {p["technique"] for p in plan(sc, "/tmp/x")} == {
-            "baseline",
-            "moe",
-            "distill",
-            "curriculum",
-            "synthetic",
-        }
+        assert path.read_text().startswith("#"), path
+        tasks = plan(sc, "/tmp/x")
+        kinds = {t.kind for t in tasks}
+        assert {"sweep", "frontier", "arm", "shared"} <= kinds, path
+        arms = {t.arm for t in tasks if t.kind == "arm"}
+        assert {"moe", "distill", "curriculum", "synthetic", "aa", "oversized"} <= arms, path
+        assert sc.seeds >= 2 and max(sc.frontier.budgets) / min(sc.frontier.budgets) >= 8
+        for scale in sc.scales:  # paired seeds: every arm has the baseline's seeds at C_ref
+            base = {t.seed for t in tasks if t.scale == scale.name and t.kind == "frontier" and t.budget_mult == 1}
+            for arm in arms:
+                assert {t.seed for t in tasks if t.scale == scale.name and t.arm == arm and t.kind == "arm"} <= base
         seen += 1
     assert seen >= 3
+
+
+def test_quick_suite_reference_is_trained_as_the_methodology_asks():
+    from efflab.accounting.flops import count_flops
+    from efflab.commands.run import configs_root
+    from efflab.config import config_from_dict
+    from efflab.models import build_model_config
+    from efflab.suite import load_suite, plan
+
+    sc, _ = load_suite(configs_root() / "suite" / "quick.yaml")
+    ref = next(t for t in plan(sc, "/tmp/x") if t.name == "ref-baseline-f1-s0")
+    cfg = config_from_dict(ref.raw, recipe="baseline")
+    c = count_flops(build_model_config(cfg, sc.data.vocab_size), sc.data.seq_len)
+    non_emb = c.params_active - c.params_embedding
+    tokens = sc.scales[0].budget_flops / c.train_flops_per_token
+    assert 8e4 <= non_emb <= 1.5e5 and cfg.model.tie_embeddings and cfg.data.seq_len == 128
+    assert tokens / non_emb >= 20  # compute-optimal tokens per parameter (Hoffmann et al. 2022)
+    assert cfg.train.min_lr_ratio == 0.0  # a completed, fully decayed schedule
+    teacher = next(t for t in plan(sc, "/tmp/x") if t.kind == "shared")
+    tc = count_flops(build_model_config(config_from_dict(teacher.raw, recipe="baseline"), 512), 128)
+    assert 3.5 <= (tc.params_active - tc.params_embedding) / non_emb <= 4.5  # a teacher about 4x the student
 
 
 def test_help_for_every_command(capsys):
@@ -209,9 +233,13 @@ def _tiny_suite(tmp_path, **extra):
     f = tmp_path / "tiny.yaml"
     raw = {
         "name": "tiny",
+        "seeds": 2,
+        "workers": 1,
         "data": {"vocab_size": 512, "seq_len": 64, "max_chars": 3e5},
         "train": {"batch_size": 8, "lr": 3e-3},
-        "scales": [{"name": "s1", "model": {"depth": 1}, "steps": 5}],
+        "scales": [{"name": "s1", "model": {"depth": 1}, "budget_flops": 1e8}],
+        "lr_sweep": {"enabled": False},
+        "controls": {"aa": False, "oversized": {"enabled": False}},
         "techniques": {},
         **extra,
     }
@@ -224,32 +252,13 @@ def test_suite_refuses_a_directory_of_runs_made_with_another_config(tmp_path, ca
     from efflab.suite import load_suite, plan
 
     f = _tiny_suite(tmp_path)
-    spec = plan(load_suite(f)[0], tmp_path / "out")[0]
-    old = config_from_dict(spec["raw"], recipe="baseline").to_dict()
-    old["train"]["lr"] = 1e-3  # the run directory was made with another learning rate
-    run = tmp_path / "out" / "runs" / spec["name"]
+    task = next(t for t in plan(load_suite(f)[0], tmp_path / "out") if t.kind == "frontier")
+    old = config_from_dict(task.raw, recipe="baseline").to_dict()
+    old["train"]["weight_decay"] = 0.0  # the run directory was made with another setting
+    run = tmp_path / "out" / task.dir
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(old))
     assert cli(["suite", str(f), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "another suite config" in err and "s1-baseline-s0: train.lr" in err
+    assert "another suite config" in err and f"{task.name}: train.weight_decay" in err
     assert not (run / "manifest.json").exists()  # nothing was trained
-
-
-def test_a_technique_whose_recipe_is_missing_is_skipped_and_said(tmp_path, monkeypatch):
-    import efflab.suite as S
-
-    real = S.recipe_available
-    monkeypatch.setattr(
-        S,
-        "recipe_available",
-        lambda t: "not available: the moe recipe is not in this installation yet" if t == "moe" else real(t),
-    )
-    # an invalid moe section is not reported: the technique is skipped, not validated
-    f = _tiny_suite(
-        tmp_path, techniques={"moe": {"config": {"moe": {"n_experts": "many"}}}, "curriculum": {}}
-    )
-    sc, _ = S.load_suite(f)
-    runs = {r["name"]: r for r in S.plan(sc, tmp_path / "out")}
-    assert runs["s1-moe-s0"]["unavailable"].startswith("not available")
-    assert runs["s1-curriculum-s0"]["unavailable"] is None and runs["s1-baseline-s0"]["unavailable"] is None

@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="suite directory (default: the file's `out`, else runs/suite-<name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the suite summary as one JSON object")
+    p.add_argument("--plan", action="store_true", help="validate every run config and print the plan "
+                   "(runs by kind, FLOPs); trains nothing")
+    p.add_argument("--workers", type=int, help="runs in parallel processes (default: the file's `workers`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the suite file")
     p.set_defaults(func=cmd_suite)
 
@@ -104,8 +107,21 @@ def cmd_suite(args) -> int:
     from efflab.suite import run_suite
 
     path = resolve_config_path(args.file)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.plan:
+        from efflab.suite import describe_plan, load_suite
+
+        sc, _ = load_suite(path, args.overrides)
+        summary = describe_plan(sc)
+        if args.json:
+            emit_json(summary)
+        else:
+            print(summary["text"])
+        return 0
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    state = run_suite(path, out=args.out, overrides=args.overrides, progress=not args.no_progress, log=log)
+    state = run_suite(path, out=args.out, overrides=args.overrides, progress=not args.no_progress, log=log,
+                      workers=args.workers)
     if args.json:
         emit_json(state)
     else:
