@@ -232,7 +232,7 @@ def compare_suite(sdir, sc, state: dict | None = None) -> dict:
     from efflab.suite import plan
 
     sdir = Path(sdir)
-    tasks = plan(sc, sdir)
+    tasks = plan(sc, sdir, extra_seeds=(state or {}).get("extra_seeds") or {})
     per_scale = {s.name: compare_scale(sdir, sc, s, tasks) for s in sc.scales}
     primary = per_scale[sc.primary_scale().name]
     doc = {"schema": "efflab.compare/2", "suite": sc.name, "conventions": CONVENTIONS,

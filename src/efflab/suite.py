@@ -45,7 +45,6 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from efflab import RECIPES
 from efflab.config import (
     DataConfig,
     EvalConfig,
@@ -137,6 +136,12 @@ class OversizedSpec(Section):
     model: ModelConfig | None = Field(default=None, description="default: the shared teacher's shape")
 
 
+class AdaptiveSeedsSpec(Section):
+    max: int = Field(default=0, ge=0, le=64, description="add paired seeds up to this many for primary "
+                     "techniques still inconclusive (0: off)")
+    minutes: float = Field(default=20, gt=0, description="only while the suite's wall time stays within this")
+
+
 class ControlsSpec(Section):
     aa: bool = True
     oversized: OversizedSpec = Field(default_factory=OversizedSpec)
@@ -172,6 +177,7 @@ class SuiteConfig(Section):
     techniques: dict[str, ArmSpec] = Field(default_factory=dict)
     controls: ControlsSpec = Field(default_factory=ControlsSpec)
     workers: int = Field(default=2, ge=1, le=256, description="runs trained in parallel processes")
+    adaptive_seeds: AdaptiveSeedsSpec = Field(default_factory=AdaptiveSeedsSpec)
     level: float = Field(default=0.9, gt=0, lt=1, description="interval level of every interval")
     extrapolate: ExtrapolateSpec = Field(default_factory=ExtrapolateSpec)
 
@@ -370,7 +376,93 @@ def _fmt_mult(x: float) -> str:
     return f"{x:g}"
 
 
-def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> list[Task]:
+def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: bool, arms: dict[str, ArmSpec],
+                n_seeds: dict[str, int], n_base: int) -> list[Task]:
+    """The runs of one reference scale: teacher, sweeps, frontier, paired arms."""
+    tasks: list[Task] = []
+    c_ref = scale.budget_flops
+    fpt = _train_flops_per_token(scale.model, sc)
+    shared = sc.shared_for(scale)
+    tdir = f"shared/{scale.name}-teacher"
+    teacher_name = f"{scale.name}-teacher"
+    if shared is not None:
+        sh_fpt = _train_flops_per_token(shared.model, sc)
+        raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * c_ref, 0, sh_fpt)
+        _merge(raw["train"], shared.train)
+        tasks.append(Task(teacher_name, "shared", scale.name, "teacher", 0, "baseline", raw, tdir,
+                          shared.budget * c_ref))
+
+    def arm_raw(arm_name: str, spec: ArmSpec, name: str, budget: float, seed: int, *, valid=False) -> dict:
+        model = scale.model
+        if arm_name == "oversized":
+            model = sc.controls.oversized.model or (shared.model if shared else None)
+            if model is None:
+                raise UserError("controls.oversized: give controls.oversized.model (no shared model to copy)")
+        raw = _raw(sc, name, spec.recipe, model, budget, seed, fpt, valid=valid)
+        _merge(raw, spec.config)
+        _merge(raw, scale.overrides.get("all", {}))
+        _merge(raw, scale.overrides.get(arm_name, {}))
+        raw["name"], raw["recipe"] = name, spec.recipe
+        raw["train"]["budget_flops"], raw["train"]["seed"] = float(budget), int(seed)
+        if arm_name == "aa":
+            raw["train"]["init_seed"] = 1000 + seed
+        if _uses_shared(spec):
+            sec = raw.setdefault(spec.recipe, {})
+            if validate_only:
+                if spec.recipe == "distill" and shared is not None:
+                    sec["teacher_train"] = {"model": shared.model.model_dump(mode="json", exclude_unset=True),
+                                            "train": {"steps": 1}}
+            else:
+                sec[SHARED_USERS[spec.recipe]] = str((Path(suite_dir) / tdir).resolve())
+        return raw
+
+    def deps_of(spec: ArmSpec) -> list[str]:
+        return [teacher_name] if _uses_shared(spec) and shared is not None else []
+
+    # ---- learning-rate sweeps: every arm the same factors, at a fraction of C_ref, seed 0 --------
+    sweep_arms = {"baseline": ArmSpec(recipe="baseline"), **{a: s for a, s in arms.items() if a != "aa"}}
+    sweeps: dict[str, list[str]] = {}
+    if sc.lr_sweep.enabled:
+        for arm_name, spec in sweep_arms.items():
+            chain: list[str] = []
+            for f in sc.lr_sweep.factors:
+                name = f"{scale.name}-sweep-{arm_name}-x{_fmt_mult(f)}"
+                raw = arm_raw(arm_name, spec, name, sc.lr_sweep.budget * c_ref, 0, valid=True)
+                raw["train"]["lr"] = float(raw["train"].get("lr", 3e-3)) * f
+                # synthetic arms share one generated corpus: the first run generates it, the others reuse
+                d = deps_of(spec) + (chain[:1] if spec.recipe == "synthetic" else [])
+                tasks.append(Task(name, "sweep", scale.name, arm_name, 0, spec.recipe, raw, f"runs/{name}",
+                                  sc.lr_sweep.budget * c_ref, d, factor=f))
+                chain.append(name)
+            sweeps[arm_name] = chain
+    sweeps["aa"] = sweeps.get("baseline", [])
+
+    # ---- the baseline frontier: complete runs at each budget --------------------------------------
+    for m in sc.frontier.budgets:
+        n = max(sc.frontier.seeds, n_base) if m == 1.0 else sc.frontier.seeds
+        for seed in range(n):
+            name = f"{scale.name}-baseline-f{_fmt_mult(m)}-s{seed}"
+            raw = arm_raw("baseline", sweep_arms["baseline"], name, m * c_ref, seed)
+            tasks.append(Task(name, "frontier", scale.name, "baseline", seed, "baseline", raw, f"runs/{name}",
+                              m * c_ref, list(sweeps.get("baseline", [])), lr_from="baseline", budget_mult=m))
+
+    # ---- the arms at C_ref, paired seeds ------------------------------------------------------------
+    for arm_name, spec in arms.items():
+        first = None
+        for seed in range(n_seeds[arm_name]):
+            name = f"{scale.name}-{arm_name}-s{seed}"
+            raw = arm_raw(arm_name, spec, name, c_ref, seed)
+            d = deps_of(spec) + list(sweeps.get(arm_name, []))
+            if spec.recipe == "synthetic" and not sweeps.get(arm_name) and first:
+                d.append(first)
+            tasks.append(Task(name, "arm", scale.name, arm_name, seed, spec.recipe, raw, f"runs/{name}",
+                              c_ref, d, lr_from="baseline" if arm_name == "aa" else arm_name))
+            first = first or name
+    return tasks
+
+
+def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False,
+         extra_seeds: dict[str, int] | None = None) -> list[Task]:
     """Every run of the suite, in an order that respects dependencies.
 
     validate_only: the shared model does not exist yet, so arms that use it get a stand-in (distill:
@@ -378,85 +470,10 @@ def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False) -> lis
     """
     tasks: list[Task] = []
     arms = sc.arms()
+    n_seeds = {a: max(sc.seeds, (extra_seeds or {}).get(a, 0)) for a in arms}
+    n_base = max([sc.seeds, *n_seeds.values()])
     for scale in sc.scales:
-        c_ref = scale.budget_flops
-        fpt = _train_flops_per_token(scale.model, sc)
-        shared = sc.shared_for(scale)
-        tdir = f"shared/{scale.name}-teacher"
-        teacher_name = f"{scale.name}-teacher"
-        if shared is not None:
-            sh_fpt = _train_flops_per_token(shared.model, sc)
-            raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * c_ref, 0, sh_fpt)
-            _merge(raw["train"], shared.train)
-            tasks.append(Task(teacher_name, "shared", scale.name, "teacher", 0, "baseline", raw, tdir,
-                              shared.budget * c_ref))
-
-        def arm_raw(arm_name: str, spec: ArmSpec, name: str, budget: float, seed: int, *, valid=False) -> dict:
-            model = scale.model
-            if arm_name == "oversized":
-                model = sc.controls.oversized.model or (shared.model if shared else None)
-                if model is None:
-                    raise UserError("controls.oversized: give controls.oversized.model (no shared model to copy)")
-            raw = _raw(sc, name, spec.recipe, model, budget, seed, fpt, valid=valid)
-            _merge(raw, spec.config)
-            _merge(raw, scale.overrides.get("all", {}))
-            _merge(raw, scale.overrides.get(arm_name, {}))
-            raw["name"], raw["recipe"] = name, spec.recipe
-            raw["train"]["budget_flops"], raw["train"]["seed"] = float(budget), int(seed)
-            if arm_name == "aa":
-                raw["train"]["init_seed"] = 1000 + seed
-            if _uses_shared(spec):
-                sec = raw.setdefault(spec.recipe, {})
-                if validate_only:
-                    if spec.recipe == "distill" and shared is not None:
-                        sec["teacher_train"] = {"model": shared.model.model_dump(mode="json", exclude_unset=True),
-                                                "train": {"steps": 1}}
-                else:
-                    sec[SHARED_USERS[spec.recipe]] = str((Path(suite_dir) / tdir).resolve())
-            return raw
-
-        def deps_of(spec: ArmSpec) -> list[str]:
-            return [teacher_name] if _uses_shared(spec) and shared is not None else []
-
-        # ---- learning-rate sweeps: every arm the same factors, at a fraction of C_ref, seed 0 --------
-        sweep_arms = {"baseline": ArmSpec(recipe="baseline"), **{a: s for a, s in arms.items() if a != "aa"}}
-        sweeps: dict[str, list[str]] = {}
-        if sc.lr_sweep.enabled:
-            for arm_name, spec in sweep_arms.items():
-                chain: list[str] = []
-                for f in sc.lr_sweep.factors:
-                    name = f"{scale.name}-sweep-{arm_name}-x{_fmt_mult(f)}"
-                    raw = arm_raw(arm_name, spec, name, sc.lr_sweep.budget * c_ref, 0, valid=True)
-                    raw["train"]["lr"] = float(raw["train"].get("lr", 3e-3)) * f
-                    # synthetic arms share one generated corpus: the first run generates it, the others reuse
-                    d = deps_of(spec) + (chain[:1] if spec.recipe == "synthetic" else [])
-                    tasks.append(Task(name, "sweep", scale.name, arm_name, 0, spec.recipe, raw, f"runs/{name}",
-                                      sc.lr_sweep.budget * c_ref, d, factor=f))
-                    chain.append(name)
-                sweeps[arm_name] = chain
-        sweeps["aa"] = sweeps.get("baseline", [])
-
-        # ---- the baseline frontier: complete runs at each budget --------------------------------------
-        for m in sc.frontier.budgets:
-            n = max(sc.frontier.seeds, sc.seeds) if m == 1.0 else sc.frontier.seeds
-            for seed in range(n):
-                name = f"{scale.name}-baseline-f{_fmt_mult(m)}-s{seed}"
-                raw = arm_raw("baseline", sweep_arms["baseline"], name, m * c_ref, seed)
-                tasks.append(Task(name, "frontier", scale.name, "baseline", seed, "baseline", raw, f"runs/{name}",
-                                  m * c_ref, list(sweeps.get("baseline", [])), lr_from="baseline", budget_mult=m))
-
-        # ---- the arms at C_ref, paired seeds ------------------------------------------------------------
-        for arm_name, spec in arms.items():
-            first = None
-            for seed in range(sc.seeds):
-                name = f"{scale.name}-{arm_name}-s{seed}"
-                raw = arm_raw(arm_name, spec, name, c_ref, seed)
-                d = deps_of(spec) + list(sweeps.get(arm_name, []))
-                if spec.recipe == "synthetic" and not sweeps.get(arm_name) and first:
-                    d.append(first)
-                tasks.append(Task(name, "arm", scale.name, arm_name, seed, spec.recipe, raw, f"runs/{name}",
-                                  c_ref, d, lr_from="baseline" if arm_name == "aa" else arm_name))
-                first = first or name
+        tasks += _plan_scale(sc, scale, suite_dir, validate_only, arms, n_seeds, n_base)
     return tasks
 
 
@@ -581,19 +598,34 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _warm_data_cache(tasks: list[Task], log) -> None:
+    """Train the tokenizer and tokenize the corpus once, before parallel workers would race to do it."""
+    from efflab.data import prepare
+
+    t = next((t for t in tasks if t.kind == "frontier"), None) or (tasks[0] if tasks else None)
+    if t is None:
+        return
+    cfg = config_from_dict(t.raw, recipe="baseline" if t.recipe == "baseline" else t.recipe, source=t.name)
+    prepare(cfg.data, cfg.eval.max_blocks, log=lambda m: log(f"[suite] {m}"))
+
+
 def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: bool = True,
               analyse: bool = True, log=print, workers: int | None = None) -> dict:
     """Run (or continue) a suite, then compare (and extrapolate and report). Returns the suite state.
 
     Complete runs are reused, incomplete ones resumed; a run that fails is recorded, the runs that
-    depend on it are not started, and the others go on.
+    depend on it are not started, and the others go on. With `adaptive_seeds`, primary techniques still
+    inconclusive get one more paired seed per round while the time budget allows.
     """
     import yaml
 
     sc, raw_suite = load_suite(path, overrides)
     sdir = suite_dir_for(sc, out)
     sdir.mkdir(parents=True, exist_ok=True)
-    tasks = plan(sc, sdir)
+    state_path = sdir / "suite.json"
+    prev = read_json(state_path) if state_path.is_file() else {}
+    extra = dict(prev.get("extra_seeds") or {})
+    tasks = plan(sc, sdir, extra_seeds=extra)
     n_workers = workers or sc.workers
     t_start = time.perf_counter()
 
@@ -605,28 +637,33 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
             drift.add(f"{t.name}: {', '.join(d[:6])}{' ...' if len(d) > 6 else ''}")
     drift.raise_if_any()
 
-    state_path = sdir / "suite.json"
-    prev = read_json(state_path) if state_path.is_file() else {}
     prev_runs = {r["name"]: r for r in prev.get("runs", [])}
     state = {
         "name": sc.name, "config": str(Path(path).resolve()), "status": "running", "dir": str(sdir.resolve()),
         "started": prev.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "invocations": prev.get("invocations", []), "lr": {}, "workers": n_workers, "runs": [],
+        "invocations": prev.get("invocations", []), "lr": {}, "workers": n_workers, "extra_seeds": extra,
+        "runs": [],
     }
-    entries = {}
-    for t in tasks:
-        old = prev_runs.get(t.name, {})
-        e = {"name": t.name, "kind": t.kind, "scale": t.scale, "arm": t.arm, "seed": t.seed, "dir": t.dir,
-             "state": "complete" if _status(sdir / t.dir) == "complete" else "pending",
-             "seconds": old.get("seconds")}
-        entries[t.name] = e
-        state["runs"].append(e)
+    entries: dict[str, dict] = {}
+
+    def add_entries(ts: list[Task]) -> None:
+        for t in ts:
+            if t.name in entries:
+                continue
+            old = prev_runs.get(t.name, {})
+            e = {"name": t.name, "kind": t.kind, "scale": t.scale, "arm": t.arm, "seed": t.seed, "dir": t.dir,
+                 "state": "complete" if _status(sdir / t.dir) == "complete" else "pending",
+                 "seconds": old.get("seconds")}
+            entries[t.name] = e
+            state["runs"].append(e)
+
+    add_entries(tasks)
     atomic_write_text(sdir / "suite.yaml", f"# suite config as run (overrides applied): efflab suite {path}\n"
                       + yaml.safe_dump(raw_suite, sort_keys=False))
     atomic_write_json(state_path, state)
     invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(),
                   "workers": n_workers, "load_average_at_start": _load_average(),
-                  "trained": 0, "resumed": 0, "reused": 0, "failed": 0}
+                  "trained": 0, "reused": 0, "failed": 0, "rounds": 0}
 
     def resolve(t: Task) -> dict:
         raw = copy.deepcopy(t.raw)
@@ -637,14 +674,11 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
             raw["train"]["lr"] = state["lr"][key]["lr"]
         return raw
 
-    # the scheduler: ready = every dependency complete; longest first among the ready
+    failed: dict[str, str] = {}
     done = {t.name for t in tasks if entries[t.name]["state"] == "complete"}
     invocation["reused"] = len(done)
-    failed: dict[str, str] = {}
-    pending = [t for t in tasks if t.name not in done]
-    total_cost = sum(t.cost for t in tasks)
-    done_cost = sum(t.cost for t in tasks if t.name in done)
-    cost_trained, t_train0 = 0.0, time.perf_counter()
+    if len(done) < len(tasks):
+        _warm_data_cache(tasks, log)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -654,22 +688,24 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     say = (lambda m: bar.write(m)) if bar is not None and not bar.disable else log
     if done:
         say(f"[suite] {len(done)} of {len(tasks)} runs already complete: reused")
+    clock = {"cost_trained": 0.0, "t0": time.perf_counter()}
+
+    def rate() -> float | None:
+        el = time.perf_counter() - clock["t0"]
+        return clock["cost_trained"] / el if clock["cost_trained"] > 0 and el > 0 else None
 
     def eta() -> str:
-        if cost_trained <= 0:
-            return "ETA: after the first run"
-        rate = cost_trained / (time.perf_counter() - t_train0)
-        return f"ETA {_fmt_s((total_cost - done_cost) / rate)}"
+        r = rate()
+        left = sum(t.cost for t in tasks if t.name not in done and t.name not in failed)
+        return "ETA: after the first run" if r is None else f"ETA {_fmt_s(left / r)}"
 
     def finish(t: Task, res: dict) -> None:
-        nonlocal done_cost, cost_trained
         e = entries[t.name]
         e["seconds"] = (e.get("seconds") or 0.0) + res["seconds"]
         if res["ok"] and _status(sdir / t.dir) == "complete":
             e["state"] = "complete"
             done.add(t.name)
-            done_cost += t.cost
-            cost_trained += t.cost
+            clock["cost_trained"] += t.cost
             invocation["trained"] += 1
             msg = f"[suite] {len(done)}/{len(tasks)} {t.name}: complete in {res['seconds']:.0f} s; {eta()}"
         else:
@@ -687,53 +723,88 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         bad = [d for d in t.deps if d in failed]
         return f"not started: {', '.join(bad)} failed" if bad else None
 
-    def ready(t: Task) -> bool:
-        return all(d in done for d in t.deps)
-
-    def critical(t: Task) -> float:  # teachers first (they block whole arms), then the longest runs
+    def critical(t: Task) -> tuple:  # teachers first (they block whole arms), then sweeps, then the longest
         return (2 if t.kind == "shared" else 1 if t.kind == "sweep" else 0, t.cost)
 
-    try:
-        if n_workers <= 1:
-            while pending:
-                for t in [t for t in pending if blocked(t)]:
-                    pending.remove(t)
-                    finish(t, {"ok": False, "message": blocked(t), "seconds": 0.0})
-                go = sorted([t for t in pending if ready(t)], key=critical, reverse=True)
+    def execute(pending: list[Task], pool=None) -> None:
+        running = {}
+        while pending or running:
+            for t in [t for t in pending if blocked(t)]:
+                pending.remove(t)
+                finish(t, {"ok": False, "message": blocked(t), "seconds": 0.0})
+            go = sorted([t for t in pending if all(d in done for d in t.deps)], key=critical, reverse=True)
+            if pool is None:
                 if not go:
-                    break
+                    return
                 t = go[0]
                 pending.remove(t)
                 entries[t.name]["state"] = "running"
                 finish(t, execute_run(t.recipe, resolve(t), str(sdir / t.dir), str(sdir / "logs" / f"{t.name}.log")))
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+                continue
+            from concurrent.futures import FIRST_COMPLETED, wait
 
-            running = {}
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn")) as pool:
-                while pending or running:
-                    for t in [t for t in pending if blocked(t)]:
-                        pending.remove(t)
-                        finish(t, {"ok": False, "message": blocked(t), "seconds": 0.0})
-                    go = sorted([t for t in pending if ready(t)], key=critical, reverse=True)
-                    while go and len(running) < n_workers:
-                        t = go.pop(0)
-                        pending.remove(t)
-                        entries[t.name]["state"] = "running"
-                        fut = pool.submit(execute_run, t.recipe, resolve(t), str(sdir / t.dir),
-                                          str(sdir / "logs" / f"{t.name}.log"))
-                        running[fut] = t
-                    if not running:
-                        break
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        t = running.pop(fut)
-                        try:
-                            res = fut.result()
-                        except Exception as ex:  # a worker that died (killed, out of memory): record, go on
-                            res = {"ok": False, "message": f"worker died: {type(ex).__name__}: {ex}", "seconds": 0.0}
-                        finish(t, res)
+            while go and len(running) < n_workers:
+                t = go.pop(0)
+                pending.remove(t)
+                entries[t.name]["state"] = "running"
+                running[pool.submit(execute_run, t.recipe, resolve(t), str(sdir / t.dir),
+                                    str(sdir / "logs" / f"{t.name}.log"))] = t
+            if not running:
+                return
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t = running.pop(fut)
+                try:
+                    res = fut.result()
+                except Exception as ex:  # a worker that died (killed, out of memory): record it, go on
+                    res = {"ok": False, "message": f"worker died: {type(ex).__name__}: {ex}", "seconds": 0.0}
+                finish(t, res)
+
+    def more_seeds() -> dict[str, int]:
+        """Arms that get one more paired seed: primary, inconclusive, below the cap, if time allows."""
+        ad = sc.adaptive_seeds
+        if ad.max <= sc.seeds or failed:
+            return {}
+        from efflab.compare_suite import compare_suite
+
+        state["extra_seeds"] = extra
+        doc = compare_suite(sdir, sc, state)
+        want = {t: row["n_pairs"] + 1 for t, row in (doc.get("techniques") or {}).items()
+                if row.get("primary") and row.get("verdict") == "inconclusive" and row["n_pairs"] < ad.max}
+        r = rate()
+        if not want or r is None:
+            return {}
+        c_ref = sc.primary_scale().budget_flops
+        need = (len(want) + 1) * c_ref * len(sc.scales) / r  # the arms' new seeds + the baseline's
+        elapsed = time.perf_counter() - t_start
+        if elapsed + need > ad.minutes * 60:
+            say(f"[suite] {len(want)} technique(s) still inconclusive; one more seed each would take about "
+                f"{_fmt_s(need)} beyond the {ad.minutes:g}-minute budget (adaptive_seeds.minutes): no more seeds")
+            return {}
+        return want
+
+    pool_cm = contextlib.nullcontext()
+    if n_workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool_cm = ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"))
+    try:
+        with pool_cm as pool:
+            while True:
+                invocation["rounds"] += 1
+                execute([t for t in tasks if t.name not in done and t.name not in failed], pool)
+                want = more_seeds()
+                if not want:
+                    break
+                extra.update(want)
+                state["extra_seeds"] = extra
+                say(f"[suite] inconclusive, adding a paired seed: {', '.join(f'{k} -> {v}' for k, v in want.items())}")
+                tasks = plan(sc, sdir, extra_seeds=extra)
+                add_entries(tasks)
+                if bar is not None:
+                    bar.total = len(tasks)
+                    bar.refresh()
     except KeyboardInterrupt:
         state["status"] = "interrupted"
         for e in state["runs"]:

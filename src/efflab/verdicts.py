@@ -237,7 +237,7 @@ def holm(pvals: dict[str, float]) -> dict[str, float]:
     for i, (p, k) in enumerate(items):
         run_max = max(run_max, min(1.0, (m - i) * p))
         out[k] = run_max
-    for k, p in pvals.items():
+    for k in pvals:
         out.setdefault(k, float("nan"))
     return out
 

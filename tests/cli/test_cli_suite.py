@@ -262,3 +262,17 @@ def test_suite_refuses_a_directory_of_runs_made_with_another_config(tmp_path, ca
     err = capsys.readouterr().err
     assert "another suite config" in err and f"{task.name}: train.weight_decay" in err
     assert not (run / "manifest.json").exists()  # nothing was trained
+
+
+def test_adaptive_seeds_add_pairs_for_the_arm_and_its_baseline(tmp_path):
+    from efflab.suite import load_suite, plan
+
+    f = _tiny_suite(tmp_path, techniques={"curriculum": {"recipe": "curriculum"}})
+    sc, _ = load_suite(f)
+    base = plan(sc, tmp_path / "out")
+    more = plan(sc, tmp_path / "out", extra_seeds={"curriculum": 4})
+    seeds = lambda ts, arm, kind: sorted(t.seed for t in ts if t.arm == arm and t.kind == kind)  # noqa: E731
+    assert seeds(base, "curriculum", "arm") == [0, 1] and seeds(more, "curriculum", "arm") == [0, 1, 2, 3]
+    ref = lambda ts: sorted(t.seed for t in ts if t.kind == "frontier" and t.budget_mult == 1)  # noqa: E731
+    assert ref(more) == [0, 1, 2, 3]  # every new pair has its baseline seed
+    assert {t.name for t in base} < {t.name for t in more}  # earlier runs keep their names: reused

@@ -194,6 +194,10 @@ def format_compare(res: dict) -> str:
     out = [
         f"quality: {res['unit']} on one shared held-out set; target: {res['target_rule']}",
         "M = baseline FLOPs-to-target / technique FLOPs-to-target (> 1 saves compute; < 1 costs compute)",
+        "Loose runs, no verdicts: M is read where an eval curve first crosses the target, mid-schedule (a run "
+        "crossing before its learning rate decays understates M > 1; M < 1 shows as 'not reached'); an arm "
+        "of one seed has no interval. For verdicts, `efflab suite` measures against a frontier of completed "
+        "baseline runs with paired seeds and controls.",
         "",
     ]
     tw = max([11] + [len(t) for sc in res["scales"] for t in sc.get("techniques", {})])
