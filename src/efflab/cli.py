@@ -18,6 +18,7 @@ COMMANDS = {
     "efflab.commands.suite": ("suite", "compare", "extrapolate"),
     "efflab.commands.scaling": ("scaling",),
     "efflab.commands.accounting": ("flops", "cost"),
+    "efflab.commands.validate": ("validate",),
 }
 COMMAND_MODULES = list(COMMANDS)
 

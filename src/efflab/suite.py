@@ -75,6 +75,8 @@ class SharedSpec(Section):
     model: ModelConfig
     budget: float = Field(default=4.0, gt=0, description="train-phase FLOPs as a multiple of C_ref")
     train: dict[str, Any] = Field(default_factory=dict, description="train settings overriding the suite's")
+    scale: str | None = Field(default=None, description="train it once, at this scale's C_ref, and share it "
+                              "with every scale (default: one per scale, at its own C_ref)")
 
 
 class ScaleSpec(Section):
@@ -199,6 +201,9 @@ class SuiteConfig(Section):
             if spec.control_of is not None and spec.control_of not in self.techniques:
                 errs.append(f"techniques.{t}.control_of: {spec.control_of!r} is not a technique")
         for s in self.scales:
+            sh = self.shared_for(s)
+            if sh is not None and sh.scale is not None and sh.scale not in names:
+                errs.append(f"shared.scale: {sh.scale!r} is not a scale ({', '.join(names)})")
             wrong = [k for k in s.overrides if k not in arms and k != "all"]
             if wrong:
                 errs.append(f"scales.{s.name}.overrides: unknown {wrong}; keys are arm names or 'all'")
@@ -383,14 +388,15 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
     c_ref = scale.budget_flops
     fpt = _train_flops_per_token(scale.model, sc)
     shared = sc.shared_for(scale)
-    tdir = f"shared/{scale.name}-teacher"
-    teacher_name = f"{scale.name}-teacher"
+    owner = next((s for s in sc.scales if shared is not None and s.name == shared.scale), scale)  # shared.scale
+    tdir = f"shared/{owner.name}-teacher"
+    teacher_name = f"{owner.name}-teacher"
     if shared is not None:
         sh_fpt = _train_flops_per_token(shared.model, sc)
-        raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * c_ref, 0, sh_fpt)
+        raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * owner.budget_flops, 0, sh_fpt)
         _merge(raw["train"], shared.train)
-        tasks.append(Task(teacher_name, "shared", scale.name, "teacher", 0, "baseline", raw, tdir,
-                          shared.budget * c_ref))
+        tasks.append(Task(teacher_name, "shared", owner.name, "teacher", 0, "baseline", raw, tdir,
+                          shared.budget * owner.budget_flops))
 
     def arm_raw(arm_name: str, spec: ArmSpec, name: str, budget: float, seed: int, *, valid=False) -> dict:
         model = scale.model
@@ -474,7 +480,8 @@ def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False,
     n_base = max([sc.seeds, *n_seeds.values()])
     for scale in sc.scales:
         tasks += _plan_scale(sc, scale, suite_dir, validate_only, arms, n_seeds, n_base)
-    return tasks
+    seen: set[str] = set()  # a teacher shared by several scales (shared.scale) is trained once
+    return [t for t in tasks if not (t.name in seen or seen.add(t.name))]
 
 
 def chosen_lr(sdir: Path, tasks: list[Task], scale: str, arm: str, default_lr: float) -> dict:
