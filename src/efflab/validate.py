@@ -363,7 +363,6 @@ def eval_curriculum(doc: dict, order: str = "curriculum", anti: str = "anti_curr
     )
 
 
-READ_TOOL = "the tool (its intervals or its frontier are wrong at this noise level)"
 CASES: list[Case] = [
     Case(
         "A",
@@ -373,7 +372,7 @@ CASES: list[Case] = [
         "an arm identical to the baseline but for its initial weights has M = 1",
         "by construction (same recipe, same data order; efflab.verdicts: an A/A pair gives M = 1)",
         "the 90% interval of M covers 1",
-        f"{READ_TOOL}: every verdict of the suite is suspect",
+        "the tool: its intervals are too narrow for this noise, so every verdict of the suite is suspect",
         eval_aa,
         is_control=True,
     ),
@@ -386,7 +385,7 @@ CASES: list[Case] = [
         "Krajewski et al. 2024, Scaling Laws for Fine-Grained Mixture of Experts, arXiv:2402.07871",
         "delta-L(MoE - dense) at 20 tokens per parameter minus delta-L at 2: interval below 0",
         "the regime (8 experts on a 2-layer model, 20 tokens per parameter, may be below where the effect "
-        "shows; Ludziejewski et al. 2025 on small expert counts), or the tool if the controls failed; a "
+        "shows; Ludziejewski et al. 2025, arXiv:2502.05172, on small expert counts), or the tool if the controls failed; a "
         "reversal (interval above 0) would contradict the claim at this scale",
         eval_moe_length,
     ),
@@ -429,8 +428,8 @@ CASES: list[Case] = [
         "training; the pacing, not the ordering, carries any gain",
         "Wu et al. 2021, When Do Curricula Work?, arXiv:2012.03107",
         "M of ordering over random pacing (paired by seed): interval covers 1",
-        "the claim at this scale (ordering does matter here: rarity-sorted code is not a standard image "
-        "benchmark), or the tool if the A/A control also failed (intervals too narrow)",
+        "the claim does not carry over to this setting (ordering matters for language modelling on code at "
+        "this scale), or the tool if the A/A control also failed (intervals too narrow)",
         eval_curriculum,
     ),
     Case(
@@ -443,9 +442,9 @@ CASES: list[Case] = [
         "Hoffmann et al. 2022, arXiv:2203.15556, eq. 10 (approach 3); Besiroglu et al. 2024, "
         "arXiv:2404.10102, eq. 4 (efflab.verdicts.oversized_prediction)",
         "M interval below 1 and overlapping the Chinchilla-form prediction",
-        f"{READ_TOOL} if not detected: the design cannot see an effect of this size; if detected but off the "
-        "prediction, the regime (the Chinchilla form fitted at 1e8+ parameters, a reference not exactly "
-        "compute-optimal)",
+        "not detected: the tool (this design cannot see an effect of this size, so its 'inconclusive' verdicts "
+        "say little); detected but off the prediction: the regime (the Chinchilla form was fitted on much "
+        "larger models; the reference may not be exactly compute-optimal)",
         eval_oversized,
         is_control=True,
     ),
@@ -612,27 +611,27 @@ def _timing(sdir: Path) -> dict:
 
 
 def readings(results: list[dict]) -> None:
-    """For each failed case, which reading the controls support (in place)."""
+    """For each failed case, which reading the controls support (in place); the case's own `if_fails`
+    says what each reading would mean."""
     ctrl = {r["key"]: r["status"] for r in results if r["key"] in ("A", "F")}
     cleared = ctrl.get("A") == "pass" and ctrl.get("F") == "pass"
     for r in results:
         if r["status"] != "fail":
             continue
         if r["key"] in ("A", "F"):
-            r["reading"] = f"the tool: {r['if_fails']}"
+            r["reading"] = "the tool: a control of the suite's own statistics failed"
         elif cleared:
             r["reading"] = (
-                "the controls passed (A/A covers 1, the oversized model is detected), so the tool is "
-                f"cleared at this noise level; the likelier reading is the regime or the claim: "
-                f"{r['if_fails']}"
+                "the controls passed (A/A covers 1, the oversized model is detected near its prediction), so the "
+                "tool is cleared at this noise level: the regime or the published claim is the likelier reading"
             )
         else:
             r["reading"] = (
-                f"a control did not pass (A {ctrl.get('A', 'not run')}, F {ctrl.get('F', 'not run')}), "
-                f"so the tool is not cleared; {r['if_fails']}"
+                f"a control did not pass (A {ctrl.get('A', 'not run')}, F {ctrl.get('F', 'not run')}), so the "
+                "tool is not cleared: read this failure as possibly the tool's until the controls pass"
             )
         if r.get("hint"):
-            r["reading"] += f". Note: {r['hint']}"
+            r["reading"] += f"; note: {r['hint']}"
 
 
 def collect(out, *, controls_from=None) -> list[dict]:
