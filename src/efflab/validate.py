@@ -657,11 +657,13 @@ def write_table(out, *, controls_from=None, gpu: bool = False) -> dict:
     out = Path(out)
     results = collect(out, controls_from=controls_from)
     counts = {s: sum(r["status"] == s for r in results) for s in ("pass", "fail", "not measured", "not run")}
+    suites = {r["source"]: r.get("timing") or {} for r in results if r.get("source")}  # A and F share one
     doc = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "set": "gpu" if gpu else "cpu",
         "counts": counts,
+        "seconds_total": sum(t.get("seconds") or 0.0 for t in suites.values()),
         "cases": results,
         "intervals": "90% t-intervals from each suite's compare.json (pooled over paired arms); differences "
         "between scales: Welch-Satterthwaite on the recovered standard errors",
@@ -686,7 +688,8 @@ def format_table(doc: dict) -> str:
         "",
         f"{c['pass']} pass, {c['fail']} fail, {c['not measured']} not measured, {c['not run']} not run. "
         "A failed case is a finding; its reading says whether the tool, the regime or the claim is the "
-        "likelier cause.",
+        f"likelier cause. Wall time of the suites: {doc['seconds_total'] / 60:.1f} min (per case below, with the "
+        "load average).",
         "",
         "| case | known result | citation | pass criterion | measured [90% CI] | result | time |",
         "|---|---|---|---|---|---|---|",

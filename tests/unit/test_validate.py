@@ -351,7 +351,7 @@ def test_validate_table_from_synthetic_run_directories(tmp_path, capsys):
     doc = json.loads((tmp_path / "out" / "validation.json").read_text())
     st = {c["key"]: c["status"] for c in doc["cases"]}
     assert st == {"A": "pass", "F": "fail", "B": "not run", "C": "not run", "D": "not run", "E": "not run"}
-    assert doc["counts"] == {"pass": 1, "fail": 1, "not measured": 0, "not run": 4}
+    assert doc["counts"] == {"pass": 1, "fail": 1, "not measured": 0, "not run": 4} and doc["seconds_total"] == 61
     f = next(c for c in doc["cases"] if c["key"] == "F")
     assert f["reading"].startswith("the tool") and f["citation"].startswith("Hoffmann et al. 2022")
     md = (tmp_path / "out" / "validation.md").read_text()
