@@ -17,6 +17,7 @@ COMMANDS = {
     "efflab.commands.run": ("list", "run"),
     "efflab.commands.suite": ("suite", "compare", "extrapolate"),
     "efflab.commands.scaling": ("scaling",),
+    "efflab.commands.laws": ("laws",),
     "efflab.commands.accounting": ("flops", "cost"),
 }
 COMMAND_MODULES = list(COMMANDS)
