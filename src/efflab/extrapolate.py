@@ -116,9 +116,9 @@ def identifiable(m: dict) -> tuple[bool, str | None]:
     if v is None:
         return False, "not identifiable from this data (no multiplier measured)"
     if not (M_SHOWN[0] <= v <= M_SHOWN[1]):
-        return False, f"not identifiable from this data (M = {v:.3g} lies outside [1e-3, 1e3])"
+        return False, "not identifiable from this data (the measured M lies outside [1e-3, 1e3])"
     if lo is not None and hi is not None and lo > 0 and hi / lo > MAX_INTERVAL_RATIO:
-        return False, f"not identifiable from this data (interval [{lo:.3g}, {hi:.3g}] spans over 100x)"
+        return False, "not identifiable from this data (its 90% interval spans over 100x)"
     return True, None
 
 

@@ -45,3 +45,10 @@ def test_bad_input_exit_2(tmp_path, capsys):
     assert main(["extrapolate", str(d), "--gpu", "h900", "--to", "gpt9", "--no-report"]) == 2
     err = capsys.readouterr().err
     assert "h900" in err and "gpt9" in err and "Traceback" not in err
+
+
+def test_rewrites_the_report_by_default(tmp_path, capsys):
+    d = _suite(tmp_path)
+    assert main(["extrapolate", str(d), "--to", "gpt4-estimate"]) == 0
+    html = (d / "report.html").read_text()
+    assert "data:image/png;base64," in html and "GPT-4 (est.)" in html
