@@ -61,6 +61,21 @@ def read_run(d: Path, name: str, technique: str, seed) -> Run:
     return run
 
 
+def _arms(cmp: dict) -> dict[str, str]:
+    """run name -> arm, from compare.json: frontier points (baseline), techniques' and controls' runs."""
+    out = {}
+    for p in (cmp.get("frontier") or {}).get("points") or []:
+        if p.get("run"):
+            out[p["run"]] = "baseline"
+    for t, e in (cmp.get("techniques") or {}).items():
+        for r in (e or {}).get("runs") or []:
+            out[r] = t
+    for t, e in (cmp.get("controls") or {}).items():
+        for r in (e or {}).get("runs") or []:
+            out[r] = {"aa": "A/A", "oversized": "oversized"}.get(t, t)
+    return out
+
+
 def load(
     suite_dir, comparison: dict | None = None, extra: dict | None = None, state: dict | None = None
 ) -> SuiteData:
@@ -87,8 +102,15 @@ def load(
     if state is None:
         state = read_json(sdir / "suite.json") if (sdir / "suite.json").is_file() else {}
     runs = []
+    arm_of = _arms(comparison)
     for e in state.get("runs", []):
         d = sdir / e.get("dir", "")
-        if e.get("state") == "complete" and d.is_dir():
-            runs.append(read_run(d, e.get("name", d.name), e.get("technique", "?"), e.get("seed")))
+        name = e.get("name", d.name)
+        # the arm compare.json used the run for; else suite.json's (learning-rate sweeps and shared
+        # teachers / generators are not arms)
+        arm = arm_of.get(name)
+        if arm is None and e.get("kind") not in ("sweep", "shared"):
+            arm = e.get("technique") or e.get("arm")
+        if arm and e.get("state") == "complete" and d.is_dir():
+            runs.append(read_run(d, name, arm, e.get("seed")))
     return SuiteData(sdir, comparison, extra, state, runs)

@@ -62,7 +62,7 @@ def _rows(data) -> list[tuple[str, str, dict, str]]:
         )
     if ctl.get("oversized"):
         o = ctl["oversized"]
-        lab = f"oversized control ({o.get('size_ratio', 4):g}x params)"
+        lab = f"oversized control ({o.get('size_ratio', 4):.2g}x params)"
         rows.append(
             ("oversized", lab, {"multiplier": o["multiplier"], "predicted": o.get("predicted")}, "oversized")
         )
@@ -194,11 +194,13 @@ def fig_curves(data, path: Path) -> Path | None:
 def ledger_rows(data) -> dict[str, dict]:
     """technique -> mean FLOPs by phase over its runs at C_ref (baseline: the runs at C_ref only)."""
     c_ref = data.compare["reference"]["flops"]
-    ref_runs = {
-        p.get("run")
-        for p in (data.compare.get("frontier") or {}).get("points", [])
-        if math.isclose(p.get("flops", 0), c_ref, rel_tol=1e-6)
-    }
+    pts = [
+        p for p in (data.compare.get("frontier") or {}).get("points", []) if p.get("flops") and p.get("run")
+    ]
+    ref_runs = set()
+    if pts:  # the frontier budget nearest C_ref (points carry measured FLOPs, not the nominal budget)
+        near = min(abs(math.log(p["flops"] / c_ref)) for p in pts)
+        ref_runs = {p["run"] for p in pts if abs(math.log(p["flops"] / c_ref)) <= near + 0.05}
     groups: dict[str, list] = {}
     for r in data.runs:
         if not r.phases:

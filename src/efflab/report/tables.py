@@ -4,7 +4,7 @@ outside [1e-3, 1e3] or an interval wider than 100x as a result."""
 
 from __future__ import annotations
 
-from efflab.report.figures import ledger_rows
+from efflab.report.figures import ledger_rows, scale_free_band
 from efflab.report.fmt import (
     count,
     f3,
@@ -57,7 +57,7 @@ def verdict_table(data) -> str:
         det = "detected" if o.get("detected") else "NOT detected"
         rows.append(
             [
-                f"oversized control ({o.get('size_ratio', 4):g}x params at C_ref)",
+                f"oversized control ({o.get('size_ratio', 4):.2g}x params at C_ref)",
                 f"{det}; predicted {m_range(p.get('lo'), p.get('hi'))}",
                 m_interval(o["multiplier"]),
                 nats(o["delta_loss"]),
@@ -145,7 +145,7 @@ def frontier_table(data, tech: str) -> str:
     e = data.extra["techniques"][tech]
     budgets = list(data.extra["budgets"])
     head = ["", "C_ref", *[f"{label(b)} ({fl(data.extra['budgets'][b]['flops'])})" for b in budgets]]
-    rows = []
+    rows, notes = [], []
     m = e["measured"]
     rows.append(
         [
@@ -166,9 +166,8 @@ def frontier_table(data, tech: str) -> str:
                 ]
             )
         else:
-            rows.append(
-                [f"law {a['law']} [{a['status']}]", a.get("note") or "not evaluated", *["" for _ in budgets]]
-            )
+            rows.append([f"law {a['law']} [{a['status']}]", "not evaluated (below)", *["" for _ in budgets]])
+            notes.append(f"- {a['law']}: {a.get('note') or 'not evaluated'}")
     ivs = e.get("scenario_intervals") or {}
     for s, row in (e.get("scenarios") or {}).items():
         cells = []
@@ -182,15 +181,9 @@ def frontier_table(data, tech: str) -> str:
             else:
                 cells.append(mx(v))
         rows.append([f"scenario: {s.replace('_', ' ')}", "", *cells])
-    band = e.get("scenario_band") or {}
-    rows.append(
-        [
-            "scenario band",
-            "",
-            *[m_range(band[b]["lo"], band[b]["hi"]) if band.get(b) else "-" for b in budgets],
-        ]
-    )
-    return table(head, rows)
+    bands = [scale_free_band(e, b) if e.get("scenarios") else None for b in budgets]
+    rows.append(["band of the four scale-free scenarios", "", *[m_range(*x) if x else "-" for x in bands]])
+    return table(head, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def what_if_table(data) -> str:

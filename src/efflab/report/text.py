@@ -91,7 +91,7 @@ def render_markdown(data, figs: dict) -> str:
     lines += ["## Verdicts at the reference compute", "", T.verdict_table(data), ""]
     lines += [
         "A/A: baseline seeds against each other (its interval must cover 1). Oversized: a model "
-        f"{(cmp.get('controls') or {}).get('oversized', {}).get('size_ratio', 4):g}x the reference trained at "
+        f"{(cmp.get('controls') or {}).get('oversized', {}).get('size_ratio', 4):.2g}x the reference trained at "
         "C_ref, which the Chinchilla form predicts costs compute; the suite must detect it. Detectable M: the "
         "smallest multiplier this design detects at 80% power. Wall-clock M: the same comparison in seconds.",
         "",
