@@ -167,3 +167,19 @@ def test_extrapolate_suite_writes_the_file(tmp_path, cmp):
     assert json.loads((tmp_path / "extrapolate.json").read_text())["budgets"] == r["budgets"]
     with pytest.raises(UserError, match="no compare.json"):
         X.extrapolate_suite(tmp_path / "nothing")
+
+
+def test_runs_on_the_producers_smoke_output(tmp_path):
+    # compare.json as `efflab suite configs/suite/smoke.yaml` wrote it (a snapshot of the producer's
+    # output): extrapolate and the report both run on it without run directories
+    from efflab import report
+
+    src = FIXTURE.parent / "compare_smoke_producer.json"
+    (tmp_path / "compare.json").write_text(src.read_text())
+    res = X.extrapolate_suite(tmp_path)
+    cmp = json.loads(src.read_text())
+    assert set(res["techniques"]) == set(cmp["techniques"])
+    for t, e in res["techniques"].items():
+        assert e["measured"]["multiplier"]["value"] == cmp["techniques"][t]["multiplier"]["value"]
+    paths = report.write_report(tmp_path)
+    assert "**distill**" in paths["md"].read_text()
