@@ -82,6 +82,22 @@ def verdict_table(data) -> str:
     )
 
 
+def views_table(data) -> str | None:
+    """M per technique in each accounting view (marginal is the primary endpoint)."""
+    names = ("marginal", "total_k1", "total_kinf")
+    rows = []
+    for t, e in data.compare["techniques"].items():
+        v = e.get("views") or {}
+        if any(v.get(k) for k in names):
+            rows.append([t, *[m_interval(v.get(k)) for k in names]])
+    if not rows:
+        return None
+    defs = data.compare.get("views") or {}
+    head = ["technique", "marginal (primary)", "total, K = 1 student", "total, K -> infinity"]
+    notes = [f"- {k}: {defs[k]}" for k in names if defs.get(k)]
+    return table(head, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
 def reference_table(data) -> str:
     r = data.compare["reference"]
     fr = data.compare.get("frontier") or {}

@@ -96,6 +96,9 @@ def render_markdown(data, figs: dict) -> str:
         "smallest multiplier this design detects at 80% power. Wall-clock M: the same comparison in seconds.",
         "",
     ]
+    vt = T.views_table(data)
+    if vt:
+        lines += ["### Who pays for the teacher: accounting views", "", vt, ""]
     lines += ["## Reference scale and baseline frontier", "", T.reference_table(data), ""]
 
     lines += ["## Ledger: where the FLOPs go", ""]
