@@ -52,3 +52,51 @@ def test_rewrites_the_report_by_default(tmp_path, capsys):
     assert main(["extrapolate", str(d), "--to", "gpt4-estimate"]) == 0
     html = (d / "report.html").read_text()
     assert "data:image/png;base64," in html and "GPT-4 (est.)" in html
+
+
+def test_what_if_equals_efflab_cost_at_c_over_m(tmp_path, capsys):
+    d = _suite(tmp_path)
+    assert (
+        main(
+            [
+                "extrapolate",
+                str(d),
+                "--gpu",
+                "b200",
+                "--mfu",
+                "0.45",
+                "--price",
+                "3.5",
+                "--no-report",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    seen = 0
+    for M, row in res["what_if"].items():
+        for b, w in row.items():
+            C = res["budgets"][b]["flops"]
+            assert (
+                main(
+                    [
+                        "cost",
+                        "--flops",
+                        repr(C / float(M)),
+                        "--gpu",
+                        "b200",
+                        "--mfu",
+                        "0.45",
+                        "--price",
+                        "3.5",
+                        "--json",
+                    ]
+                )
+                == 0
+            )
+            cost = json.loads(capsys.readouterr().out)
+            for k in ("gpu_hours", "cost_usd", "energy_mwh"):
+                assert w["needed"][k] == cost[k]
+            seen += 1
+    assert seen == 16
