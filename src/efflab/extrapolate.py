@@ -385,11 +385,33 @@ def extrapolate(
     }
 
 
+def suite_defaults(suite_dir) -> dict:
+    """to / gpu / mfu / price / pue from SUITE_DIR/suite.yaml's `extrapolate` section, where there is one."""
+    import yaml
+
+    p = Path(suite_dir) / "suite.yaml"
+    if not p.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, OSError):
+        return {}
+    ex = raw.get("extrapolate") if isinstance(raw, dict) else None
+    if not isinstance(ex, dict):
+        return {}
+    return {k: ex[k] for k in ("to", "gpu", "mfu", "price", "pue") if ex.get(k) is not None}
+
+
 def extrapolate_suite(suite_dir, **kw) -> dict:
-    """Read SUITE_DIR/compare.json, write SUITE_DIR/extrapolate.json, return it."""
+    """Read SUITE_DIR/compare.json, write SUITE_DIR/extrapolate.json, return it.
+
+    Settings not given in `kw` come from the suite file's `extrapolate` section (suite_defaults),
+    then from the defaults of `extrapolate`.
+    """
     from efflab.io import atomic_write_json, read_json
 
     sdir = Path(suite_dir)
+    kw = {**suite_defaults(sdir), **kw}
     path = sdir / "compare.json"
     if not path.is_file():
         raise UserError(

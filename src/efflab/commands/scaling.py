@@ -423,30 +423,13 @@ def _render(result: dict, fit) -> str:
 # efflab extrapolate
 
 
-def _suite_defaults(sdir: Path) -> dict:
-    """gpu / mfu / price / pue / to from the suite file's `extrapolate` section, where there is one."""
-    import yaml
-
-    p = sdir / "suite.yaml"
-    if not p.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, OSError):
-        return {}
-    ex = raw.get("extrapolate") if isinstance(raw, dict) else None
-    if not isinstance(ex, dict):
-        return {}
-    return {k: ex[k] for k in ("to", "gpu", "mfu", "price", "pue") if ex.get(k) is not None}
-
-
 def cmd_extrapolate(args) -> int:
     from efflab import extrapolate as X
 
     sdir = Path(args.suite_dir)
     if not sdir.is_dir():
         raise UserError(f"{sdir}: no such suite directory")
-    kw = _suite_defaults(sdir)
+    kw = X.suite_defaults(sdir)
     kw.update({k: getattr(args, k) for k in ("to", "gpu", "mfu", "price", "pue") if getattr(args, k) is not None})
     kw["law"] = args.law
     res = X.extrapolate_suite(sdir, **kw)
