@@ -133,7 +133,7 @@ def laws_for(name: str, entry: dict) -> list[str]:
     if "seqlen" in key or "seq_len" in key or "warmup" in key:
         return ["li2022"]
     if recipe == "moe" or key.startswith("moe"):
-        return ["krajewski2024", "clark2022"]
+        return ["krajewski2024", "clark2022", "fedus2021"]
     if recipe == "distill" or key.startswith("distill"):
         return ["busbridge2025"]
     if recipe == "synthetic" or key.startswith("synthetic"):

@@ -76,7 +76,7 @@ def test_scenarios_carry_the_measured_value(res):
 
 def test_anchors_by_technique(res):
     t = res["techniques"]
-    assert [a["law"] for a in t["moe"]["anchored"]] == ["krajewski2024", "clark2022"]
+    assert [a["law"] for a in t["moe"]["anchored"]] == ["krajewski2024", "clark2022", "fedus2021"]
     assert all(v is None for a in t["moe"]["anchored"] for v in a["multiplier"].values())
     assert "64 experts" in t["moe"]["anchored"][0]["note"] and "8" in t["moe"]["anchored"][0]["note"]
     assert [a["law"] for a in t["distill"]["anchored"]] == ["busbridge2025"]

@@ -267,6 +267,19 @@ _add(
 )
 _add(
     Law(
+        name="fedus2021",
+        title="Switch Transformer speed-up (prior)",
+        kind="moe",
+        status="prior",
+        form="none",
+        source="Fedus et al. 2021, arXiv:2101.03961 (abstract)",
+        n_counts="-",
+        notes="Up to 7x faster pre-training than T5-Base at equal FLOPs per token, with 128 experts; "
+        "not a law for other expert counts, so not evaluated for this configuration.",
+    )
+)
+_add(
+    Law(
         name="wu2021",
         title="Curriculum ordering: no law (prior)",
         kind="curriculum",
