@@ -187,8 +187,12 @@ def test_runs_on_the_producers_smoke_output(tmp_path):
 
 def test_suite_file_settings_are_the_defaults(tmp_path, cmp):
     (tmp_path / "compare.json").write_text(json.dumps(cmp))
-    (tmp_path / "suite.yaml").write_text("name: q\nextrapolate:\n  to: [gpt3-175b]\n  gpu: b200\n  mfu: 0.5\n")
+    (tmp_path / "suite.yaml").write_text(
+        "name: q\nextrapolate:\n  to: [gpt3-175b]\n  gpu: b200\n  mfu: 0.5\n"
+    )
     r = X.extrapolate_suite(tmp_path)
-    assert list(r["budgets"]) == ["gpt3-175b"] and r["hardware"]["gpu"] == "b200" and r["hardware"]["mfu"] == 0.5
+    assert (
+        list(r["budgets"]) == ["gpt3-175b"] and r["hardware"]["gpu"] == "b200" and r["hardware"]["mfu"] == 0.5
+    )
     r = X.extrapolate_suite(tmp_path, mfu=0.3)  # an explicit setting wins
     assert r["hardware"]["mfu"] == 0.3 and r["hardware"]["gpu"] == "b200"
