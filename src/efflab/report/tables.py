@@ -106,9 +106,9 @@ def reference_table(data) -> str:
         ["model", r.get("description", "-")],
         [
             "parameters (non-embedding)",
-            f"{r.get('params', 0):,.0f} ({r.get('non_embedding_params', 0):,.0f})",
+            f"{r.get('params') or 0:,.0f} ({r.get('non_embedding_params') or 0:,.0f})",
         ],
-        ["training tokens", f"{r.get('tokens', 0):.3g} ({f3(r.get('tokens_per_param'))} per parameter)"],
+        ["training tokens", f"{f3(r.get('tokens'))} ({f3(r.get('tokens_per_param'))} per parameter)"],
         ["reference compute C_ref", f"{fl(r['flops'])} FLOPs"],
         [
             "baseline frontier",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from efflab.report import tables as T
 from efflab.report.figures import scale_free_band
-from efflab.report.fmt import fl, label, m_interval, m_range, mx, saving
+from efflab.report.fmt import f3, fl, label, m_interval, m_range, mx, saving
 
 FIRST_BUDGET = "gpt4-estimate"  # the frontier budget the first screen speaks about, when present
 
@@ -78,7 +78,7 @@ def render_markdown(data, figs: dict) -> str:
     lines = [f"# {title}", ""]
     lines.append(
         f"Verdicts at C_ref = {fl(c_ref)} FLOPs ({ref.get('description', '')}, "
-        f"{ref.get('tokens_per_param', 0):.1f} tokens/parameter). M = baseline compute for the technique's loss "
+        f"{f3(ref.get('tokens_per_param'))} tokens/parameter). M = baseline compute for the technique's loss "
         "/ the technique's compute (> 1 saves); 90% intervals."
     )
     lines.append("")
