@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from efflab.report import tables as T
 from efflab.report.figures import scale_free_band
 from efflab.report.fmt import f3, fl, label, m_interval, m_range, mx, saving
@@ -111,6 +113,12 @@ def render_markdown(data, figs: dict) -> str:
     lines += [f"![curves]({figs['curves']})" if figs.get("curves") else "No run curves found.", ""]
 
     lines += ["## Published laws and scenarios at frontier budgets", "", SCENARIO_TEXT, ""]
+    gaps = ", ".join(
+        f"{label(b)} {math.log10(v['flops'] / c_ref):.1f}" for b, v in ex["budgets"].items() if v.get("flops")
+    )
+    fb = [b for b in (cmp.get("frontier") or {}).get("budgets") or [] if b]
+    span = f"; the measured frontier spans {math.log10(max(fb) / min(fb)):.1f}" if len(fb) >= 2 else ""
+    lines += [f"Decades of compute from C_ref to each budget: {gaps}{span}.", ""]
     sl = ex.get("scenario_law") or {}
     lines += [f"Scenario law: {sl.get('name')} ({sl.get('source')}).", ""]
     for t in ex["techniques"]:
