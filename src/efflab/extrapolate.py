@@ -174,6 +174,7 @@ def _anchor(law_name: str, cfg: dict, c_ref: float, budgets: dict) -> dict:
         if k is None:
             return row
         row["effective_data_multiplier"] = k
+        row["scope"] = "repetition only"
         points = {REFERENCE: c_ref, **{b: v["flops"] for b, v in budgets.items()}}
         for name, C in points.items():
             o = optimal(law, C)

@@ -29,7 +29,7 @@ def _frontier_clause(e: dict, budget: str | None) -> str:
     laws = [a for a in e.get("anchored", []) if a["multiplier"].get(budget) is not None]
     if laws:
         vals = [a["multiplier"][budget] for a in laws]
-        names = ", ".join(a["law"] for a in laws)
+        names = ", ".join(a["law"] + (f" on {a['scope']}" if a.get("scope") else "") for a in laws)
         flag = "" if all(a["in_range"] for a in laws) else ", outside their fitted range"
         kind = "a published prior puts" if all(a["status"] == "prior" for a in laws) else "published laws put"
         parts.append(f"{kind} it at {m_range(min(vals), max(vals))} ({names}{flag})")
