@@ -20,6 +20,7 @@ from efflab.laws import (
     multiplier_at,
     optimal,
     scenario_multipliers,
+    size_multiplier,
 )
 from efflab.laws.published import Law, _chinchilla
 
@@ -192,3 +193,19 @@ def test_generic_optimum_agrees_with_the_closed_form():
     a, b = optimal(law, 1e22), optimal(generic, 1e22)
     assert b["params"] == pytest.approx(a["params"], rel=1e-3)
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-9)
+
+
+@pytest.mark.parametrize("k,lo,hi", [(4, 0.51, 0.57), (0.25, 0.52, 0.555), (2, 0.84, 0.865)])
+def test_oversized_model_costs_what_the_chinchilla_form_predicts(k, lo, hi):
+    # A model k times the optimal size at fixed compute: (L - E)/(L* - E) = (beta k^-alpha + alpha k^beta)
+    # / (alpha + beta), M = ratio^(-1/gamma), the same at every budget (the suite's positive control).
+    for name in ("hoffmann2022", "besiroglu2024"):
+        law = get_law(name)
+        c = law.constants
+        a, b = c["alpha"], c["beta"]
+        ratio = (b * k**-a + a * k**b) / (a + b)
+        expected = ratio ** (-1 / gamma(law))
+        for C in (1e18, 1e24):
+            M = size_multiplier(law, k, C)
+            assert M == pytest.approx(expected, rel=1e-4)
+            assert lo <= M <= hi, (name, k, M)

@@ -13,6 +13,7 @@ from efflab.laws.frontier import (
     multiplier_at,
     optimal,
     scenario_multipliers,
+    size_multiplier,
 )
 from efflab.laws.published import HOFFMANN_TEX, LAWS, Law, get_law, law_names
 
@@ -30,4 +31,5 @@ __all__ = [
     "multiplier_at",
     "optimal",
     "scenario_multipliers",
+    "size_multiplier",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "baseline_loss",
     "compute_for_loss",
     "multiplier_at",
+    "size_multiplier",
     "local_slope",
     "gamma",
     "scenario_multipliers",
@@ -111,6 +112,19 @@ def multiplier_at(law: Law, flops: float, technique_loss: float, ratio: float | 
     """Compute multiplier of a technique that reaches `technique_loss` with `flops` FLOPs."""
     c = compute_for_loss(law, technique_loss, ratio)
     return None if c is None else c / float(flops)
+
+
+def size_multiplier(law: Law, k: float, flops: float = 1e21) -> float:
+    """M of a model k times the compute-optimal size trained at the same compute (the positive control).
+
+    Under E + A/N^alpha + B/D^beta this is independent of the budget: (L - E)/(L* - E) =
+    (beta k^-alpha + alpha k^beta)/(alpha + beta) and M = that ratio^(-1/gamma).
+    """
+    o = optimal(law, flops)
+    M = multiplier_at(law, flops, law.loss(o["params"] * k, o["tokens"] / k))
+    if M is None:
+        raise ValueError(f"k = {k}: the baseline cannot reach that loss")
+    return M
 
 
 def local_slope(law: Law, flops: float, ratio: float | None = None) -> float:
