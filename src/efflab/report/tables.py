@@ -7,6 +7,7 @@ from __future__ import annotations
 from efflab.report.figures import ledger_rows, scale_free_band
 from efflab.report.fmt import (
     count,
+    m_ok,
     f3,
     fl,
     label,
@@ -192,7 +193,7 @@ def frontier_table(data, tech: str) -> str:
             iv = (ivs.get(s) or {}).get(b)
             if v is None:
                 cells.append("below the law's floor (the baseline cannot reach that loss)")
-            elif iv:
+            elif iv and m_ok(v):
                 cells.append(f"{mx(v)} ({m_range(iv['lo'], iv['hi'])})")
             else:
                 cells.append(mx(v))
