@@ -7,11 +7,11 @@ from __future__ import annotations
 from efflab.report.figures import ledger_rows, scale_free_band
 from efflab.report.fmt import (
     count,
-    m_ok,
     f3,
     fl,
     label,
     m_interval,
+    m_ok,
     m_range,
     mx,
     nats,
