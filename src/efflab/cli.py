@@ -15,8 +15,9 @@ from efflab.errors import RunFailed, UserError
 # module -> the subcommands it adds through register(subparsers)
 COMMANDS = {
     "efflab.commands.run": ("list", "run"),
-    "efflab.commands.suite": ("suite", "compare", "extrapolate"),
-    "efflab.commands.scaling": ("scaling",),
+    "efflab.commands.suite": ("suite", "compare"),
+    "efflab.commands.scaling": ("scaling", "extrapolate"),
+    "efflab.commands.laws": ("laws",),
     "efflab.commands.accounting": ("flops", "cost"),
     "efflab.commands.validate": ("validate",),
 }

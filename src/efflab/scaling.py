@@ -13,7 +13,11 @@ whose errors are closer to multiplicative than additive:
   compute-optimal N and D for a budget C = 6ND.
 - The trend of a technique's compute multiplier with scale, log M = m0 + m1 log C (OLS, t
   prediction interval, bootstrap over scales as a cross-check); fewer than three scales gives a
-  constant-multiplier model flagged as an assumption. `fit_multiplier_trend`.
+  constant-multiplier model flagged as an assumption. `fit_multiplier_trend`. The trend describes
+  the measured range only: `predict` refuses any compute outside it (frontier figures come from
+  published laws and scenarios, `efflab.extrapolate`); the one exception is the backtest, on a
+  ladder of at least 5 scales spanning at least 1.5 decades, which predicts the held-out largest
+  scale to judge the trend against a measurement.
 
 Intervals are bootstrap percentile intervals at `level` (default 0.9: the 5th to 95th
 percentile), except the multiplier trend's, which are t prediction intervals at `level`.
@@ -49,9 +53,16 @@ __all__ = [
     "backtest_power_law",
     "backtest_multiplier",
     "CONSTANT_MULTIPLIER_ASSUMPTION",
+    "OutsideMeasuredRange",
 ]
 
 CONSTANT_MULTIPLIER_ASSUMPTION = "constant multiplier: fewer than three scales"
+BACKTEST_MIN_SCALES = 5  # a multiplier backtest needs a ladder this long ...
+BACKTEST_MIN_DECADES = 1.5  # ... spanning this many decades of compute
+
+
+class OutsideMeasuredRange(ValueError):
+    """A fitted multiplier trend was asked for a compute outside the range it was measured on."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -837,13 +848,30 @@ class MultiplierTrend:
     residual_std: float | None  # s.d. of log M about the model (None with one point)
     level: float
     assumption: str | None
+    c_min: float = 0.0  # measured compute range, FLOPs: predict() refuses outside [c_min, c_max]
+    c_max: float = 0.0
     _xbar: float = field(default=0.0, repr=False)
     _sxx: float = field(default=0.0, repr=False)
     _resid: np.ndarray | None = field(default=None, repr=False)
     _boot: np.ndarray | None = field(default=None, repr=False)  # (n_boot, 2): centred (c0, m1)
 
     def predict(self, compute: float, *, level: float | None = None, seed: int = 0) -> MultiplierPrediction:
-        """M at `compute` FLOPs with a prediction interval at `level` (t distribution)."""
+        """M at `compute` FLOPs inside the measured range, with a t prediction interval at `level`.
+
+        Raises OutsideMeasuredRange for a compute outside [c_min, c_max]: three close points cannot
+        identify how M changes over the 12-16 decades to a frontier budget.
+        """
+        c = float(compute)
+        if not (self.c_min * (1 - 1e-9) <= c <= self.c_max * (1 + 1e-9)):
+            raise OutsideMeasuredRange(
+                f"refusing to evaluate a fitted multiplier trend at C = {c:.3g} FLOPs, outside the "
+                f"measured range [{self.c_min:.3g}, {self.c_max:.3g}]; frontier figures come from "
+                "published laws and scenarios (efflab extrapolate), never from a trend carried forward"
+            )
+        return self._predict(c, level=level, seed=seed)
+
+    def _predict(self, compute: float, *, level: float | None = None, seed: int = 0) -> MultiplierPrediction:
+        # no range check: only backtest_multiplier calls this directly, one step past a long ladder
         level = self.level if level is None else level
         _check_level(level)
         x0 = math.log(float(compute))
@@ -947,6 +975,8 @@ def fit_multiplier_trend(
             residual_std=sd,
             level=level,
             assumption=CONSTANT_MULTIPLIER_ASSUMPTION,
+            c_min=float(c.min()),
+            c_max=float(c.max()),
         )
     xbar = float(x.mean())
     xc = x - xbar
@@ -988,6 +1018,8 @@ def fit_multiplier_trend(
         residual_std=math.sqrt(s2) if dof > 0 else None,
         level=level,
         assumption=None,
+        c_min=float(c.min()),
+        c_max=float(c.max()),
         _xbar=xbar,
         _sxx=sxx,
         _resid=resid,
@@ -1079,17 +1111,27 @@ def backtest_power_law(compute, loss, *, scales=None, groups=None, **fit_kwargs)
 def backtest_multiplier(compute, multipliers, *, scales=None, **fit_kwargs) -> Backtest:
     """Fit the multiplier trend on every scale but the largest and predict the largest one's M.
 
-    The measurement is the geometric mean of the held-out multipliers; the interval is the
-    trend's t prediction interval (or the constant model's, flagged, with < 3 fit scales).
+    Only on a ladder of at least BACKTEST_MIN_SCALES scales spanning at least BACKTEST_MIN_DECADES
+    decades (ValueError otherwise): on fewer, closer scales a one-step-out prediction says nothing
+    about extrapolation (Alabdulmohsin et al. 2022). The measurement is the geometric mean of the
+    held-out multipliers; the interval is the trend's t prediction interval.
     """
     c = _positive("compute", compute)
     m = _positive("multipliers", multipliers)
+    labels = c if scales is None else np.asarray(scales).ravel()
+    n_scales = int(np.unique(labels).size)
+    span = math.log10(float(c.max()) / float(c.min()))
+    if n_scales < BACKTEST_MIN_SCALES or span < BACKTEST_MIN_DECADES:
+        raise ValueError(
+            f"a multiplier backtest needs at least {BACKTEST_MIN_SCALES} scales spanning at least "
+            f"{BACKTEST_MIN_DECADES:g} decades; got {n_scales} spanning {span:.2f}"
+        )
     fit_rows, held = _split_largest(c, scales)
     lab = None if scales is None else np.asarray(scales).ravel()[fit_rows]
     trend = fit_multiplier_trend(c[fit_rows], m[fit_rows], scales=lab, **fit_kwargs)
     c_star = float(np.exp(np.mean(np.log(c[held]))))
     measured = float(np.exp(np.mean(np.log(m[held]))))
-    p = trend.predict(c_star)
+    p = trend._predict(c_star)  # one step past the fitted scales: the backtest's purpose
     within = None if p.lo is None else bool(p.lo <= measured <= p.hi)
     return Backtest(
         quantity="multiplier",

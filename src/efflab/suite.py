@@ -855,8 +855,18 @@ def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = N
     sdir = Path(sdir)
     sc = sc or load_suite_dir(sdir)
     state = state or read_json(sdir / "suite.json")
+    from efflab.extrapolate import extrapolate_suite
+    from efflab.report import write_report
+
     comparison = compare_suite(sdir, sc, state)
     atomic_write_json(sdir / "compare.json", comparison)
     files = {"compare": sdir / "compare.json"}
-    log(f"[suite] verdicts: {sdir / 'compare.json'}")
-    return {"compare": comparison, "files": files}
+    if not comparison.get("reference") or not (comparison.get("frontier") or {}).get("fit"):
+        log(f"[suite] verdicts: {sdir / 'compare.json'} ({comparison.get('note', 'no frontier')}); no report")
+        return {"compare": comparison, "files": files}
+    extra = extrapolate_suite(sdir)
+    files["extrapolate"] = sdir / "extrapolate.json"
+    paths = write_report(sdir)
+    files.update(report_md=paths["md"], report_html=paths["html"])
+    log(f"[suite] verdicts: {sdir / 'compare.json'}; report: {paths['md']} and {paths['html']}")
+    return {"compare": comparison, "extrapolate": extra, "files": files}

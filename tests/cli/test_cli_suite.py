@@ -9,7 +9,6 @@ import yaml
 
 from efflab.accounting.ledger import Ledger
 from efflab.cli import main as cli
-from efflab.scaling import CONSTANT_MULTIPLIER_ASSUMPTION
 
 DATA = {"eval_set_hash": "e" * 32, "tokenizer_hash": "t" * 32, "eval_text_hash": "x" * 32, "seq_len": 64}
 
@@ -109,29 +108,6 @@ def _suite_dir(tmp_path, n_scales):
     )
     (sdir / "suite.json").write_text(json.dumps({"name": "t", "runs": entries, "not_available": {}}))
     return sdir
-
-
-def test_extrapolate_two_scales_states_the_constant_multiplier(tmp_path, capsys):
-    sdir = _suite_dir(tmp_path, 2)
-    assert cli(["extrapolate", str(sdir), "--to", "gpt4-estimate", "--mfu", "0.45", "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    assert CONSTANT_MULTIPLIER_ASSUMPTION in res["assumptions"][0] and res["mfu"] == 0.45
-    row = res["techniques"][0]["views"]["marginal"]["frontier"][0]
-    assert row["preset"] == "gpt4-estimate" and row["M"]["value"] == pytest.approx(2.0, rel=1e-6)
-    assert row["saved"]["value"]["cost_usd"] > 0
-    assert (sdir / "report.md").is_file() and (sdir / "report.html").is_file()
-    assert cli(["extrapolate", str(sdir), "--no-report"]) == 0
-    out = capsys.readouterr().out
-    assert CONSTANT_MULTIPLIER_ASSUMPTION in out and "GPT-4" in out
-
-
-def test_extrapolate_refuses_what_is_not_a_suite_and_bad_settings(tmp_path, capsys):
-    assert cli(["extrapolate", str(tmp_path)]) == 2
-    assert "not a suite directory" in capsys.readouterr().err
-    sdir = _suite_dir(tmp_path, 2)
-    assert cli(["extrapolate", str(sdir), "--gpu", "h900", "--to", "gpt9", "--no-report"]) == 2
-    err = capsys.readouterr().err
-    assert "h900" in err and "gpt9" in err and "Traceback" not in err
 
 
 def test_suite_file_problems_are_reported_together(tmp_path, capsys):

@@ -9,8 +9,6 @@ import pytest
 import yaml
 
 from efflab import compare as C
-from efflab import scaling
-from efflab.accounting import hardware
 from efflab.accounting.ledger import Ledger
 from efflab.errors import UserError
 
@@ -291,61 +289,3 @@ def _ladder(tmp_path, budgets, m_of_scale, *, sunk=0.0):
             )
         )
     return C.compare_runs(_load(paths))
-
-
-def test_two_scales_extrapolate_with_a_stated_constant_multiplier(tmp_path):
-    comp = _ladder(tmp_path, [1e12, 4e12], lambda i: 2.0)
-    ex = C.extrapolate(comp, to=["gpt4-estimate"], gpu="h100", mfu=0.4, n_bootstrap=40)
-    assert scaling.CONSTANT_MULTIPLIER_ASSUMPTION in ex["assumptions"][0]
-    v = ex["techniques"][0]["views"]["marginal"]
-    assert v["trend"]["kind"] == "constant" and v["assumption"] == scaling.CONSTANT_MULTIPLIER_ASSUMPTION
-    row = v["frontier"][0]
-    assert row["assumption"] == scaling.CONSTANT_MULTIPLIER_ASSUMPTION
-    assert row["M"]["value"] == pytest.approx(2.0, rel=1e-6)
-    # dollars saved = cost(budget) - cost(budget / M), through the hardware table
-    full = hardware.cost(2.1e25, "h100", mfu=0.4)
-    half = hardware.cost(2.1e25 / 2.0, "h100", mfu=0.4)
-    assert row["saved"]["value"]["cost_usd"] == pytest.approx(full["cost_usd"] - half["cost_usd"], rel=1e-6)
-    assert row["saved"]["value"]["energy_mwh"] == pytest.approx(
-        full["energy_mwh"] - half["energy_mwh"], rel=1e-6
-    )
-    by = row["saved_usd_by_mfu"]
-    assert set(by) == {"0.38", "0.40", "0.45", "0.50", "0.55"} and by["0.38"] > by["0.55"] > 0
-
-
-def test_three_scales_fit_a_trend_with_a_pooled_alternative_and_a_backtest(tmp_path):
-    # M grows as C^0.05: the trend recovers the slope; the backtest predicts the largest scale's M
-    budgets = [1e12, 1e13, 1e14]
-    comp = _ladder(tmp_path, budgets, lambda i: 1.5 * 10 ** (0.05 * i))
-    ex = C.extrapolate(comp, to=["gpt3-175b", "frontier-2026"], level=0.9, n_bootstrap=40)
-    assert not any(scaling.CONSTANT_MULTIPLIER_ASSUMPTION in a for a in ex["assumptions"])
-    v = ex["techniques"][0]["views"]["marginal"]
-    assert v["trend"]["kind"] == "trend" and v["trend"]["m1"] == pytest.approx(
-        0.05 * math.log(10) / math.log(10), abs=1e-3
-    )
-    assert v["constant"]["assumption"] == C.POOLED_ASSUMPTION and len(v["frontier_constant"]) == 2
-    for row in v["frontier"]:
-        assert row["decades_beyond_data"] > 8
-        s = row["saved"]
-        if s["lo"] is not None:
-            assert s["lo"]["cost_usd"] <= s["value"]["cost_usd"] <= s["hi"]["cost_usd"]
-    bt = {
-        (r["technique"], r["quantity"]): r
-        for r in ex["backtest"]["loss"] + ex["backtest"]["multiplier"]
-        if "predicted" in r
-    }
-    assert ex["backtest"]["held_out_scale"] == "s3"
-    m = bt[("distill", "multiplier")]
-    assert m["measured"] == pytest.approx(1.5 * 10**0.1, rel=1e-3)
-    assert m["assumption"] == scaling.CONSTANT_MULTIPLIER_ASSUMPTION  # two fitted scales: constant model
-    loss = bt[("baseline", "loss")]  # exact power law L = 10 C^-0.1: recovered from two scales
-    assert loss["rel_error"] == pytest.approx(0.0, abs=1e-3)
-    assert ex["fits"]["baseline"]["params"]["alpha"]["value"] == pytest.approx(0.1, rel=1e-3)
-
-
-def test_extrapolate_rejects_bad_inputs_in_one_message(tmp_path):
-    comp = _ladder(tmp_path, [1e12, 4e12], lambda i: 2.0)
-    with pytest.raises(UserError) as ei:
-        C.extrapolate(comp, to=["gpt5"], gpu="h900", mfu=1.5)
-    msg = ei.value.message
-    assert "gpt5" in msg and "h900" in msg and "MFU" in msg

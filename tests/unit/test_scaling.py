@@ -18,6 +18,7 @@ from scipy import optimize
 from efflab import scaling
 from efflab.scaling import (
     CONSTANT_MULTIPLIER_ASSUMPTION,
+    OutsideMeasuredRange,
     backtest_multiplier,
     backtest_power_law,
     chinchilla_loss,
@@ -257,7 +258,7 @@ def test_multiplier_trend_matches_hand_computed_ols_and_interval():
     np.testing.assert_allclose(
         trend.cov, s2 * np.linalg.inv(np.array([[3, 126], [126, 40**2 + 42**2 + 44**2]]))
     )
-    x0 = 50.0
+    x0 = 43.5  # inside the measured range [e^40, e^44]
     p = trend.predict(math.exp(x0), level=0.9)
     yhat = trend.m0 + 0.05 * x0
     half = 6.313751514675041 * math.sqrt(s2 * (1 + 1 / 3 + (x0 - 42) ** 2 / 8))  # t(0.95, 1 dof)
@@ -267,12 +268,18 @@ def test_multiplier_trend_matches_hand_computed_ols_and_interval():
     assert p.boot_lo is not None and p.boot_lo < p.value < p.boot_hi
 
 
-def test_multiplier_trend_extrapolates_a_known_trend():
+def test_multiplier_trend_refuses_to_leave_the_measured_range():
+    # A fitted trend of M is never evaluated outside the compute it was measured on: asking for a
+    # frontier budget is refused, whatever the data quality.
     rng = np.random.default_rng(2)
     c = np.repeat(np.logspace(17, 20, 4), 3)
     m = np.exp(-1.0 + 0.03 * np.log(c) + rng.normal(0, 0.03, c.size))
     trend = fit_multiplier_trend(c, m, seed=1)
-    target = 2.1e25
+    for outside in (2.1e25, 3.14e23, 1e21, 9.9e16):
+        with pytest.raises(OutsideMeasuredRange, match="refusing"):
+            trend.predict(outside)
+    assert issubclass(OutsideMeasuredRange, ValueError)
+    target = 3e18  # inside: the trend interpolates, and covers the truth
     true_m = math.exp(-1.0 + 0.03 * math.log(target))
     p = trend.predict(target)
     assert p.lo < true_m < p.hi
@@ -286,14 +293,16 @@ def test_fewer_than_three_scales_gives_a_flagged_constant():
     trend = fit_multiplier_trend([1e18, 1e18, 1e19, 1e19], [1.2, 1.3, 1.4, 1.35])
     assert trend.kind == "constant" and trend.m1 == 0.0
     assert trend.assumption == CONSTANT_MULTIPLIER_ASSUMPTION
-    p = trend.predict(1e25)
+    with pytest.raises(OutsideMeasuredRange):
+        trend.predict(1e25)
+    p = trend.predict(3e18)
     assert p.assumption == CONSTANT_MULTIPLIER_ASSUMPTION
     gm = math.exp(np.mean(np.log([1.2, 1.3, 1.4, 1.35])))
     assert p.value == pytest.approx(gm)
     assert p.lo < gm < p.hi
     assert p.to_dict()["assumption"] == CONSTANT_MULTIPLIER_ASSUMPTION
     # a single measurement: a value, no interval, still flagged
-    one = fit_multiplier_trend([1e18], [1.5]).predict(1e25)
+    one = fit_multiplier_trend([1e18], [1.5]).predict(1e18)
     assert (one.value, one.lo, one.hi) == (pytest.approx(1.5), None, None)
     assert one.assumption == CONSTANT_MULTIPLIER_ASSUMPTION
     # labels, not compute values, decide what a scale is
@@ -338,9 +347,12 @@ def test_multiplier_backtest_inside_and_wrong():
     m_bad[c == c.max()] *= 2.0  # the technique's advantage doubles at the top: not on the trend
     bad = backtest_multiplier(c, m_bad)
     assert bad.within is False and bad.rel_error < -0.3
-    # with only two fitted scales, the constant model is used and flagged
-    few = backtest_multiplier(c[c <= 1e19], m[c <= 1e19])
-    assert few.assumption == CONSTANT_MULTIPLIER_ASSUMPTION
+    # a backtest needs a ladder of at least 5 scales over at least 1.5 decades
+    with pytest.raises(ValueError, match="at least 5 scales"):
+        backtest_multiplier(c[c <= 1e20], m[c <= 1e20])
+    close = np.repeat(np.logspace(17, 18.2, 5), 2)
+    with pytest.raises(ValueError, match="1.5 decades"):
+        backtest_multiplier(close, m)
 
 
 def test_chinchilla_warns_when_n_and_d_move_together():

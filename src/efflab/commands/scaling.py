@@ -1,4 +1,6 @@
-"""`efflab scaling fit CSV`: fit a scaling law to rows of params, tokens, loss (and/or FLOPs).
+"""`efflab scaling fit CSV` and `efflab extrapolate SUITE_DIR`.
+
+`scaling fit` fits a scaling law to rows of params, tokens, loss (and/or FLOPs).
 
     efflab scaling fit runs.csv                       # Chinchilla form, 400 bootstrap resamples
     efflab scaling fit runs.csv --form power          # L(C) = E + A * C^-alpha
@@ -76,6 +78,40 @@ def register(sub) -> None:
         return 2
 
     p.set_defaults(func=_no_sub)
+    _register_extrapolate(sub)
+
+
+def _register_extrapolate(sub) -> None:
+    # An older `extrapolate` parser (the fitted multiplier trend) may still be registered by
+    # efflab.commands.suite; this one replaces it.
+    if "extrapolate" in sub.choices:
+        sub._name_parser_map.pop("extrapolate")
+        sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != "extrapolate"]
+    p = sub.add_parser(
+        "extrapolate",
+        help="frontier figures of a suite's verdicts: measured, published laws, scenarios, what-if",
+        description="Read SUITE_DIR/compare.json and write SUITE_DIR/extrapolate.json: per technique the "
+        "measured M and delta-L at the reference compute, published scaling laws evaluated for its "
+        "configuration (flagged outside their fitted range), the measured value carried to each frontier "
+        "budget under five scenarios, and a what-if table of GPU-hours, dollars and MWh saved at M = 1.1, "
+        "1.5, 2 and 4. No fitted trend of M is ever evaluated outside the measured compute range.",
+    )
+    p.add_argument("suite_dir", metavar="SUITE_DIR", help="a suite directory with compare.json")
+    p.add_argument(
+        "--to",
+        action="extend",
+        nargs="+",
+        metavar="PRESET",
+        help="frontier budgets (default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)",
+    )
+    p.add_argument("--gpu", help="accelerator for the what-if table (default h100, or the suite file's)")
+    p.add_argument("--mfu", type=float, help="model FLOPs utilisation (default 0.40, or the suite file's)")
+    p.add_argument("--price", type=float, help="$ per GPU-hour (default: the hardware table's)")
+    p.add_argument("--pue", type=float, help="data-centre PUE (default 1.2)")
+    p.add_argument("--law", default="besiroglu2024", help="dense law for the scenarios (default besiroglu2024)")
+    p.add_argument("--no-report", action="store_true", help="do not rewrite report.md / report.html")
+    p.add_argument("--json", action="store_true", help="print extrapolate.json on stdout")
+    p.set_defaults(func=cmd_extrapolate)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -381,3 +417,78 @@ def _render(result: dict, fit) -> str:
                 + (f"   {c['label']}" if c.get("label") else "")
             )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# efflab extrapolate
+
+
+def cmd_extrapolate(args) -> int:
+    from efflab import extrapolate as X
+
+    sdir = Path(args.suite_dir)
+    if not sdir.is_dir():
+        raise UserError(f"{sdir}: no such suite directory")
+    kw = X.suite_defaults(sdir)
+    kw.update({k: getattr(args, k) for k in ("to", "gpu", "mfu", "price", "pue") if getattr(args, k) is not None})
+    kw["law"] = args.law
+    res = X.extrapolate_suite(sdir, **kw)
+    if not args.no_report:
+        from efflab import report
+
+        report.write_report(sdir)
+    if args.json:
+        from efflab.cli import emit_json
+
+        emit_json(res)
+        return 0
+    print(format_extrapolate(res))
+    return 0
+
+
+def _m(x) -> str:
+    if x is None:
+        return "-"
+    if not (1e-3 <= x <= 1e3):
+        return "not identifiable"
+    return f"{x:.3g}x"
+
+
+def format_extrapolate(res: dict) -> str:
+    """A terminal summary of extrapolate.json: one block per technique."""
+    budgets = list(res["budgets"])
+    ref = res["reference"]
+    out = [
+        f"reference compute C_ref = {ref['flops']:.3g} FLOPs ({ref.get('description', '')}); budgets: "
+        + ", ".join(f"{b} {v['flops']:.3g}" for b, v in res["budgets"].items()),
+        f"conventions: {res['conventions']}",
+        f"scenarios on {res['scenario_law']['name']} ({res['scenario_allocation']})",
+        "",
+    ]
+    for t, e in res["techniques"].items():
+        me = e["measured"]
+        m, dl = me["multiplier"], me["delta_loss"]
+        head = f"{t} ({e['label']}): {me['verdict'] or '-'}"
+        if me["identifiable"]:
+            head += f", M {_m(m['value'])} [{_m(m['lo'])}, {_m(m['hi'])}] at C_ref"
+        else:
+            head += f", {me['note']}"
+        if dl["value"] is not None:
+            head += f", delta-L {dl['value']:+.3f} nats"
+        out.append(head)
+        for a in e["anchored"]:
+            vals = ", ".join(f"{b} {_m(a['multiplier'].get(b))}" for b in budgets)
+            flag = "" if a["in_range"] else " (outside the fitted range)"
+            out.append(f"  law {a['law']} [{a['status']}]{flag}: {vals if any(a['multiplier'].values()) else a['note']}")
+        for s, row in e["scenarios"].items():
+            out.append(f"  scenario {s:<17} " + ", ".join(f"{b} {_m(row[b])}" for b in budgets))
+    out += ["", f"what-if at {res['hardware']['gpu']}, MFU {res['hardware']['mfu']}: saved GPU-hours / $ / MWh"]
+    for M, row in res["what_if"].items():
+        cells = []
+        for b in budgets:
+            w = row[b]
+            usd = "-" if w["cost_usd"] is None else f"${w['cost_usd']:.3g}"
+            cells.append(f"{b} {w['gpu_hours']:.3g} h / {usd}")
+        out.append(f"  M = {M}: " + "; ".join(cells))
+    out.append(f"backtest: {res['backtest']['note']}")
+    return "\n".join(out)

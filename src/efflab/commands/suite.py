@@ -1,4 +1,4 @@
-"""`efflab suite FILE`, `efflab compare RUN_DIR...` and `efflab extrapolate SUITE_DIR`.
+"""`efflab suite FILE` and `efflab compare RUN_DIR...|SUITE_DIR` (`efflab extrapolate`: commands/scaling.py).
 
 efflab suite configs/suite/quick.yaml                 # ladder x techniques -> report.md / report.html
 efflab compare runs/suite-quick/runs/* --json         # FLOPs-to-target and multipliers
@@ -52,32 +52,6 @@ def register(sub) -> None:
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser(
-        "extrapolate",
-        help="frontier savings of a suite's multipliers, with intervals",
-        description="Fit the trend of each technique's compute multiplier over the suite's "
-        "scales and evaluate it at frontier budgets: GPU-hours, dollars and MWh saved "
-        "(marginal and total), with intervals, and a backtest one step out.",
-    )
-    p.add_argument("suite_dir", metavar="SUITE_DIR", help="a suite directory (efflab suite --out)")
-    p.add_argument(
-        "--to",
-        action="extend",
-        nargs="+",
-        metavar="PRESET",
-        help="frontier budgets (default gpt3-175b gpt4-estimate llama-3.1-405b frontier-2026)",
-    )
-    p.add_argument("--gpu", help="accelerator (default h100, or the suite file's)")
-    p.add_argument("--mfu", type=float, help="model FLOPs utilisation (default 0.40)")
-    p.add_argument("--price", type=float, help="$ per GPU-hour (default: the hardware table's)")
-    p.add_argument("--pue", type=float, help="data-centre PUE (default 1.2)")
-    p.add_argument(
-        "--serve-tokens", action="extend", nargs="+", metavar="S", help="served tokens for the lifetime view"
-    )
-    p.add_argument("--no-report", action="store_true", help="do not rewrite report.md / report.html")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=cmd_extrapolate)
 
 
 def _serve(values) -> list[float] | None:
@@ -239,110 +213,4 @@ def format_compare(res: dict) -> str:
                 )
     for n in res.get("notes", []):
         out.append(f"note: {n}")
-    return "\n".join(out)
-
-
-# =============================================================================================
-# efflab extrapolate
-# =============================================================================================
-def cmd_extrapolate(args) -> int:
-    from efflab.cli import emit_json
-    from efflab.suite import analyse_suite, load_suite_dir
-
-    sdir = Path(args.suite_dir)
-    if not (sdir / "suite.json").is_file():
-        raise UserError(
-            f"{sdir}: not a suite directory (no suite.json); run `efflab suite FILE --out {sdir}` "
-            f"first, or use `efflab compare RUN_DIR...` for loose runs"
-        )
-    sc = load_suite_dir(sdir)
-    kw = {k: getattr(args, k) for k in ("gpu", "mfu", "price", "pue") if getattr(args, k) is not None}
-    if args.to:
-        kw["to"] = args.to
-    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    if args.no_report:
-        from efflab import compare as C
-        from efflab.io import read_json
-
-        state = read_json(sdir / "suite.json")
-        done = [e for e in state["runs"] if e["state"] == "complete"]
-        recs = C.load_runs(
-            [sdir / e["dir"] for e in done], scales={str(sdir / e["dir"]): e["scale"] for e in done}
-        )
-        comparison = C.compare_runs(recs, target=sc.target, level=sc.level)
-        ex = sc.extrapolate
-        full = {
-            "to": ex.to,
-            "gpu": ex.gpu,
-            "mfu": ex.mfu,
-            "price": ex.price,
-            "pue": ex.pue,
-            "level": sc.level,
-            "n_bootstrap": sc.bootstrap,
-        }
-        full.update(kw)
-        res = C.extrapolate(comparison, **full)
-    else:
-        res = analyse_suite(sdir, sc, serve_tokens=_serve(args.serve_tokens), extrapolate_kw=kw, log=log)[
-            "extrapolate"
-        ]
-    if args.json:
-        emit_json(res)
-        return 0
-    print(format_extrapolate(res))
-    return 0
-
-
-def format_extrapolate(res: dict) -> str:
-    from efflab.report import PRESET_LABELS, fl, usd
-
-    out = ["assumptions:"] + [f"  - {a}" for a in res["assumptions"]] + [""]
-    for e in res["techniques"]:
-        for view, v in e["views"].items():
-            head = f"{e['technique']} ({view})"
-            if "frontier" not in v:
-                out.append(f"{head}: {v.get('note', 'no multiplier measured')}")
-                continue
-            tr = v["trend"]
-            out.append(
-                f"{head}: {tr['kind']} model over {tr['n_scales']} scale(s), slope d log M / d log C = "
-                f"{tr['m1']:+.3g}"
-                + (f"  [{v['assumption']}]" if v.get("assumption") else "")
-                + (f"  ({v['note']})" if v.get("note") else "")
-            )
-            for row in v["frontier"]:
-                M, s = row["M"], row["saved"]
-
-                def rng(key, fmt, s=s):
-                    val = (s["value"] or {}).get(key)
-                    lo, hi = (s["lo"] or {}).get(key), (s["hi"] or {}).get(key)
-                    txt = fmt(val) if val is not None else "-"
-                    if lo is not None and hi is not None:
-                        a, b = sorted((lo, hi))
-                        txt += f" [{fmt(a)}, {fmt(b)}]"
-                    return txt
-
-                mtxt = f"{M['value']:.3g}x" + (
-                    f" [{M['lo']:.3g}, {M['hi']:.3g}]" if M["lo"] is not None else ""
-                )
-                by = row["saved_usd_by_mfu"]
-                out.append(
-                    f"  {PRESET_LABELS.get(row['preset'], row['preset']):<15} {fl(row['budget_flops'])} "
-                    f"FLOPs: M {mtxt}; saves {rng('gpu_hours', lambda x: f'{x:.3g}')} GPU-hours, "
-                    f"{rng('cost_usd', usd)}, {rng('energy_mwh', lambda x: f'{x:.3g}')} MWh; "
-                    f"$ by MFU " + ", ".join(f"{k}: {usd(x)}" for k, x in by.items())
-                )
-    bt = res.get("backtest", {})
-    out += ["", f"backtest (held-out scale {bt.get('held_out_scale')}): {bt.get('note', '')}"]
-    for r in bt.get("loss", []) + bt.get("multiplier", []):
-        if "predicted" not in r:
-            out.append(f"  {r['technique']} {r.get('view', 'loss')}: {r.get('note', '')}")
-            continue
-        p = r["predicted"]
-        iv = f" [{p['lo']:.4g}, {p['hi']:.4g}]" if p["lo"] is not None else ""
-        out.append(
-            f"  {r['technique']:<11} {r['quantity'] + (' ' + r['view'] if 'view' in r else ''):<20} "
-            f"predicted {p['value']:.4g}{iv}, measured {r['measured']:.4g}, error {100 * r['rel_error']:+.1f}%"
-            + (f" ({r['assumption']})" if r.get("assumption") else "")
-        )
     return "\n".join(out)

@@ -1,0 +1,85 @@
+"""`efflab laws list | eval | optimal` through efflab.cli.main, in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from efflab.cli import main
+
+
+def _run(capsys, *argv):
+    rc = main(["laws", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_optimal_json_besiroglu_at_chinchilla_budget(capsys):
+    rc, out, err = _run(capsys, "optimal", "besiroglu2024", "--flops", "5.76e23", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["params"] == pytest.approx(70e9, rel=0.1)
+    assert d["tokens"] == pytest.approx(1.4e12, rel=0.1)
+    assert d["loss"] == pytest.approx(1.974, abs=0.001)
+    assert d["in_range"] is False  # 72B is beyond the 16B the law was fitted on
+
+
+def test_eval_json_has_loss(capsys):
+    rc, out, err = _run(capsys, "eval", "besiroglu2024", "--params", "70e9", "--tokens", "1.4e12", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    expected = 1.8172 + 482.01 / 70e9**0.3478 + 2085.43 / 1.4e12**0.3658
+    assert d["loss"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_eval_with_granularity_and_unique_tokens(capsys):
+    rc, out, _ = _run(
+        capsys, "eval", "krajewski2024", "--params", "1e9", "--tokens", "20e9", "--granularity", 8, "--json"
+    )
+    assert rc == 0
+    d = json.loads(out)
+    assert d["granularity"] == 8 and any("unverified" in n for n in d["notes"])
+    rc, out, _ = _run(
+        capsys,
+        "eval",
+        "muennighoff2023",
+        "--params",
+        "1e9",
+        "--tokens",
+        "4e11",
+        "--unique-tokens",
+        "1e11",
+        "--json",
+    )
+    assert rc == 0 and json.loads(out)["unique_tokens"] == 1e11
+
+
+def test_list_human_and_json(capsys):
+    rc, out, _ = _run(capsys, "list")
+    assert rc == 0 and "besiroglu2024" in out and "C = 6ND" in out
+    rc, out, _ = _run(capsys, "list", "--json")
+    names = [x["name"] for x in json.loads(out)["laws"]]
+    assert {
+        "hoffmann2022",
+        "besiroglu2024",
+        "krajewski2024",
+        "clark2022",
+        "busbridge2025",
+        "muennighoff2023",
+    } <= set(names)
+
+
+def test_bad_input_names_every_problem(capsys):
+    rc, _, err = _run(
+        capsys, "eval", "besiroglu2025", "--params", "x", "--tokens", "-1", "--granularity", "2"
+    )
+    assert rc == 2
+    assert "unknown law" in err and "did you mean" in err and "--params" in err and "--tokens" in err
+    assert "Traceback" not in err
+    rc, _, err = _run(
+        capsys, "eval", "besiroglu2024", "--params", "1e9", "--tokens", "1e10", "--granularity", "2"
+    )
+    assert rc == 2 and "--granularity does not apply" in err
+    rc, _, err = _run(capsys, "optimal", "busbridge2025", "--flops", "1e20")
+    assert rc == 2 and "does not evaluate" in err
