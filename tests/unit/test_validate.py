@@ -194,6 +194,7 @@ def test_c_distillation_crossover_passes_and_fails():
     )
     r = VA.eval_distill(flat)
     assert r["status"] == "fail" and [c["ok"] for c in r["checks"]] == [True, False, True, True]
+    assert "power" in r["hint"]
     k1_above = two_scales(
         "large",
         "small",
