@@ -110,8 +110,24 @@ def two_scales(a: str, b: str, ra: dict, rb: dict, arm: str) -> dict:
     return doc
 
 
+def frontier_doc(c_ref=1e12, noise=(0.004, -0.006, 0.002)):
+    """compare.json's reference and frontier for the baseline frontier_loss (three seeds at C_ref)."""
+    pts = [
+        {
+            "flops": m * c_ref,
+            "loss": frontier_loss(m * c_ref, c_ref) + (noise[s] if m == 1 else 0.0),
+            "seed": s,
+            "run": f"ref-baseline-f{m:g}-s{s}",
+        }
+        for m in (0.25, 1, 2)
+        for s in (range(3) if m == 1 else [0])
+    ]
+    return {"reference": {"flops": c_ref}, "frontier": {"points": pts}}
+
+
 def test_a_and_f_pass_and_fail():
     ok = {
+        **frontier_doc(),
         "controls": {
             "aa": {"multiplier": iv(1.01, 0.95, 1.07)},
             "oversized": {
@@ -119,10 +135,11 @@ def test_a_and_f_pass_and_fail():
                 "predicted": {"lo": 0.53, "hi": 0.58},
                 "size_ratio": 4.0,
             },
-        }
+        },
     }
     assert VA.eval_aa(ok)["status"] == "pass" and VA.eval_oversized(ok)["status"] == "pass"
     bad = {
+        **frontier_doc(),
         "controls": {
             "aa": {"multiplier": iv(1.2, 1.1, 1.3)},
             "oversized": {
@@ -130,7 +147,7 @@ def test_a_and_f_pass_and_fail():
                 "predicted": {"lo": 0.53, "hi": 0.58},
                 "size_ratio": 4.0,
             },
-        }
+        },
     }
     assert VA.eval_aa(bad)["status"] == "fail" and VA.eval_oversized(bad)["status"] == "fail"
     off = {
@@ -139,6 +156,26 @@ def test_a_and_f_pass_and_fail():
     r = VA.eval_oversized(off)  # detected, but far from the prediction
     assert r["status"] == "fail" and [c["ok"] for c in r["checks"]] == [True, False]
     assert VA.eval_aa({})["status"] == "not measured"
+    no_frontier = VA.eval_aa({"controls": ok["controls"]})  # the identity needs the frontier's points
+    assert no_frontier["status"] == "not measured" and no_frontier["checks"][1]["ok"] is None
+
+
+def test_the_ledger_identity_gives_k_exactly_and_catches_a_wrong_k(monkeypatch):
+    doc = frontier_doc()
+    assert VA.ledger_identity(doc, 2.0) == pytest.approx(2.0, rel=1e-12)
+    assert VA.ledger_identity(doc, 3.0) == pytest.approx(3.0, rel=1e-12)
+    real = VA.V.compare_arms
+
+    def off_by_ten_percent(fr, base, arms, **kw):  # an M machinery that is wrong: the identity fails
+        out = real(fr, base, arms, **kw)
+        for row in out["arms"].values():
+            row["multiplier"] = {k: v * 1.1 for k, v in row["multiplier"].items()}
+        return out
+
+    monkeypatch.setattr(VA.V, "compare_arms", off_by_ten_percent)
+    ok = {**doc, "controls": {"aa": {"multiplier": iv(1.0, 0.95, 1.05)}}}
+    r = VA.eval_aa(ok)
+    assert r["status"] == "fail" and [c["ok"] for c in r["checks"]] == [True, False]
 
 
 def test_b_moe_gap_narrowing_passes_and_widening_fails():
@@ -323,7 +360,7 @@ def test_curriculum_case_from_synthetic_run_directories(tmp_path):
 
 
 def test_validate_table_from_synthetic_run_directories(tmp_path, capsys):
-    """A (built to pass: A/A identical in distribution) and F (built to fail: an 'oversized' arm that costs
+    """F (built to pass: A/A identical in distribution) and A (built to fail: an 'oversized' arm that costs
     nothing) from run directories; the table says which, and the other cases are 'not run'."""
     from efflab.suite import analyse_suite
 
@@ -351,12 +388,19 @@ def test_validate_table_from_synthetic_run_directories(tmp_path, capsys):
     out = capsys.readouterr().out
     doc = json.loads((tmp_path / "out" / "validation.json").read_text())
     st = {c["key"]: c["status"] for c in doc["cases"]}
-    assert st == {"A": "pass", "F": "fail", "B": "not run", "C": "not run", "D": "not run", "E": "not run"}
-    assert doc["counts"] == {"pass": 1, "fail": 1, "not measured": 0, "not run": 4} and doc["seconds_total"] == 61
+    assert st == {"A": "fail", "F": "pass", "B": "not run", "C": "not run", "D": "not run", "E": "not run"}
+    assert (
+        doc["counts"] == {"pass": 1, "fail": 1, "not measured": 0, "not run": 4}
+        and doc["seconds_total"] == 61
+    )
+    a = next(c for c in doc["cases"] if c["key"] == "A")
+    assert a["reading"].startswith("the tool") and a["citation"].startswith("Hoffmann et al. 2022")
     f = next(c for c in doc["cases"] if c["key"] == "F")
-    assert f["reading"].startswith("the tool") and f["citation"].startswith("Hoffmann et al. 2022")
+    assert f["ledger_identity"] == pytest.approx(2.0, rel=1e-12)
     md = (tmp_path / "out" / "validation.md").read_text()
-    assert "| A A/A control |" in md and "**fail**" in md and "1.0 min" in md and md in out
+    assert (
+        "| F A/A control and ledger identity |" in md and "**fail**" in md and "1.0 min" in md and md in out
+    )
 
 
 # =============================================================================================
@@ -365,11 +409,19 @@ def test_validate_table_from_synthetic_run_directories(tmp_path, capsys):
 def shrink(raw: dict) -> dict:
     """A case config at the smoke suite's size (configs/suite/smoke.yaml): plumbing only, no evidence."""
     raw = dict(raw, workers=1, evals_per_run=2, checkpoints_per_run=0)
-    raw["data"] = {"corpus": "stdlib", "max_chars": 3.0e5, "vocab_size": 512, "seq_len": 32, "valid_fraction": 0.05}
+    raw["data"] = {
+        "corpus": "stdlib",
+        "max_chars": 3.0e5,
+        "vocab_size": 512,
+        "seq_len": 32,
+        "valid_fraction": 0.05,
+    }
     raw["train"] = {**raw["train"], "batch_size": 8}
     raw["eval"] = {"max_blocks": 8, "batch_size": 8}
-    small, big = ({"depth": 1, "aspect": 16, "head_dim": 8, "tie_embeddings": True},
-                  {"depth": 1, "aspect": 32, "head_dim": 8, "tie_embeddings": True})
+    small, big = (
+        {"depth": 1, "aspect": 16, "head_dim": 8, "tie_embeddings": True},
+        {"depth": 1, "aspect": 32, "head_dim": 8, "tie_embeddings": True},
+    )
     c0 = float(raw["scales"][0]["budget_flops"])  # YAML reads 2.21e12 (no dot) as a string
     for s in raw["scales"]:
         s["model"], s["budget_flops"] = small, 1.2e9 * float(s["budget_flops"]) / c0

@@ -26,8 +26,8 @@ def register(sub) -> None:
         "--only",
         action="append",
         metavar="CASES",
-        help="cases by letter or name, comma-separated: A aa, B moe_length, C distill_crossover, "
-        "D seqlen_warmup, E curriculum_null, F oversized (default: all)",
+        help="cases by letter or name, comma-separated: A oversized, B moe_length, C distill_crossover, "
+        "D seqlen_warmup, E curriculum_null, F aa (default: all)",
     )
     p.add_argument("--out", help="output directory (default runs/validate, or runs/validate-gpu with --gpu)")
     p.add_argument(
