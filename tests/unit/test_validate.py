@@ -155,6 +155,9 @@ def test_a_and_f_pass_and_fail():
     }
     r = VA.eval_oversized(off)  # detected, but far from the prediction
     assert r["status"] == "fail" and [c["ok"] for c in r["checks"]] == [True, False]
+    res = [{"key": "A", "if_fails": "x", **r}]
+    VA.readings(res)
+    assert res[0]["reading"].startswith("the regime")
     assert VA.eval_aa({})["status"] == "not measured"
     no_frontier = VA.eval_aa({"controls": ok["controls"]})  # the identity needs the frontier's points
     assert no_frontier["status"] == "not measured" and no_frontier["checks"][1]["ok"] is None
