@@ -663,7 +663,7 @@ def readings(results: list[dict]) -> None:
     for r in results:
         if r["status"] != "fail":
             continue
-        if r["key"] == "A" and r["checks"] and r["checks"][0]["ok"]:  # detected, off the prediction
+        if r["key"] == "A" and r.get("checks") and r["checks"][0]["ok"]:  # detected, off the prediction
             r["reading"] = (
                 "the regime: the design detects the oversized model, but its M lies off the "
                 "Chinchilla form's prediction, which was fitted on much larger models"
