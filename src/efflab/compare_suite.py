@@ -320,7 +320,7 @@ def format_verdicts(doc: dict) -> str:
         f"slope {fr.get('fit', {}).get('slope_at_ref', float('nan')):.3f} nats per e-fold at C_ref.",
         f"Noise: sigma_loss = {noise['sigma_loss']:.4f} nats over {noise['n']} baseline seeds"
         + (f"; pairing correlation rho = {noise['rho']:.2f}" if noise.get("rho") is not None else "")
-        + f"; intervals {doc.get('level', 0.9):.0%} t, pooled over {noise.get('df')} df; Holm over "
+        + f"; intervals {doc.get('level', 0.9):.0%} t, pooled over {noise.get('df') or 0:.1f} df; Holm over "
         f"{', '.join(doc.get('holm_family', []))}.",
         "",
     ]

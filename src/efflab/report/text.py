@@ -50,7 +50,7 @@ def sentence(t: str, e: dict, c_ref: float | None, budget: str | None) -> str:
         s = f"{head} saves {saving(m)} of compute (M {m_interval(m)})"
     elif v == "costs":
         more = 1 / m["value"] - 1
-        s = f"{head} costs compute: {100 * more:.0f}% more for the baseline's loss (M {m_interval(m)})"
+        s = f"{head} costs compute: it spent {100 * more:.0f}% more than the baseline needs for the same loss (M {m_interval(m)})"
     else:
         det = me.get("detectable_multiplier")
         s = f"{head} is inconclusive (M {m_interval(m)}" + (
