@@ -141,6 +141,8 @@ class TrainConfig(Section):
     compile: bool = False
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    keep_checkpoint: bool = Field(default=False, description="keep the last checkpoint when the run completes "
+                                  "(default: removed; model/ holds the result)")
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
 

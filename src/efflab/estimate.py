@@ -260,6 +260,18 @@ def _curriculum_phases(cfg, train: dict, phases: dict, parts: dict, split_tokens
         )
 
 
+def _eval_phase(cfg, train: dict) -> dict:
+    """Held-out evaluation (shown, never summed): every `eval.every` steps, at the end and at step 0,
+    `eval.max_blocks` blocks of data.seq_len tokens (fewer if the held-out split is smaller)."""
+    T = cfg.data.seq_len
+    n_evals = train["steps"] // cfg.eval.every + 2 - (train["steps"] % cfg.eval.every == 0)
+    tokens = float(n_evals * cfg.eval.max_blocks * T)
+    mc = train["model_config"]
+    return _phase(F.forward_flops_per_token(mc, T) * tokens, tokens,
+                  F.forward_flops_per_token(mc, T, causal=True) * tokens,
+                  f"{n_evals} evaluations of at most {cfg.eval.max_blocks} blocks (shown, never summed)")
+
+
 # ---- memory ----------------------------------------------------------------------------------------
 
 
@@ -289,9 +301,14 @@ def peak_memory_bytes(cfg, count) -> dict:
 # ---- timing ----------------------------------------------------------------------------------------
 
 
+TIMED_TOKENS = 4096  # tokens per timed step at most: a GPU config's batch would take minutes on a CPU
+
+
 def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
     """Seconds per optimizer step of the real model on random tokens, on this machine (one warm-up step
-    first). Returns {seconds_per_step, flops_per_s, device, threads}."""
+    first). At most TIMED_TOKENS tokens per timed step (whole sequences); the time of a full batch is
+    scaled from them (throughput per token is close to flat in batch size on a CPU).
+    Returns {seconds_per_step, flops_per_s, timed_rows, device, threads}."""
     import torch
 
     from efflab.models import build_model
@@ -303,14 +320,12 @@ def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     B, T = cfg.train.batch_size, cfg.data.seq_len
-    mb = cfg.train.micro_batch_size or B
-    ids = torch.randint(0, cfg.data.vocab_size, (B, T))
+    rows = max(1, min(cfg.train.micro_batch_size or B, B, TIMED_TOKENS // T))
+    ids = torch.randint(0, cfg.data.vocab_size, (rows, T))
 
     def step():
-        for i in range(0, B, mb):
-            x = ids[i : i + mb]
-            out = model(input_ids=x, labels=x)
-            out.loss.backward()
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -318,15 +333,10 @@ def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    sec = (time.perf_counter() - t0) / steps
+    sec = (time.perf_counter() - t0) / steps * (B / rows)
     fpt = F.train_flops_per_token(model.config, T)
-    return {
-        "seconds_per_step": sec,
-        "flops_per_s": fpt * B * T / sec,
-        "timed_steps": steps,
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-    }
+    return {"seconds_per_step": sec, "flops_per_s": fpt * B * T / sec, "timed_steps": steps, "timed_rows": rows,
+            "device": "cpu", "threads": torch.get_num_threads()}
 
 
 # ---- the estimate ----------------------------------------------------------------------------------
@@ -356,6 +366,7 @@ def estimate_config(cfg, *, tokens: float | None = None, split_tokens: float | N
         total = _finished_run_total(cfg.moe.upcycle_from)
         if total is not None:
             phases["sunk.dense_pretrain"] = _phase(total, 0, note=f"ledger total of {cfg.moe.upcycle_from}")
+    phases["eval"] = _eval_phase(cfg, train)
     marginal = sum(phases[p]["flops"] for p in MARGINAL_PHASES if p in phases)
     sunk = sum(phases[p]["flops"] for p in SUNK_PHASES if p in phases)
     mexec = sum(phases[p]["executed_flops"] for p in MARGINAL_PHASES if p in phases)
@@ -407,9 +418,12 @@ def estimate_run(
     (measure only), gpu {name, mfu, precision, seconds}, convention}.
     """
     cfg = _resolve(cfg_or_recipe_and_config, overrides)
+    if not (isinstance(mfu, (int, float)) and 0 < mfu <= 1):
+        raise UserError(f"MFU must be in (0, 1], got {mfu!r} (default {hardware.DEFAULT_MFU})")
     est = estimate_config(cfg, tokens=tokens)
     out = {k: v for k, v in est.items() if k not in ("train", "parts")}
     out["config"] = cfg.to_dict()
+    out["model_shape"] = cfg.model.resolved() if not cfg.model.pretrained else None
     out["parts"] = {
         k: {
             "recipe": v["recipe"],
@@ -432,10 +446,13 @@ def estimate_run(
     if measure:
         t = time_train_steps(cfg)
         out["measured"] = t
+        ev = est["phases"]["eval"]["flops"] / (t["flops_per_s"] / 3.0)  # forward only: ~1/3 of a train step's time
         out["wall_seconds_here"] = {
-            "marginal": est["marginal_flops"] / t["flops_per_s"],
-            "total": est["total_flops"] / t["flops_per_s"],
+            "marginal": est["marginal_flops"] / t["flops_per_s"] + ev,
+            "total": (est["total_flops"] + sum(v["phases"]["eval"]["flops"] / 3.0 for v in est["parts"].values()))
+            / t["flops_per_s"] + ev,
             "train": est["steps"] * t["seconds_per_step"],
+            "eval": ev,
         }
     out["convention"] = (
         "model FLOPs: multiply-add = 2, attention counted in full, train = 3 x forward "
@@ -448,6 +465,8 @@ def estimate_run(
 def format_estimate(e: dict) -> str:
     """The human-readable dry-run report."""
     lines = [f"dry run: recipe {e['recipe']}, {e['steps']:,} steps, {e['tokens']:.4g} train tokens"]
+    if e.get("model_shape"):
+        lines.append("  model: " + ", ".join(f"{k} {v}" for k, v in e["model_shape"].items()))
     lines.append(f"  {'phase':<22} {'model FLOPs':>12} {'executed':>12} {'tokens':>10}  note")
     for name, ph in e["phases"].items():
         lines.append(

@@ -40,8 +40,9 @@ def test_artifacts_ledger_and_reload(tmp_path, tiny_cfg):
     cfg = tiny_cfg()
     res = baseline.main(cfg, out=tmp_path / "r")
     d = tmp_path / "r"
-    assert {"config.yaml", "manifest.json", "metrics.jsonl", "ledger.json", "model", "checkpoint"} <= {
-        p.name for p in d.iterdir()}
+    names = {p.name for p in d.iterdir()}
+    assert {"config.yaml", "manifest.json", "metrics.jsonl", "ledger.json", "model"} <= names
+    assert "checkpoint" not in names  # removed on completion (train.keep_checkpoint keeps it)
     m = _manifest(d)
     assert m["status"] == "complete" and m["world_size"] == 1 and m["data"]["eval_set_hash"]
     rows = read_jsonl(d / "metrics.jsonl")
