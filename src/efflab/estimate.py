@@ -456,7 +456,7 @@ def estimate_run(
         }
     out["convention"] = (
         "model FLOPs: multiply-add = 2, attention counted in full, train = 3 x forward "
-        "(DESIGN.md section 5); executed FLOPs: causal attention halved, as flash attention "
+        "(README, 'Counting FLOPs and pricing runs'); executed FLOPs: causal attention halved, as flash attention "
         "runs it; marginal = train + teacher_forward + generation + scoring; total adds sunk"
     )
     return out

@@ -1,0 +1,63 @@
+"""efflab.estimate: a run's ledger, steps, memory and wall time before it starts (`efflab run --dry-run`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from efflab.accounting import flops as F
+from efflab.cli import main
+from efflab.commands.run import configs_root
+from efflab.estimate import estimate_run, infer_recipe, load_run_config
+
+
+def test_baseline_estimate_is_the_ledger_the_loop_writes():
+    cfg = load_run_config(configs_root() / "baseline" / "tiny.yaml")
+    e = estimate_run(cfg)
+    t = cfg.train
+    assert e["steps"] == int(t.budget_tokens // (t.batch_size * cfg.data.seq_len))
+    assert e["tokens"] == e["steps"] * t.batch_size * cfg.data.seq_len
+    from efflab.models import build_model_config
+
+    fpt = F.train_flops_per_token(build_model_config(cfg), cfg.data.seq_len)
+    assert e["phases"]["train"]["flops"] == pytest.approx(fpt * e["tokens"])
+    assert e["marginal_flops"] == e["total_flops"] == e["phases"]["train"]["flops"]  # eval never summed
+    assert e["phases"]["eval"]["flops"] > 0
+    assert e["phases"]["train"]["executed_flops"] < e["phases"]["train"]["flops"]
+    assert e["peak_memory_bytes"]["total"] > e["peak_memory_bytes"]["weights_optimizer"] > 0
+    assert e["gpu"]["seconds_total"] == pytest.approx(e["total_flops"] / (989e12 * 0.4))
+
+
+def test_technique_phases():
+    d = estimate_run(("distill", configs_root() / "distill" / "tiny.yaml"))
+    assert {"train", "teacher_forward", "sunk.teacher_pretrain"} <= set(d["phases"])
+    assert d["total_flops"] == pytest.approx(d["marginal_flops"] + d["phases"]["sunk.teacher_pretrain"]["flops"])
+    assert d["parts"]["teacher"]["recipe"] == "baseline"
+    s = estimate_run(configs_root() / "synthetic" / "small.yaml")  # budget_includes: marginal
+    assert s["marginal_flops"] == pytest.approx(s["config"]["train"]["budget_flops"], rel=0.01)
+    assert s["phases"]["generation"]["flops"] > 0 and s["phases"]["sunk.teacher_pretrain"]["flops"] > 0
+
+
+def test_recipe_inferred_from_the_section_or_folder(tmp_path):
+    assert infer_recipe({"distill": {}}) == "distill"
+    assert infer_recipe({}, tmp_path / "curriculum" / "x.yaml") == "curriculum"
+    assert infer_recipe({"recipe": "moe"}) == "moe" and infer_recipe({}) == "baseline"
+
+
+def test_dry_run_cli_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["run", "curriculum", "--config", "configs/curriculum/tiny.yaml", "--dry-run", "--no-time",
+               "--json", "--out", str(out), "train.steps=7"])
+    o = json.loads(capsys.readouterr().out)
+    assert rc == 0 and not out.exists()
+    assert o["steps"] == 7 and o["recipe"] == "curriculum" and o["model_shape"]["width"] > 0
+    assert "executed" in o["convention"]
+
+
+def test_dry_run_times_a_few_steps_here(capsys):
+    rc = main(["run", "baseline", "--config", "configs/baseline/tiny.yaml", "--dry-run", "train.threads=1",
+               "--gpu", "a100", "--mfu", "0.5"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "resolved config" in text and "wall time here" in text and "a100 at MFU 0.50" in text
+    assert "peak memory" in text
