@@ -22,7 +22,7 @@ def register(sub) -> None:
         "flops",
         help="parameters and FLOPs per token of a model (analytic; --measure cross-checks)",
         description="Parameters and FLOPs of MODEL: a preset name (efflab list), a HF config.json or model "
-        "directory, or an efflab YAML config. Conventions: README, "Counting FLOPs and pricing runs" (printed with every answer).",
+        "directory, or an efflab YAML config. Conventions: README, 'Counting FLOPs and pricing runs' (printed with every answer).",
     )
     p.add_argument("model", metavar="MODEL", help="preset name, config.json, model directory or efflab YAML")
     p.add_argument(
