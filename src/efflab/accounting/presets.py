@@ -632,8 +632,9 @@ _add(
             "config": "[OLMo 2] model card: 32 layers, d_model 4096, 32 heads, 4096 context; HF config",
             "seq_len": "[OLMo 2] model card: 4096 context",
         },
-        notes="q/k RMSNorm weights (2 x 4096 per layer, 262,144 in all) are not in the Llama form; FLOPs are "
-        "unaffected. GPU-hours not published in this form.",
+        notes="No exact parameter count is published (the card says 7B; this Llama form counts 7.298B). q/k "
+        "RMSNorm weights (2 x 4096 per layer, 262,144 in all) are not in the Llama form; FLOPs are unaffected. "
+        "GPU-hours not published in this form.",
     )
 )
 _add(
@@ -658,8 +659,9 @@ _add(
             "config": "[OLMo 2] model card: 40 layers, d_model 5120, 40 heads, 4096 context; HF config",
             "seq_len": "[OLMo 2] model card: 4096 context",
         },
-        notes="q/k RMSNorm weights (2 x 5120 per layer, 409,600 in all) are not in the Llama form; FLOPs are "
-        "unaffected. GPU-hours not published in this form.",
+        notes="No exact parameter count is published (the card says 13B; this Llama form counts 13.72B). q/k "
+        "RMSNorm weights (2 x 5120 per layer, 409,600 in all) are not in the Llama form; FLOPs are unaffected. "
+        "GPU-hours not published in this form.",
     )
 )
 _add(
