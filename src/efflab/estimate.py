@@ -267,9 +267,12 @@ def _eval_phase(cfg, train: dict) -> dict:
     n_evals = train["steps"] // cfg.eval.every + 2 - (train["steps"] % cfg.eval.every == 0)
     tokens = float(n_evals * cfg.eval.max_blocks * T)
     mc = train["model_config"]
-    return _phase(F.forward_flops_per_token(mc, T) * tokens, tokens,
-                  F.forward_flops_per_token(mc, T, causal=True) * tokens,
-                  f"{n_evals} evaluations of at most {cfg.eval.max_blocks} blocks (shown, never summed)")
+    return _phase(
+        F.forward_flops_per_token(mc, T) * tokens,
+        tokens,
+        F.forward_flops_per_token(mc, T, causal=True) * tokens,
+        f"{n_evals} evaluations of at most {cfg.eval.max_blocks} blocks (shown, never summed)",
+    )
 
 
 # ---- memory ----------------------------------------------------------------------------------------
@@ -304,7 +307,31 @@ def peak_memory_bytes(cfg, count) -> dict:
 TIMED_TOKENS = 4096  # tokens per timed step at most: a GPU config's batch would take minutes on a CPU
 
 
+_TIMED: dict[str, dict] = {}  # timing per model shape, batch and threads: a suite times each shape once
+
+
 def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
+    """Cached `_time_train_steps` (one measurement per model shape, batch, length, vocab and threads)."""
+    key = repr(
+        (
+            cfg.recipe,
+            cfg.model.model_dump(),
+            cfg.to_dict().get("moe"),
+            cfg.lora.model_dump(),
+            cfg.train.batch_size,
+            cfg.train.micro_batch_size,
+            cfg.train.threads,
+            cfg.data.seq_len,
+            cfg.data.vocab_size,
+            steps,
+        )
+    )
+    if key not in _TIMED:
+        _TIMED[key] = _time_train_steps(cfg, steps)
+    return dict(_TIMED[key])
+
+
+def _time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
     """Seconds per optimizer step of the real model on random tokens, on this machine (one warm-up step
     first). At most TIMED_TOKENS tokens per timed step (whole sequences); the time of a full batch is
     scaled from them (throughput per token is close to flat in batch size on a CPU).
@@ -335,8 +362,14 @@ def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
         step()
     sec = (time.perf_counter() - t0) / steps * (B / rows)
     fpt = F.train_flops_per_token(model.config, T)
-    return {"seconds_per_step": sec, "flops_per_s": fpt * B * T / sec, "timed_steps": steps, "timed_rows": rows,
-            "device": "cpu", "threads": torch.get_num_threads()}
+    return {
+        "seconds_per_step": sec,
+        "flops_per_s": fpt * B * T / sec,
+        "timed_steps": steps,
+        "timed_rows": rows,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ---- the estimate ----------------------------------------------------------------------------------
@@ -446,11 +479,16 @@ def estimate_run(
     if measure:
         t = time_train_steps(cfg)
         out["measured"] = t
-        ev = est["phases"]["eval"]["flops"] / (t["flops_per_s"] / 3.0)  # forward only: ~1/3 of a train step's time
+        ev = est["phases"]["eval"]["flops"] / (
+            t["flops_per_s"] / 3.0
+        )  # forward only: ~1/3 of a train step's time
         out["wall_seconds_here"] = {
             "marginal": est["marginal_flops"] / t["flops_per_s"] + ev,
-            "total": (est["total_flops"] + sum(v["phases"]["eval"]["flops"] / 3.0 for v in est["parts"].values()))
-            / t["flops_per_s"] + ev,
+            "total": (
+                est["total_flops"] + sum(v["phases"]["eval"]["flops"] / 3.0 for v in est["parts"].values())
+            )
+            / t["flops_per_s"]
+            + ev,
             "train": est["steps"] * t["seconds_per_step"],
             "eval": ev,
         }
@@ -459,6 +497,33 @@ def estimate_run(
         "(README, 'Counting FLOPs and pricing runs'); executed FLOPs: causal attention halved, as flash attention "
         "runs it; marginal = train + teacher_forward + generation + scoring; total adds sunk"
     )
+    return out
+
+
+def sum_estimates(estimates: list[dict], *, sunk_once: list[dict] | None = None) -> dict:
+    """A plan's estimate (the suite's `--dry-run`): the marginal phases of every run in `estimates` summed,
+    plus the totals of `sunk_once` (runs trained once and shared, e.g. the suite's teacher), so that a
+    shared teacher is not counted once per run that uses it. Wall seconds sum where measured."""
+    phases: dict[str, float] = {}
+    for e in estimates:
+        for name, ph in e["phases"].items():
+            if name in MARGINAL_PHASES or name == "eval":
+                phases[name] = phases.get(name, 0.0) + ph["flops"]
+    shared = sum(e["total_flops"] for e in sunk_once or [])
+    marginal = sum(v for k, v in phases.items() if k in MARGINAL_PHASES)
+    out = {
+        "runs": len(estimates) + len(sunk_once or []),
+        "phases": phases,
+        "shared_flops": shared,
+        "marginal_flops": marginal,
+        "total_flops": marginal + shared,
+        "steps": sum(e["steps"] for e in [*estimates, *(sunk_once or [])]),
+    }
+    walls = [e.get("wall_seconds_here") for e in [*estimates, *(sunk_once or [])]]
+    if walls and all(w is not None for w in walls):
+        out["wall_seconds_here"] = sum(w["marginal"] for w in walls[: len(estimates)]) + sum(
+            w["total"] for w in walls[len(estimates) :]
+        )
     return out
 
 

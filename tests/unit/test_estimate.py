@@ -32,7 +32,9 @@ def test_baseline_estimate_is_the_ledger_the_loop_writes():
 def test_technique_phases():
     d = estimate_run(("distill", configs_root() / "distill" / "tiny.yaml"))
     assert {"train", "teacher_forward", "sunk.teacher_pretrain"} <= set(d["phases"])
-    assert d["total_flops"] == pytest.approx(d["marginal_flops"] + d["phases"]["sunk.teacher_pretrain"]["flops"])
+    assert d["total_flops"] == pytest.approx(
+        d["marginal_flops"] + d["phases"]["sunk.teacher_pretrain"]["flops"]
+    )
     assert d["parts"]["teacher"]["recipe"] == "baseline"
     s = estimate_run(configs_root() / "synthetic" / "small.yaml")  # budget_includes: marginal
     assert s["marginal_flops"] == pytest.approx(s["config"]["train"]["budget_flops"], rel=0.01)
@@ -47,8 +49,20 @@ def test_recipe_inferred_from_the_section_or_folder(tmp_path):
 
 def test_dry_run_cli_trains_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["run", "curriculum", "--config", "configs/curriculum/tiny.yaml", "--dry-run", "--no-time",
-               "--json", "--out", str(out), "train.steps=7"])
+    rc = main(
+        [
+            "run",
+            "curriculum",
+            "--config",
+            "configs/curriculum/tiny.yaml",
+            "--dry-run",
+            "--no-time",
+            "--json",
+            "--out",
+            str(out),
+            "train.steps=7",
+        ]
+    )
     o = json.loads(capsys.readouterr().out)
     assert rc == 0 and not out.exists()
     assert o["steps"] == 7 and o["recipe"] == "curriculum" and o["model_shape"]["width"] > 0
@@ -56,8 +70,31 @@ def test_dry_run_cli_trains_nothing(tmp_path, capsys):
 
 
 def test_dry_run_times_a_few_steps_here(capsys):
-    rc = main(["run", "baseline", "--config", "configs/baseline/tiny.yaml", "--dry-run", "train.threads=1",
-               "--gpu", "a100", "--mfu", "0.5"])
+    rc = main(
+        [
+            "run",
+            "baseline",
+            "--config",
+            "configs/baseline/tiny.yaml",
+            "--dry-run",
+            "train.threads=1",
+            "--gpu",
+            "a100",
+            "--mfu",
+            "0.5",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "resolved config" in text and "wall time here" in text and "a100 at MFU 0.50" in text
     assert "peak memory" in text
+
+
+def test_sum_estimates_counts_a_shared_teacher_once():
+    d = estimate_run(configs_root() / "distill" / "tiny.yaml")
+    b = estimate_run(configs_root() / "baseline" / "tiny.yaml")
+    from efflab.estimate import sum_estimates
+
+    s = sum_estimates([d, b, d], sunk_once=[b])
+    assert s["marginal_flops"] == pytest.approx(2 * d["marginal_flops"] + b["marginal_flops"])
+    assert s["total_flops"] == pytest.approx(s["marginal_flops"] + b["total_flops"])
+    assert s["runs"] == 4 and "sunk.teacher_pretrain" not in s["phases"]

@@ -44,15 +44,26 @@ def test_generation_loop_cache_api_exists():
     pytest.importorskip("torch")
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+    cfg = LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=16,
+    )
     import torch
 
     model = LlamaForCausalLM(cfg).eval()
     cache = DynamicCache(config=cfg)
     with torch.no_grad():
-        out = model(input_ids=torch.ones(2, 3, dtype=torch.long), past_key_values=cache, use_cache=True,
-                    logits_to_keep=1)
+        out = model(
+            input_ids=torch.ones(2, 3, dtype=torch.long),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         assert out.logits.shape == (2, 1, 32) and cache.get_seq_length() == 3
         out = model(input_ids=torch.ones(2, 1, dtype=torch.long), past_key_values=cache, use_cache=True)
     assert cache.get_seq_length() == 4

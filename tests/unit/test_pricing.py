@@ -27,33 +27,99 @@ def _table():
     gopher, chin = p("gopher-280b"), p("chinchilla-70b")
     ds = p("deepseek-v3")
     return [
-        ("gpt3-175b", "train FLOPs (Table D.1, = 6ND)", 3.14e23, R.price("gpt3-175b")["train_flops_6nd"], True, ""),
-        ("palm-540b", "train FLOPs (App. B, 6N + attention)", 2.56e24, R.price("palm-540b")["flops"], True, ""),
-        ("llama-3.1-405b", "train FLOPs (section 3.2.1, = 6ND)", 3.8e25,
-         R.price("llama-3.1-405b")["train_flops_6nd"], True, ""),
-        ("gopher-280b", "hardware FLOPs (Rae et al. App. F, remat included)", 6.31e23,
-         R.appendix_f_flops_per_token(gopher.shape) * gopher.tokens * 4 / 3, True, ""),
+        (
+            "gpt3-175b",
+            "train FLOPs (Table D.1, = 6ND)",
+            3.14e23,
+            R.price("gpt3-175b")["train_flops_6nd"],
+            True,
+            "",
+        ),
+        (
+            "palm-540b",
+            "train FLOPs (App. B, 6N + attention)",
+            2.56e24,
+            R.price("palm-540b")["flops"],
+            True,
+            "",
+        ),
+        (
+            "llama-3.1-405b",
+            "train FLOPs (section 3.2.1, = 6ND)",
+            3.8e25,
+            R.price("llama-3.1-405b")["train_flops_6nd"],
+            True,
+            "",
+        ),
+        (
+            "gopher-280b",
+            "hardware FLOPs (Rae et al. App. F, remat included)",
+            6.31e23,
+            R.appendix_f_flops_per_token(gopher.shape) * gopher.tokens * 4 / 3,
+            True,
+            "",
+        ),
         ("gopher-280b", "params (Table 1)", 280e9, R.shape_params(gopher.shape), True, ""),
         ("chinchilla-70b", "params (Table 1)", 70e9, R.shape_params(chin.shape), True, ""),
-        ("chinchilla-70b", "budget 5.76e23 (Gopher's; 'the same compute budget')", 5.76e23,
-         R.appendix_f_flops_per_token(chin.shape) * chin.tokens, False,
-         "a budget label, not a count of Chinchilla's run: its own App. F count is -1.3%, 6ND +2.1%"),
-        ("gopher-280b", "budget 5.76e23 (Hoffmann et al. section 3)", 5.76e23,
-         R.appendix_f_flops_per_token(gopher.shape) * gopher.tokens, False,
-         "not rebuilt from Gopher's shape and 300B tokens by any count (App. F -17.5%, 6ND -12.5%)"),
-        ("deepseek-v3", "pre-training GPU-hours (Table 1: 180K per 1T tokens)", 2.664e6, 180e3 * ds.tokens / 1e12,
-         True, ""),
+        (
+            "chinchilla-70b",
+            "budget 5.76e23 (Gopher's; 'the same compute budget')",
+            5.76e23,
+            R.appendix_f_flops_per_token(chin.shape) * chin.tokens,
+            False,
+            "a budget label, not a count of Chinchilla's run: its own App. F count is -1.3%, 6ND +2.1%",
+        ),
+        (
+            "gopher-280b",
+            "budget 5.76e23 (Hoffmann et al. section 3)",
+            5.76e23,
+            R.appendix_f_flops_per_token(gopher.shape) * gopher.tokens,
+            False,
+            "not rebuilt from Gopher's shape and 300B tokens by any count (App. F -17.5%, 6ND -12.5%)",
+        ),
+        (
+            "deepseek-v3",
+            "pre-training GPU-hours (Table 1: 180K per 1T tokens)",
+            2.664e6,
+            180e3 * ds.tokens / 1e12,
+            True,
+            "",
+        ),
         ("deepseek-v3", "whole-run GPU-hours (Table 1)", 2.788e6, 2.664e6 + 119e3 + 5e3, True, ""),
-        ("deepseek-v3", "whole-run cost at $2/GPU-hour (Table 1)", 5.576e6,
-         H.cost(2.788e6 * 3600 * 1979e12 * 0.2, "h800", mfu=0.2, precision="fp8")["cost_usd"], True, ""),
-        ("llama-2-7b", "GPU-hours, all sizes (Table 2: 3,311,616)", 3_311_616,
-         p("llama-2-7b").gpu_hours + p("llama-2-13b").gpu_hours + 1_038_336 + p("llama-2-70b").gpu_hours, True, ""),
-        ("llama-3.1-8b", "GPU-hours, all sizes (model card: 39.3M)", 39.3e6,
-         p("llama-3.1-8b").gpu_hours + p("llama-3.1-70b").gpu_hours + p("llama-3.1-405b").gpu_hours, True, ""),
+        (
+            "deepseek-v3",
+            "whole-run cost at $2/GPU-hour (Table 1)",
+            5.576e6,
+            H.cost(2.788e6 * 3600 * 1979e12 * 0.2, "h800", mfu=0.2, precision="fp8")["cost_usd"],
+            True,
+            "",
+        ),
+        (
+            "llama-2-7b",
+            "GPU-hours, all sizes (Table 2: 3,311,616)",
+            3_311_616,
+            p("llama-2-7b").gpu_hours + p("llama-2-13b").gpu_hours + 1_038_336 + p("llama-2-70b").gpu_hours,
+            True,
+            "",
+        ),
+        (
+            "llama-3.1-8b",
+            "GPU-hours, all sizes (model card: 39.3M)",
+            39.3e6,
+            p("llama-3.1-8b").gpu_hours + p("llama-3.1-70b").gpu_hours + p("llama-3.1-405b").gpu_hours,
+            True,
+            "",
+        ),
         ("mixtral-8x7b", "total params", 46.7e9, F.count_flops("mixtral-8x7b").params_total, True, ""),
         ("mixtral-8x7b", "active params", 12.9e9, F.count_flops("mixtral-8x7b").params_active, True, ""),
-        ("gemma-7b", "non-embedding params (Table 2)", 7_751_248_896,
-         F.count_flops("gemma-7b").params_total - F.count_flops("gemma-7b").params_embedding, True, ""),
+        (
+            "gemma-7b",
+            "non-embedding params (Table 2)",
+            7_751_248_896,
+            F.count_flops("gemma-7b").params_total - F.count_flops("gemma-7b").params_embedding,
+            True,
+            "",
+        ),
     ]
 
 
@@ -64,7 +130,10 @@ def test_done_when_table():
         if exact:
             assert abs(rel(ours, pub)) < 0.01, (name, what, pub, ours)
         else:
-            assert abs(rel(ours, pub)) > 0.01 and why, (name, what)  # the paper's figures disagree, and we say why
+            assert abs(rel(ours, pub)) > 0.01 and why, (
+                name,
+                what,
+            )  # the paper's figures disagree, and we say why
 
 
 @pytest.mark.parametrize(
@@ -146,14 +215,40 @@ def test_run_presets():
 # ---- the light config reader ------------------------------------------------------------------------
 
 CONFIGS = {
-    "llama": {"model_type": "llama", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 160,
-              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
-    "mistral": {"model_type": "mistral", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 4},
-    "qwen2": {"model_type": "qwen2", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 96,
-              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4},
-    "mixtral": {"model_type": "mixtral", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 96,
-                "num_hidden_layers": 2, "num_attention_heads": 4, "num_local_experts": 4},
+    "llama": {
+        "model_type": "llama",
+        "vocab_size": 1000,
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "mistral": {
+        "model_type": "mistral",
+        "vocab_size": 1000,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    },
+    "qwen2": {
+        "model_type": "qwen2",
+        "vocab_size": 1000,
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        "vocab_size": 1000,
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_local_experts": 4,
+    },
     "gpt2": {"model_type": "gpt2", "vocab_size": 1000, "n_embd": 64, "n_layer": 2, "n_head": 4},
 }
 
@@ -165,7 +260,10 @@ def test_light_reader_counts_as_transformers_does(mt):
     a = F.count_flops(light, 32)
     b = F.count_flops(dict(CONFIGS[mt]), 32)  # through transformers' AutoConfig
     assert (a.params_total, a.params_active, a.train_flops_per_token) == (
-        b.params_total, b.params_active, b.train_flops_per_token)
+        b.params_total,
+        b.params_active,
+        b.train_flops_per_token,
+    )
 
 
 @pytest.mark.parametrize("mt", sorted(R.TRANSFORMERS_DEFAULTS))
@@ -186,8 +284,17 @@ def test_light_reader_rejects_bad_fields_and_unknown_families():
 
 def test_flops_config_json_imports_neither_torch_nor_transformers(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({**CONFIGS["llama"], "hidden_size": 4096, "num_attention_heads": 32,
-                                "num_key_value_heads": 8, "intermediate_size": 14336}))
+    path.write_text(
+        json.dumps(
+            {
+                **CONFIGS["llama"],
+                "hidden_size": 4096,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "intermediate_size": 14336,
+            }
+        )
+    )
     code = (
         "import sys; from efflab.cli import main; "
         f"rc = main(['flops', {str(path)!r}, '--tokens', '1T', '--json']); "

@@ -102,7 +102,7 @@ def cmd_list(args) -> int:
     print("\nPresets (efflab flops / efflab cost MODEL):")
     for row in presets.describe_presets():
         print("  " + row if isinstance(row, str) else "  " + "  ".join(str(x) for x in row))
-    print("\nGPUs (dense BF16 peak; efflab cost --gpu NAME):")
+    print("\nGPUs (dense BF16 and FP8 peaks, never the sparsity figure; efflab cost --gpu NAME):")
     for row in hardware.describe_gpus():
         print("  " + row if isinstance(row, str) else "  " + "  ".join(str(x) for x in row))
     return 0
