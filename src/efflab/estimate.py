@@ -332,34 +332,49 @@ def time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
 
 
 def _time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
-    """Seconds per optimizer step of the real model on random tokens, on this machine (one warm-up step
-    first). At most TIMED_TOKENS tokens per timed step (whole sequences); the time of a full batch is
-    scaled from them (throughput per token is close to flat in batch size on a CPU).
-    Returns {seconds_per_step, flops_per_s, timed_rows, device, threads}."""
+    """Seconds per optimizer step of the real model on random tokens, on this machine's device (a CUDA GPU
+    if there is one, in bf16 autocast unless train.precision says fp32; else the CPU), one warm-up step
+    first. At most TIMED_TOKENS tokens per timed step on a CPU (whole sequences; a full batch's time is
+    scaled from them: per-token throughput is close to flat in batch size there); a GPU times the
+    configured micro-batch. Returns {seconds_per_step, flops_per_s, timed_rows, device, threads}."""
+    import contextlib
+
     import torch
 
     from efflab.models import build_model
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(0)
-    model = build_model(cfg, cfg.data.vocab_size)
+    model = build_model(cfg, cfg.data.vocab_size).to(device)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     B, T = cfg.train.batch_size, cfg.data.seq_len
-    rows = max(1, min(cfg.train.micro_batch_size or B, B, TIMED_TOKENS // T))
-    ids = torch.randint(0, cfg.data.vocab_size, (rows, T))
+    mb = min(cfg.train.micro_batch_size or B, B)
+    rows = mb if cuda else max(1, min(mb, TIMED_TOKENS // T))
+    ids = torch.randint(0, cfg.data.vocab_size, (rows, T), device=device)
+    half = cuda and cfg.train.precision in ("auto", "bf16")
 
     def step():
-        out = model(input_ids=ids, labels=ids)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if half else contextlib.nullcontext()
+        with ctx:
+            out = model(input_ids=ids, labels=ids)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     sec = (time.perf_counter() - t0) / steps * (B / rows)
     fpt = F.train_flops_per_token(model.config, T)
     return {
@@ -367,7 +382,7 @@ def _time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
         "flops_per_s": fpt * B * T / sec,
         "timed_steps": steps,
         "timed_rows": rows,
-        "device": "cpu",
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "threads": torch.get_num_threads(),
     }
 
@@ -553,8 +568,9 @@ def format_estimate(e: dict) -> str:
     if "wall_seconds_here" in e:
         w, t = e["wall_seconds_here"], e["measured"]
         lines.append(
-            f"  wall time here: {w['marginal']:,.1f} s marginal, {w['total']:,.1f} s with sunk phases "
-            f"(measured {t['flops_per_s']:.4g} train FLOP/s over {t['timed_steps']} steps, "
+            f"  wall time here: {w['marginal']:,.1f} s marginal, {w['total']:,.1f} s with sunk phases, "
+            f"evaluation included ({w['eval']:,.1f} s) "
+            f"(measured {t['flops_per_s']:.4g} train FLOP/s over {t['timed_steps']} steps on {t['device']}, "
             f"{t['threads']} threads; generation decodes slower: a lower bound for it)"
         )
     g = e["gpu"]
