@@ -9,7 +9,7 @@ What each recipe will charge (DESIGN.md section 6), estimated from the config wi
     generation             synthetic: token_budget / max_new_tokens sequences of prompt_len + max_new_tokens
                            (an upper bound: samples that stop at EOS cost less)
     scoring                curriculum with a reference scorer: reference forward x the train split's
-                           tokens (known once the data is prepared: `measure=True` prepares it)
+                           tokens (known once the data is prepared: `measure=True` prepares it, cached)
     sunk.teacher_pretrain  the teacher / generator / reference the recipe trains first (estimated
                            the same way, recursively), or the ledger total of a finished run it reuses
 
@@ -248,8 +248,8 @@ def _curriculum_phases(cfg, train: dict, phases: dict, parts: dict, split_tokens
         phases["scoring"] = _phase(
             0.0,
             0.0,
-            note="reference forward over the train split: its size is known "
-            "once the data is prepared (run the dry run with timing)",
+            note="reference forward over the train split: not estimated, its size is known "
+            "once the data is prepared (the dry run without --no-time prepares it)",
         )
     else:
         phases["scoring"] = _phase(
@@ -468,7 +468,12 @@ def estimate_run(
     cfg = _resolve(cfg_or_recipe_and_config, overrides)
     if not (isinstance(mfu, (int, float)) and 0 < mfu <= 1):
         raise UserError(f"MFU must be in (0, 1], got {mfu!r} (default {hardware.DEFAULT_MFU})")
-    est = estimate_config(cfg, tokens=tokens)
+    split_tokens = None
+    if measure and cfg.recipe == "curriculum" and cfg.curriculum.scorer == "reference":
+        from efflab.data import prepare  # cached on disk: the run reuses it
+
+        split_tokens = float(prepare(cfg.data, cfg.eval.max_blocks, log=lambda *a, **k: None).train.size)
+    est = estimate_config(cfg, tokens=tokens, split_tokens=split_tokens)
     out = {k: v for k, v in est.items() if k not in ("train", "parts")}
     out["config"] = cfg.to_dict()
     out["model_shape"] = cfg.model.resolved() if not cfg.model.pretrained else None

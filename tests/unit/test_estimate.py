@@ -98,3 +98,20 @@ def test_sum_estimates_counts_a_shared_teacher_once():
     assert s["marginal_flops"] == pytest.approx(2 * d["marginal_flops"] + b["marginal_flops"])
     assert s["total_flops"] == pytest.approx(s["marginal_flops"] + b["total_flops"])
     assert s["runs"] == 4 and "sunk.teacher_pretrain" not in s["phases"]
+
+
+def test_reference_scoring_unknown_before_the_data_is_prepared(tmp_path):
+    over = ["curriculum.scorer=reference", f"data.cache_dir={tmp_path}"]
+    blind = estimate_run(("curriculum", configs_root() / "curriculum" / "tiny.yaml"), overrides=over)
+    assert blind["phases"]["scoring"]["flops"] == 0 and "not estimated" in blind["phases"]["scoring"]["note"]
+    assert blind["phases"]["sunk.teacher_pretrain"]["flops"] > 0  # the reference the recipe trains first
+
+
+@pytest.mark.slow  # prepares the corpus (BPE) and times steps: ~10 s idle, 45 s on a loaded 2-core machine
+def test_reference_scoring_is_priced_once_the_data_is_prepared(tmp_path):
+    over = ["curriculum.scorer=reference", f"data.cache_dir={tmp_path}", "train.threads=1"]
+    e = estimate_run(("curriculum", configs_root() / "curriculum" / "tiny.yaml"), overrides=over, measure=True)
+    sc = e["phases"]["scoring"]
+    assert sc["tokens"] > 0 and sc["flops"] > 0 and sc["executed_flops"] < sc["flops"]
+    assert e["phases"]["sunk.teacher_pretrain"]["flops"] > 0  # the reference the recipe trains first
+    assert e["wall_seconds_here"]["total"] > e["wall_seconds_here"]["marginal"] > 0
