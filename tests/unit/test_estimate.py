@@ -115,3 +115,12 @@ def test_reference_scoring_is_priced_once_the_data_is_prepared(tmp_path):
     assert sc["tokens"] > 0 and sc["flops"] > 0 and sc["executed_flops"] < sc["flops"]
     assert e["phases"]["sunk.teacher_pretrain"]["flops"] > 0  # the reference the recipe trains first
     assert e["wall_seconds_here"]["total"] > e["wall_seconds_here"]["marginal"] > 0
+
+
+def test_every_shipped_run_config_answers_dry_run(capsys):
+    paths = sorted(p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate"))
+    assert len(paths) >= 15
+    for path in paths:
+        rc = main(["run", path.parent.name, "--config", str(path), "--dry-run", "--no-time", "--json"])
+        o = json.loads(capsys.readouterr().out)
+        assert rc == 0 and o["steps"] >= 1 and o["marginal_flops"] > 0 and o["recipe"] == path.parent.name, path
