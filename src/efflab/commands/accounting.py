@@ -425,30 +425,13 @@ def cmd_cost(args) -> int:
         except UserError as e:
             problems.extend(e.problems)
 
-    source, preset, priced = None, None, None
-    extra: dict = {}
+    source, preset, priced, extra = "given", None, None, {}
     if args.flops is not None and args.model:
         problems.add("give either --flops X or MODEL [--tokens N], not both")
     elif args.flops is None and not args.model:
         problems.add("nothing to price: give --flops X, or MODEL [--tokens N]")
     elif args.model:
-        kind, obj = _model_arg(problems, args.model)
-        preset = obj if kind in ("model", "run") else None
-        if kind is not None:
-            priced = _price(problems, kind, obj, tokens, seq_len, args.causal)
-        if priced is not None and args.published:
-            if preset is None or not preset.train_flops:
-                problems.add(f"--published: {args.model} has no published training FLOPs")
-            else:
-                budget = preset.train_flops
-                source = ("ESTIMATE: " if preset.estimate else "published: ") + preset.sources.get("train_flops", "")
-        elif priced is not None and priced.get("flops") is None:
-            problems.add(f"{args.model}: no published training tokens; give --tokens N (e.g. 1T)")
-        elif priced is not None:
-            budget, source = priced["flops"], priced["basis"]
-            extra = _priced_extras(priced)
-    else:
-        source = "given"
+        budget, source, preset, priced, extra = _model_budget(problems, args, tokens, seq_len)
     precision = args.precision or (preset.precision if preset is not None else "bf16")
     if args.gpu.lower() != hardware.CPU_NAME and not problems:
         try:
@@ -482,6 +465,29 @@ def cmd_cost(args) -> int:
     else:
         print(_cost_table(out))
     return 0
+
+
+def _model_budget(problems: Problems, args, tokens, seq_len):
+    """(FLOPs, source, preset, priced, extras) for `cost MODEL`: the pricing rule's count, or with
+    --published the preset's published figure."""
+    budget = source = preset = priced = None
+    extra: dict = {}
+    kind, obj = _model_arg(problems, args.model)
+    preset = obj if kind in ("model", "run") else None
+    if kind is not None:
+        priced = _price(problems, kind, obj, tokens, seq_len, args.causal)
+    if priced is not None and args.published:
+        if preset is None or not preset.train_flops:
+            problems.add(f"--published: {args.model} has no published training FLOPs")
+        else:
+            budget = preset.train_flops
+            source = ("ESTIMATE: " if preset.estimate else "published: ") + preset.sources.get("train_flops", "")
+    elif priced is not None and priced.get("flops") is None:
+        problems.add(f"{args.model}: no published training tokens; give --tokens N (e.g. 1T)")
+    elif priced is not None:
+        budget, source = priced["flops"], priced["basis"]
+        extra = _priced_extras(priced)
+    return budget, source, preset, priced, extra
 
 
 def _priced_extras(priced: dict) -> dict:
