@@ -20,6 +20,7 @@ COMMANDS = {
     "efflab.commands.laws": ("laws",),
     "efflab.commands.accounting": ("flops", "cost"),
     "efflab.commands.validate": ("validate",),
+    "efflab.commands.env": ("env",),
 }
 COMMAND_MODULES = list(COMMANDS)
 
@@ -49,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    parser.subcommands = sub.choices  # name -> subparser: errors show the subcommand's usage
     return parser
 
 
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             if hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
                 args.overrides = list(args.overrides or []) + extra
             else:
-                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+                target = getattr(parser, "subcommands", {}).get(getattr(args, "command", None), parser)
+                target.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, --version, argparse errors (status 2)
         return int(e.code or 0)
     if not getattr(args, "func", None):
@@ -95,7 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("efflab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `efflab cost ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 0
     return int(rc or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced (tests) or already closed
+        pass
 
 
 if __name__ == "__main__":

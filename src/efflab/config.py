@@ -143,12 +143,14 @@ class TrainConfig(Section):
     compile: bool = False
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    keep_checkpoint: bool = Field(default=False, description="keep the last checkpoint when the run completes "
+                                  "(default: removed; model/ holds the result)")
     seed: int = 0
     init_seed: int | None = Field(default=None, description="seed of the initial weights; default train.seed "
                                   "(which also orders the data)")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
 
-    _c = field_validator("budget_flops", "budget_tokens", mode="before")(_count)
+    _c = field_validator("budget_flops", "budget_tokens", "steps", mode="before")(_count)
 
     @field_validator("budget_flops", "budget_tokens")
     @classmethod
@@ -250,13 +252,31 @@ def _fmt_loc(loc) -> str:
     return ".".join(str(x) for x in loc if not str(x).startswith("function-"))
 
 
-def _validation_messages(err: ValidationError, prefix: str = "") -> list[str]:
+def _known_keys(cls, loc) -> list[str]:
+    """The keys a config section accepts at `loc` (the section holding the unknown key), for 'did you mean'."""
+    for part in loc[:-1]:
+        field = getattr(cls, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        cands = [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not cands:
+            return []
+        cls = cands[0]
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _validation_messages(err: ValidationError, prefix: str = "", cls=None) -> list[str]:
+    from efflab.errors import suggest
+
+    cls = cls or RunConfig
     out = []
     for e in err.errors():
         loc = _fmt_loc(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            keys = [str(x) for x in e["loc"] if not str(x).startswith("function-")]
+            msg = "unknown key" + (suggest(keys[-1], _known_keys(cls, keys)) if keys else "")
         where = ".".join(x for x in (prefix, loc) if x)
         out.append(f"{where}: {msg}" if where else msg)
     return out
@@ -307,7 +327,7 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         try:
             sections[sec] = _section_class(sec).model_validate(val)
         except ValidationError as e:
-            problems.extend(_validation_messages(e, sec))
+            problems.extend(_validation_messages(e, sec, _section_class(sec)))
     cfg = None
     try:
         cfg = RunConfig.model_validate(raw)
@@ -354,6 +374,20 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     return out
 
 
+HORIZON_KEYS = ("budget_flops", "budget_tokens", "steps")
+
+
+def _cli_horizon_replaces_file(raw: dict, keys: list[str]) -> None:
+    """A horizon given on the command line (train.steps=10) replaces the file's (budget_tokens: ...):
+    the file's other horizon keys are dropped, so exactly one horizon remains."""
+    given = {k.split(".", 1)[1] for k in keys if k.startswith("train.") and k.split(".", 1)[1] in HORIZON_KEYS}
+    train = raw.get("train")
+    if given and isinstance(train, dict):
+        for k in HORIZON_KEYS:
+            if k not in given:
+                train.pop(k, None)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None, *, recipe: str | None = None) -> RunConfig:
     """Read a YAML config (safe loader), apply dotted overrides, validate; UserError lists all problems."""
     raw: dict = {}
@@ -370,6 +404,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
             raise UserError(f"{p}: the top level must be a mapping of sections")
     pairs, bad = parse_overrides(overrides or [])
     problems.extend(bad)
+    _cli_horizon_replaces_file(raw, [k for k, _ in pairs])
     for k, v in pairs:
         _set_dotted(raw, k, v, problems)
     problems.raise_if_any()

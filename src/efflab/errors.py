@@ -50,14 +50,22 @@ def suggest(name: str, choices) -> str:
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
+SI_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}  # as `efflab list` prints sizes
+
+
 def parse_count(text: str | float | int, what: str = "value") -> float:
-    """Parse '1e12', '15.6e12', '2_000', '3.8e25' into a float. Raises UserError on junk."""
+    """Parse '1e12', '15.6e12', '2_000', '3.8e25', '15.6T', '2M', '500k' into a float (SI suffixes
+    K, M, B or G, T, P; case-insensitive). Raises UserError on junk."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    s = str(text).strip().replace("_", "").replace(",", "")
+    scale = 1.0
+    if s[-1:].upper() in SI_SUFFIXES and len(s) > 1:
+        scale, s = SI_SUFFIXES[s[-1].upper()], s[:-1]
     try:
-        return float(str(text).replace("_", "").replace(",", ""))
+        return float(s) * scale
     except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 2000)") from None
+        raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 15.6T, 2M, 2000)") from None
 
 
 class RunFailed(Exception):

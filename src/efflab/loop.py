@@ -208,6 +208,8 @@ def conventions(causal: bool = False) -> dict:
         "train": "3 x forward; frozen weights: backward computes input gradients only (2x, not 4x)",
         "moe": "router 2 x d_model x n_experts + top-k routed (and shared) experts only",
         "excluded": "padding, eval (its own phase, never summed), activation recomputation",
+        "executed": "executed_flops and mfu_executed: causal attention halved, as flash attention runs it "
+                    "(the masked half is skipped); flops and mfu count attention in full (model FLOPs)",
         "distributed": "summed over every micro-batch on every rank, once",
     }
 
@@ -462,6 +464,16 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
                 _fpt_cache[T] = F.train_flops_per_token(raw_config, T, lora=lora)
             return _fpt_cache[T]
     fwd_eval = F.forward_flops_per_token(raw_config, data.seq_len)
+    fwd_eval_exec = F.forward_flops_per_token(raw_config, data.seq_len, causal=True)
+    _exec_ratio: dict[int, float] = {}
+
+    def executed_per_token(T: int) -> float:
+        """Train FLOPs per token as flash attention executes causal attention (ledger `executed_flops`):
+        the model count scaled by the accounting layer's causal / full ratio at this length."""
+        if T not in _exec_ratio:
+            full = F.train_flops_per_token(raw_config, T, lora=lora)
+            _exec_ratio[T] = F.train_flops_per_token(raw_config, T, causal=True, lora=lora) / full
+        return flops_per_token(T) * _exec_ratio[T]
     recompute_per_token: dict[int, float] = {}
 
     def recompute_flops_per_token(T: int) -> float:
@@ -541,7 +553,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         t0 = time.perf_counter()
         ev = (eval_fn or evaluate)(run, model, data)
         run.ledger.charge("eval", fwd_eval * ev["eval_tokens"] / world, ev["eval_tokens"] / world,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, executed_flops=fwd_eval_exec * ev["eval_tokens"] / world)
         led = global_ledger()
         row = {"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra, **ev}
         if metrics_fn is not None:
@@ -590,7 +602,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         scheduler.step()
         tokens = r_rank * T
         dt = time.perf_counter() - t0
-        run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt)
+        run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt, executed_flops=executed_per_token(T) * tokens)
         if "labels" in share:  # chat data: every processed token costs FLOPs; only responses train
             ex = run.ledger.extra
             ex["trained_tokens"] = ex.get("trained_tokens", 0) + int((share["labels"][:, 1:] != -100).sum())
@@ -618,6 +630,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             extra = {"train_loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0],
                      "grad_norm": float(gnorm) if gnorm is not None else None,
                      "tokens_per_s": tps, "model_flops_per_s": fps, "mfu": fps / peak / world if peak else None,
+                     "mfu_executed": tps * executed_per_token(T) / peak / world if peak else None,
                      "seq_len": T, **{k: v / window_n for k, v in window_logs.items()}}
             if is_eval:
                 last_eval = do_eval(step, extra)
@@ -637,6 +650,8 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             save_checkpoint(run, step, {"source": source.state_dict(), "total_steps": total_steps})
     if bar is not None:
         bar.close()
+    if total_steps > start_step:  # the end-of-training checkpoint (checkpoint_every: 0 = only this one)
+        save_checkpoint(run, total_steps, {"source": source.state_dict(), "total_steps": total_steps})
     if last_eval is None or last_eval.get("step") != total_steps:  # resumed at the very end
         last_eval = do_eval(total_steps, {})
     return finish(run, model, data, last_eval, total_steps, n_params)
@@ -681,6 +696,8 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
     if run.cfg.log.tensorboard:
         acc.end_training()
     write_manifest(run, status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), result=result)
+    if run.is_main and not run.cfg.train.keep_checkpoint:  # complete: the model/ directory is the result
+        shutil.rmtree(_ckpt_root(run), ignore_errors=True)
     run.log(f"done: eval loss {result['final_eval_loss']:.4f} nats/token ({result['final_eval_bpb']:.4f} bpb), "
             f"{result['flops_marginal']:.4g} FLOPs marginal, {result['flops_total']:.4g} total -> {run.dir}")
     return result

@@ -58,7 +58,11 @@ def test_flops_llama405b_json(capsys):
     ):
         assert key in o, key
     assert abs(o["train_flops_6nd"] - 3.8e25) / 3.8e25 < 0.01  # Llama 3 paper: 3.8e25
-    assert o["train_flops"] == pytest.approx(o["train_flops_per_token"] * 15.6e12)
+    # the published run: 8K, then long-context stages (Llama 3 section 3.4), summed stage by stage
+    assert o["train_flops"] == pytest.approx(sum(s["flops"] for s in o["stages"]))
+    assert o["train_flops"] > o["train_flops_per_token"] * 15.6e12
+    one = run_json(capsys, "flops", "llama-3.1-405b", "--tokens", "15.6T", "--seq-len", "8192")
+    assert one["train_flops"] == pytest.approx(one["train_flops_per_token"] * 15.6e12)
     assert o["seq_len"] == 8192
     assert set(o["breakdown"]) == {"attn_proj", "attn_scores", "mlp", "lm_head"}
     assert o["published"]["train_flops"] == 3.8e25
@@ -80,8 +84,9 @@ def test_flops_moe_6nd_uses_active_params(capsys):
 def test_flops_published_only_preset(capsys):
     o = run_json(capsys, "flops", "gpt4-estimate")
     assert o["train_flops"] == 2.1e25 and o["published"]["estimate"] is True
-    o = run_json(capsys, "flops", "chinchilla-70b")
-    assert o["train_flops"] == 5.76e23 and o["train_flops_6nd"] == pytest.approx(6 * 70e9 * 1.4e12)
+    o = run_json(capsys, "flops", "chinchilla-70b")  # counted from the Table 4 shape; 5.76e23 shown beside
+    assert o["train_flops"] == pytest.approx(5.659e23, rel=1e-3) and o["published"]["train_flops"] == 5.76e23
+    assert o["train_flops_6nd"] == pytest.approx(6 * 70e9 * 1.4e12)
 
 
 def test_flops_config_json_and_dir(tmp_path, capsys):
@@ -215,3 +220,96 @@ def test_cost_needs_exactly_one_budget(capsys):
     assert "either --flops" in run_bad(capsys, "cost", "llama-2-7b", "--flops", "1e20", "--gpu", "a100")
     assert "nothing to price" in run_bad(capsys, "cost", "--gpu", "a100")
     assert "--tokens" in run_bad(capsys, "cost", "mistral-7b", "--gpu", "a100")
+
+
+# ---- one pricing rule, --causal, --published, precision -------------------------------------------
+
+
+@pytest.mark.parametrize("name,tokens", [("llama-3.1-405b", "15.6T"), ("deepseek-v3", "14.8T"), ("llama-2-7b", "2T")])
+def test_cost_prices_the_same_count_with_or_without_tokens(capsys, name, tokens):
+    a = run_json(capsys, "cost", name, "--gpu", "h100")
+    b = run_json(capsys, "cost", name, "--gpu", "h100", "--tokens", tokens)
+    assert a["flops"] == pytest.approx(b["flops"]) and a["flops_source"] == b["flops_source"]
+    assert "detailed count" in a["flops_source"] and "in full" in a["flops_convention"]
+
+
+def test_cost_causal_published_and_precision(capsys):
+    full = run_json(capsys, "cost", "llama-3.1-405b", "--gpu", "h100")
+    causal = run_json(capsys, "cost", "llama-3.1-405b", "--gpu", "h100", "--causal")
+    assert causal["flops"] == pytest.approx(full["executed_flops"]) and causal["flops"] < full["flops"]
+    assert "causal" in causal["flops_convention"]
+    pub = run_json(capsys, "cost", "llama-3.1-405b", "--gpu", "h100", "--published")
+    assert pub["flops"] == 3.8e25 and "published" in pub["flops_source"]
+    assert full["published_flops"] == 3.8e25 and full["published_ratio"] == pytest.approx(full["flops"] / 3.8e25)
+    ds = run_json(capsys, "cost", "deepseek-v3", "--gpu", "h800")
+    assert ds["precision"] == "fp8" and ds["peak_flops_per_s"] == 1979e12
+    assert ds["published_gpu_hours"] == 2.664e6 and ds["published_gpu_hours_total"] == 2.788e6
+    assert "a100" in run_bad(capsys, "cost", "--flops", "1e20", "--gpu", "a100", "--precision", "fp8")
+    assert "published" in run_bad(capsys, "cost", "mistral-7b", "--tokens", "1T", "--gpu", "h100", "--published")
+
+
+def test_cost_human_table_names_the_count(capsys):
+    assert main(["cost", "deepseek-v3", "--gpu", "h800"]) == 0
+    out = capsys.readouterr().out
+    for part in ("detailed count", "executed FLOPs", "MTP", "dense FP8", "published run", "whole run"):
+        assert part in out, part
+
+
+# ---- every shipped run config: flops, cost, dry run ----------------------------------------------
+
+
+def _shipped_run_configs():
+    from efflab.commands.run import configs_root
+
+    return sorted(p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate"))
+
+
+def test_every_shipped_config_answers_flops_and_cost(capsys):
+    paths = _shipped_run_configs()
+    assert len(paths) >= 15
+    for path in paths:
+        o = run_json(capsys, "flops", str(path))
+        assert o["train_flops"] > 0 and o["tokens"] > 0 and o["steps"] >= 1, path  # the file's budget
+        c = run_json(capsys, "cost", str(path), "--gpu", "h100")
+        assert c["flops"] == pytest.approx(o["train_flops"]) and c["gpu_hours"] > 0, path
+        if path.parent.name in ("distill", "synthetic"):
+            assert c["total_flops"] > c["flops"], path  # the teacher / generator the recipe trains first
+
+
+def test_yaml_budget_and_cli_tokens(capsys):
+    o = run_json(capsys, "flops", "configs/baseline/tiny.yaml")
+    t = run_json(capsys, "flops", "configs/baseline/tiny.yaml", "--tokens", "1M")
+    assert t["tokens"] <= 1e6 and t["tokens"] != o["tokens"]
+    assert "suite plan" in run_bad(capsys, "flops", "configs/suite/quick.yaml")
+    assert "accelerate" in run_bad(capsys, "cost", "configs/accelerate/fsdp.yaml", "--gpu", "h100")
+
+
+# ---- input friction -------------------------------------------------------------------------------
+
+
+def test_si_suffixes(capsys):
+    a = run_json(capsys, "flops", "llama-3.1-405b", "--tokens", "14.8T", "--seq-len", "8K")
+    assert a["tokens"] == 14.8e12 and a["seq_len"] == 8000
+    from efflab.errors import parse_count
+
+    assert parse_count("2M") == 2e6 and parse_count("1.5b") == 1.5e9 and parse_count("500k") == 5e5
+
+
+def test_wrong_flag_shows_the_subcommand_usage(capsys):
+    assert main(["cost", "--flops", "1e20", "--gpu", "h100", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: efflab cost" in err and "--bogus" in err and "Traceback" not in err
+
+
+def test_closed_pipe_is_not_a_traceback():
+    code = "import sys; from efflab.cli import main; sys.exit(main(['list']))"
+    r = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True,
+                       timeout=120)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+def test_env(capsys):
+    o = run_json(capsys, "env")
+    assert o["packages"]["efflab"] and o["python"] and "device" in o and "cpu_count" in o
+    if "torch_threads" in o:
+        assert o["torch_threads"] >= 1 and o["blas"]

@@ -40,8 +40,9 @@ def test_artifacts_ledger_and_reload(tmp_path, tiny_cfg):
     cfg = tiny_cfg()
     res = baseline.main(cfg, out=tmp_path / "r")
     d = tmp_path / "r"
-    assert {"config.yaml", "manifest.json", "metrics.jsonl", "ledger.json", "model", "checkpoint"} <= {
-        p.name for p in d.iterdir()}
+    names = {p.name for p in d.iterdir()}
+    assert {"config.yaml", "manifest.json", "metrics.jsonl", "ledger.json", "model"} <= names
+    assert "checkpoint" not in names  # removed on completion (train.keep_checkpoint keeps it)
     m = _manifest(d)
     assert m["status"] == "complete" and m["world_size"] == 1 and m["data"]["eval_set_hash"]
     rows = read_jsonl(d / "metrics.jsonl")
@@ -189,3 +190,24 @@ def test_two_processes_charge_the_same_ledger_as_one(tmp_path, cache_dir):
     ea = read_jsonl(tmp_path / "one/metrics.jsonl")[-1]["eval_loss"]
     eb = read_jsonl(tmp_path / "two/metrics.jsonl")[-1]["eval_loss"]
     assert eb == pytest.approx(ea, abs=2e-3)  # same data order and global batch: nearly the same model
+
+
+def test_checkpoint_every_zero_means_only_at_the_end_and_keep_checkpoint(tmp_path, tiny_cfg):
+    """checkpoint_every: 0 writes one checkpoint, at the end of training; a completed run removes it
+    unless train.keep_checkpoint (model/ holds the result). Files get the umask's mode, not 0600."""
+    cfg = tiny_cfg(overrides={"train": {"steps": 4, "checkpoint_every": 0, "keep_checkpoint": True},
+                              "eval": {"every": 4}})
+    old = os.umask(0o022)
+    try:
+        baseline.main(cfg, out=tmp_path / "kept")
+    finally:
+        os.umask(old)
+    assert json.loads((tmp_path / "kept" / "checkpoint" / "latest.json").read_text())["step"] == 4
+    assert (tmp_path / "kept" / "manifest.json").stat().st_mode & 0o777 == 0o644
+    led = Ledger.load(tmp_path / "kept" / "ledger.json")
+    assert 0 < led.executed("train") < led.flops("train")  # causal attention as flash attention runs it
+    rows = [r for r in read_jsonl(tmp_path / "kept" / "metrics.jsonl") if r.get("mfu") is not None]
+    assert rows and all(r["mfu_executed"] < r["mfu"] for r in rows)
+    cfg = tiny_cfg(overrides={"train": {"steps": 4, "checkpoint_every": 0}, "eval": {"every": 4}})
+    baseline.main(cfg, out=tmp_path / "dropped")
+    assert not (tmp_path / "dropped" / "checkpoint").exists()

@@ -105,7 +105,7 @@ def test_local_hf_generator_with_seed_prompts_and_a_resume_that_charges_nothing_
     build_model(cfg, data.vocab_size).save_pretrained(hf)  # an untrained model: only the plumbing counts here
     data.tokenizer.save_pretrained(hf)
     over = {
-        "train": {"threads": 1, "steps": 12, "checkpoint_every": 5},
+        "train": {"threads": 1, "steps": 12, "checkpoint_every": 5, "keep_checkpoint": True},
         "eval": {"every": 6},
         "synthetic": {
             **SYN,
@@ -125,11 +125,12 @@ def test_local_hf_generator_with_seed_prompts_and_a_resume_that_charges_nothing_
     prov = read_json(run / "synthetic.json")
     assert prov["settings"]["prompts"] == "seeds" and prov["prompt_tokens"] > 0
 
-    # killed after the step-10 checkpoint: the resumed run restores the ledger and charges nothing again
+    # killed after the end-of-training checkpoint (kept: train.keep_checkpoint): the resumed run restores
+    # the ledger and charges nothing again
     man = read_json(run / "manifest.json")
     (run / "manifest.json").write_text(json.dumps({**man, "status": "running", "result": None}))
     (run / "ledger.json").unlink()
-    assert read_json(run / "checkpoint" / "latest.json")["step"] == 10
+    assert read_json(run / "checkpoint" / "latest.json")["step"] == 12
     synthetic.main(tiny_cfg("synthetic", over), out=run, resume=True)
     again = Ledger.load(run / "ledger.json")
     assert again.flops("generation") == pytest.approx(led.flops("generation"))

@@ -63,3 +63,31 @@ def test_yaml_is_data_not_code(tmp_path):
     p.write_text("model: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(p)
+
+
+def test_unknown_keys_suggest_close_names():
+    with pytest.raises(UserError) as e:
+        load_config(CONFIGS / "baseline" / "tiny.yaml", ["train.lrr=1e-3", "model.dept=3", "trian.steps=3"])
+    msg = e.value.message
+    for needle in ("train.lrr: unknown key (did you mean: lr?)", "model.dept: unknown key (did you mean: depth?)",
+                   "trian: unknown key (did you mean: train?)"):
+        assert needle in msg, (needle, msg)
+    with pytest.raises(UserError, match=r"distill.temprature: unknown key \(did you mean: temperature\?\)"):
+        load_config(CONFIGS / "distill" / "tiny.yaml", ["distill.temprature=2"], recipe="distill")
+
+
+def test_a_cli_horizon_replaces_the_files():
+    path = CONFIGS / "baseline" / "tiny.yaml"
+    assert load_config(path).train.budget_tokens is not None  # the file sets budget_tokens
+    cfg = load_config(path, ["train.steps=10"])
+    assert (cfg.train.steps, cfg.train.budget_tokens, cfg.train.budget_flops) == (10, None, None)
+    cfg = load_config(path, ["train.budget_flops=1e12"])
+    assert (cfg.train.steps, cfg.train.budget_tokens, cfg.train.budget_flops) == (None, None, 1e12)
+    with pytest.raises(UserError, match="exactly one"):  # two horizons on the command line stay an error
+        load_config(path, ["train.steps=10", "train.budget_flops=1e12"])
+
+
+def test_si_suffixes_in_config_counts():
+    cfg = load_config(None, ["model.depth=2", "train.budget_tokens=2M", "train.steps=null", "data.max_chars=1.5M"])
+    assert cfg.train.budget_tokens == 2e6 and cfg.data.max_chars == 1.5e6
+    assert load_config(None, ["model.depth=2", "train.steps=2K"]).train.steps == 2000

@@ -52,3 +52,20 @@ def test_reduced_single_process_is_a_copy():
     r = led.reduced(None)
     r.charge("train", 1.0)
     assert led.flops("train") == 3.0 and r.flops("train") == 4.0
+
+
+def test_executed_flops_beside_model_flops(tmp_path):
+    led = Ledger()
+    led.charge("train", 100.0, 10, 1.0, executed_flops=90.0)
+    led.charge("generation", 50.0, 5)  # no executed figure: executes what it models
+    led.charge("sunk.teacher_pretrain", 30.0, shared=True, executed_flops=28.0)
+    assert led.executed("train") == 90.0 and led.executed("generation") == 50.0
+    assert led.marginal_executed == 140.0 and led.total_executed == 168.0
+    d = led.to_dict()
+    assert d["phases"]["train"]["executed_flops"] == 90.0 and d["total_executed_flops"] == 168.0
+    led.save(tmp_path / "l.json")
+    assert Ledger.load(tmp_path / "l.json").total_executed == 168.0
+    old = Ledger.from_dict({"phases": {"train": {"flops": 7.0, "tokens": 1.0}}})  # written before the field
+    assert old.executed("train") == 7.0
+    with pytest.raises(ValueError):
+        led.charge("train", 1.0, executed_flops=-1.0)

@@ -5,8 +5,11 @@
     cost_usd   = gpu_hours x price per GPU-hour
     energy_mwh = TDP (W) x gpu_hours x PUE / 1e6
 
-Peaks are dense BF16 tensor-core figures (never the "with sparsity" figure, which NVIDIA datasheets
-print first and which is exactly 2x the dense one). Prices are always a parameter; the defaults
+Peaks are dense tensor-core figures (never the "with sparsity" figure, which NVIDIA datasheets
+print first and which is exactly 2x the dense one): BF16 for every accelerator, and FP8 where the
+accelerator has FP8 tensor cores (Hopper, Blackwell). MFU is stated against the peak of the precision
+the run's matmuls used: a run trained in FP8 (DeepSeek-V3) is measured against the FP8 peak, twice the
+BF16 one, so the same GPU-hours mean half the BF16-relative MFU. Prices are always a parameter; the defaults
 below are assumptions stated with their source, to be overridden with the user's real rate.
 
 Assumptions and their sources:
@@ -36,7 +39,8 @@ DEFAULT_PUE = 1.2  # assumption: see module docstring
 
 @dataclass(frozen=True)
 class GPU:
-    """One accelerator. peak_flops: dense BF16 FLOP/s; tdp_w: board power (W); price: $ per GPU-hour."""
+    """One accelerator. peak_flops: dense BF16 FLOP/s; peak_flops_fp8: dense FP8 FLOP/s (None: no FP8
+    tensor cores); tdp_w: board power (W); price: $ per GPU-hour."""
 
     name: str
     description: str
@@ -45,9 +49,25 @@ class GPU:
     price: float | None
     source: str
     price_source: str
+    peak_flops_fp8: float | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def peak(self, precision: str = "bf16") -> float:
+        """Dense peak FLOP/s for the matmul precision `precision` ("bf16" or "fp8"); UserError if none."""
+        key = str(precision).lower()
+        if key in PRECISIONS_BF16:
+            return self.peak_flops
+        if key == "fp8":
+            if self.peak_flops_fp8 is None:
+                raise UserError(f"{self.name} has no FP8 tensor cores (no FP8 peak); use precision bf16")
+            return self.peak_flops_fp8
+        raise UserError(f"unknown precision {precision!r}: bf16 or fp8")
+
+
+PRECISIONS_BF16 = ("bf16", "fp16")  # same tensor-core peak on every accelerator in the table
+PRECISIONS = ("bf16", "fp8")
 
 
 _NV = "NVIDIA datasheet, dense BF16 tensor-core (the sparsity figure is 2x)"
@@ -70,8 +90,9 @@ GPUS: dict[str, GPU] = {
             peak_flops=989e12,
             tdp_w=700,
             price=2.50,
-            source=f"{_NV}: H100 SXM 989 TFLOP/s (1979 sparse), 700 W",
+            source=f"{_NV}: H100 SXM 989 TFLOP/s (1979 sparse), FP8 1979 (3958 sparse), 700 W",
             price_source="assumption: specialised-cloud on-demand 2025-26",
+            peak_flops_fp8=1979e12,
         ),
         GPU(
             name="h100-pcie",
@@ -79,8 +100,9 @@ GPUS: dict[str, GPU] = {
             peak_flops=756e12,
             tdp_w=350,
             price=2.00,
-            source=f"{_NV}: H100 PCIe 756 TFLOP/s (1513 sparse), 350 W",
+            source=f"{_NV}: H100 PCIe 756 TFLOP/s (1513 sparse), FP8 1513 (3026 sparse), 350 W",
             price_source="assumption: specialised-cloud on-demand 2025-26",
+            peak_flops_fp8=1513e12,
         ),
         GPU(
             name="h800",
@@ -88,8 +110,9 @@ GPUS: dict[str, GPU] = {
             peak_flops=989e12,
             tdp_w=700,
             price=2.00,
-            source="H800 SXM has H100 SXM's tensor cores: 989 TFLOP/s dense BF16, 700 W",
+            source="H800 SXM has H100 SXM's tensor cores: 989 TFLOP/s dense BF16, 1979 dense FP8, 700 W",
             price_source="DeepSeek-V3 report (arXiv:2412.19437) Table 1: $2 per H800 GPU-hour",
+            peak_flops_fp8=1979e12,
         ),
         GPU(
             name="h200",
@@ -97,8 +120,9 @@ GPUS: dict[str, GPU] = {
             peak_flops=989e12,
             tdp_w=700,
             price=3.50,
-            source=f"{_NV}: H200 SXM 989 TFLOP/s (1979 sparse), up to 700 W",
+            source=f"{_NV}: H200 SXM 989 TFLOP/s (1979 sparse), FP8 1979 (3958 sparse), up to 700 W",
             price_source="assumption: specialised-cloud on-demand 2025-26",
+            peak_flops_fp8=1979e12,
         ),
         GPU(
             name="b200",
@@ -106,8 +130,9 @@ GPUS: dict[str, GPU] = {
             peak_flops=2250e12,
             tdp_w=1000,
             price=5.00,
-            source="NVIDIA HGX B200 spec: 2.25 PFLOP/s dense BF16 (4.5 sparse) at 1000 W",
+            source="NVIDIA HGX B200 spec: 2.25 PFLOP/s dense BF16 (4.5 sparse), FP8 4.5 dense (9 sparse), 1000 W",
             price_source="assumption: early Blackwell cloud on-demand rates",
+            peak_flops_fp8=4500e12,
         ),
         GPU(
             name="tpu-v4",
@@ -241,8 +266,11 @@ def cost(
     gpus: int | None = None,
     pue: float = DEFAULT_PUE,
     tdp_w: float | None = None,
+    precision: str = "bf16",
 ) -> dict:
     """Time, money and energy of `flops` FLOPs on accelerator `gpu` (name or GPU) at model-FLOPs utilisation `mfu`.
+
+    precision: the matmul precision whose dense peak the MFU is stated against ("bf16" or "fp8").
 
     price: $ per GPU-hour (default: the table's, see `describe_gpus`); gpus: K GPUs for wall-clock
     days; pue: data-centre power usage effectiveness; tdp_w: board power override (W).
@@ -252,19 +280,21 @@ def cost(
     """
     p = Problems(header="bad cost input")
     _check(p, flops=flops, mfu=mfu, price=price, gpus=gpus, pue=pue, tdp_w=tdp_w)
-    g = None
+    g = peak = None
     try:
         g = _lookup_gpu(gpu)
+        peak = g.peak(precision)
     except UserError as e:
         p.extend(e.problems)
     p.raise_if_any()
     price_used = g.price if price is None else float(price)
     tdp = g.tdp_w if tdp_w is None else float(tdp_w)
-    gpu_hours = flops / (g.peak_flops * mfu) / 3600.0
+    gpu_hours = flops / (peak * mfu) / 3600.0
     out = {
         "flops": float(flops),
         "gpu": g.name,
-        "peak_flops_per_s": g.peak_flops,
+        "precision": str(precision).lower(),
+        "peak_flops_per_s": peak,
         "mfu": float(mfu),
         "gpu_hours": gpu_hours,
     }
@@ -285,17 +315,18 @@ def cost(
     return out
 
 
-def implied_mfu(flops: float, gpu: str | GPU, gpu_hours: float) -> float:
-    """The MFU a run must have had to spend `flops` FLOPs in `gpu_hours` hours on accelerator `gpu`."""
+def implied_mfu(flops: float, gpu: str | GPU, gpu_hours: float, precision: str = "bf16") -> float:
+    """The MFU a run must have had to spend `flops` FLOPs in `gpu_hours` hours on accelerator `gpu`,
+    against the dense peak of `precision` ("bf16", or "fp8" for a run whose matmuls ran in FP8)."""
     p = Problems(header="bad MFU input")
     _check(p, flops=flops, gpu_hours=gpu_hours)
-    g = None
+    peak = None
     try:
-        g = _lookup_gpu(gpu)
+        peak = _lookup_gpu(gpu).peak(precision)
     except UserError as e:
         p.extend(e.problems)
     p.raise_if_any()
-    return flops / (gpu_hours * 3600.0 * g.peak_flops)
+    return flops / (gpu_hours * 3600.0 * peak)
 
 
 def describe_gpus() -> list[str]:
@@ -304,6 +335,7 @@ def describe_gpus() -> list[str]:
     for g in GPUS.values():
         tdp = f"{g.tdp_w:.0f} W" if g.tdp_w else "TDP n/a"
         price = f"${g.price:.2f}/h" if g.price is not None else "no price"
-        rows.append(f"{g.name:<10} {g.peak_flops / 1e12:>6.0f} TFLOP/s  {tdp:<8} {price:<9} {g.description}")
+        fp8 = f"{g.peak_flops_fp8 / 1e12:>5.0f} FP8" if g.peak_flops_fp8 else f"{'-':>5} FP8"
+        rows.append(f"{g.name:<10} {g.peak_flops / 1e12:>6.0f} TFLOP/s  {fp8}  {tdp:<8} {price:<9} {g.description}")
     rows.append(f"{CPU_NAME:<10} {'measured':>6} (fp32 matmul timed on first use; pass --price and --tdp)")
     return rows

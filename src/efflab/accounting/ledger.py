@@ -13,6 +13,11 @@ Phases and the two views:
 
 "marginal" answers "the teacher already exists"; "total" answers "we had to train it too".
 
+Two FLOP figures per phase: `flops` are model FLOPs (attention counted in full, the PaLM / Chinchilla /
+FlopCounterMode convention every comparison uses); `executed_flops` count causal attention as flash
+attention runs it (the masked half of the score and value matmuls skipped). A charge that gives no
+executed figure (generation, a sunk bill) executes what it models.
+
 Data parallelism: each rank charges what it computed itself (`charge`); costs that are the same on
 every rank (a sunk pretraining bill read from another run) are charged with `shared=True`.
 `reduced()` sums per-rank charges over ranks once, and takes shared charges once.
@@ -37,14 +42,17 @@ class PhaseTotals:
     flops: float = 0.0
     tokens: float = 0.0
     seconds: float = 0.0
+    executed_flops: float = 0.0
 
-    def add(self, flops: float, tokens: float, seconds: float) -> None:
+    def add(self, flops: float, tokens: float, seconds: float, executed_flops: float | None = None) -> None:
         self.flops += float(flops)
         self.tokens += float(tokens)
         self.seconds += float(seconds)
+        self.executed_flops += float(flops if executed_flops is None else executed_flops)
 
     def as_dict(self) -> dict:
-        return {"flops": self.flops, "tokens": self.tokens, "seconds": self.seconds}
+        return {"flops": self.flops, "tokens": self.tokens, "seconds": self.seconds,
+                "executed_flops": self.executed_flops}
 
 
 @dataclass
@@ -57,14 +65,16 @@ class Ledger:
     reuse: list[dict] = field(default_factory=list)  # paid elsewhere: shown, never summed
     extra: dict = field(default_factory=dict)  # free-form counters (e.g. trained vs processed tokens)
 
-    def charge(self, phase: str, flops: float, tokens: float = 0, seconds: float = 0.0, *, shared: bool = False):
-        """Add FLOPs (and the tokens and seconds they took) to a phase."""
+    def charge(self, phase: str, flops: float, tokens: float = 0, seconds: float = 0.0, *, shared: bool = False,
+               executed_flops: float | None = None):
+        """Add model FLOPs (and the tokens and seconds they took) to a phase; `executed_flops`: the same work
+        with causal attention as flash attention runs it (default: = flops)."""
         if phase not in PHASES:
             raise ValueError(f"unknown ledger phase {phase!r}; phases: {', '.join(PHASES)}")
-        if flops < 0 or tokens < 0:
-            raise ValueError(f"negative charge to {phase}: flops={flops} tokens={tokens}")
+        if flops < 0 or tokens < 0 or (executed_flops is not None and executed_flops < 0):
+            raise ValueError(f"negative charge to {phase}: flops={flops} tokens={tokens} executed={executed_flops}")
         book = self.shared if shared else self.local
-        book.setdefault(phase, PhaseTotals()).add(flops, tokens, seconds)
+        book.setdefault(phase, PhaseTotals()).add(flops, tokens, seconds, executed_flops)
 
     def record_reuse(self, phase: str, flops: float, source: str, tokens: float = 0, note: str = "") -> None:
         """Show the cost of an artifact paid for elsewhere (cache, corpus) without charging it again."""
@@ -77,7 +87,7 @@ class Ledger:
         out: dict[str, PhaseTotals] = {}
         for book in (self.local, self.shared):
             for k, v in book.items():
-                out.setdefault(k, PhaseTotals()).add(v.flops, v.tokens, v.seconds)
+                out.setdefault(k, PhaseTotals()).add(v.flops, v.tokens, v.seconds, v.executed_flops)
         return out
 
     def flops(self, phase: str) -> float:
@@ -98,6 +108,19 @@ class Ledger:
         """Marginal plus the sunk pretraining of teachers, generators, references and dense seeds."""
         return self.marginal + sum(self.flops(p) for p in SUNK_PHASES)
 
+    def executed(self, phase: str) -> float:
+        """Executed FLOPs of a phase (causal attention halved, as flash attention runs it)."""
+        p = self.phases().get(phase)
+        return p.executed_flops if p else 0.0
+
+    @property
+    def marginal_executed(self) -> float:
+        return sum(self.executed(p) for p in MARGINAL_PHASES)
+
+    @property
+    def total_executed(self) -> float:
+        return self.marginal_executed + sum(self.executed(p) for p in SUNK_PHASES)
+
     # ---- distribution ------------------------------------------------------------------------
     def reduced(self, accelerator=None) -> Ledger:
         """A copy whose per-rank charges are summed over all data-parallel ranks (seconds: max)."""
@@ -107,17 +130,18 @@ class Ledger:
         import torch
 
         names = list(PHASES)
-        vals = torch.zeros(len(names), 3, dtype=torch.float64, device=accelerator.device)
+        vals = torch.zeros(len(names), 4, dtype=torch.float64, device=accelerator.device)
         for i, n in enumerate(names):
             if n in self.local:
                 t = self.local[n]
-                vals[i, 0], vals[i, 1], vals[i, 2] = t.flops, t.tokens, t.seconds
+                vals[i, 0], vals[i, 1], vals[i, 2], vals[i, 3] = t.flops, t.tokens, t.seconds, t.executed_flops
         summed = accelerator.reduce(vals.clone(), reduction="sum")
         secs = accelerator.gather(vals[:, 2].contiguous().unsqueeze(0)).reshape(-1, len(names)).max(0).values
         out.local = {}
         for i, n in enumerate(names):
             if summed[i, 0] or summed[i, 1] or n in self.local:
-                out.local[n] = PhaseTotals(float(summed[i, 0]), float(summed[i, 1]), float(secs[i]))
+                out.local[n] = PhaseTotals(float(summed[i, 0]), float(summed[i, 1]), float(secs[i]),
+                                           float(summed[i, 3]))
         extra_keys = sorted(k for k, v in self.extra.items() if isinstance(v, (int, float)))
         if extra_keys:
             ev = torch.tensor([float(self.extra[k]) for k in extra_keys], dtype=torch.float64, device=accelerator.device)
@@ -134,6 +158,8 @@ class Ledger:
             "phases": {k: ph[k].as_dict() for k in PHASES if k in ph},
             "marginal_flops": self.marginal,
             "total_flops": self.total,
+            "marginal_executed_flops": self.marginal_executed,
+            "total_executed_flops": self.total_executed,
             "reuse": self.reuse,
             "extra": self.extra,
             "_books": {
@@ -150,7 +176,9 @@ class Ledger:
             books = {"local": d.get("phases", {}), "shared": {}}
         for name, book in (("local", led.local), ("shared", led.shared)):
             for k, v in books.get(name, {}).items():
-                book[k] = PhaseTotals(float(v.get("flops", 0)), float(v.get("tokens", 0)), float(v.get("seconds", 0)))
+                fl = float(v.get("flops", 0))
+                book[k] = PhaseTotals(fl, float(v.get("tokens", 0)), float(v.get("seconds", 0)),
+                                      float(v.get("executed_flops", fl)))  # older ledgers: executed = model
         return led
 
     def save(self, path) -> None:

@@ -12,23 +12,46 @@ Sources (abbreviations used below):
   [GPT-2]      Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"; HF `gpt2` config.
   [GPT-3]      Brown et al. 2020, "Language Models are Few-Shot Learners", arXiv:2005.14165, Table 2.1 and
                Table D.1 (174.6e9 params, 300e9 tokens, 3.14e23 training FLOPs).
-  [Chinchilla] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556,
-               Table 3 (Chinchilla 70B / 1.4e12 tokens, Gopher 280B / 300e9 tokens, both 5.76e23 FLOPs).
+  [Chinchilla] Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556:
+               Table 1 (Chinchilla 70B on 1.4e12 tokens), Table 4 (architectures: Chinchilla 80 layers, 64
+               heads, key/value size 128, d_model 8192; Gopher 80 / 128 / 128 / 16384), section 3 and
+               Figure 1 (Gopher's compute budget, 5.76e23 FLOPs; Chinchilla "uses the same compute budget"),
+               Appendix F (their FLOP count: embeddings, attention incl. softmax, dense blocks, logits;
+               backward = 2 x forward). Table 3's 5.76e23 row is the approach-1 optimum for that budget
+               (67B on 1.5e12 tokens), not Chinchilla.
+  [Gopher]     Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher",
+               arXiv:2112.11446: Table 1 (280B: 80 layers, 128 heads, key/value size 128, d_model 16384,
+               2048 context), section 3 (300e9 training tokens, SentencePiece vocabulary of 32,000),
+               Appendix F compute table (6.31e8 PFLOPs = 6.31e23 FLOPs for the 280B run, counting the
+               rematerialisation that "increases compute by 33%").
   [PaLM]       Chowdhery et al. 2022, "PaLM: Scaling Language Modeling with Pathways", arXiv:2204.02311,
                Table 1 (118 layers, d_model 18432, 48 heads x 256, 540.35e9 params), App. B (780e9 tokens,
                2.56e24 FLOPs counted with attention).
-  [Llama 2]    Touvron et al. 2023, arXiv:2307.09288, and the Llama-2 model cards (2e12 tokens;
-               184,320 / 1,720,320 A100-80GB GPU-hours for 7B / 70B).
-  [Llama 3]    Llama Team, Meta 2024, "The Llama 3 Herd of Models", arXiv:2407.21783 (405B: 3.8e25 FLOPs,
-               15.6e12 tokens, 8192-token pre-training context); Llama-3 8B and Llama-3.1 405B model cards
-               (15e12+ tokens; 1.3M and 30.84M H100-80GB GPU-hours).
+  [Llama 2]    Touvron et al. 2023, arXiv:2307.09288, Table 1 (2.0e12 tokens, 4096 context) and Table 2
+               (A100-80GB GPU-hours: 7B 184,320; 13B 368,640; 34B 1,038,336; 70B 1,720,320; 3,311,616 in all).
+  [Llama 3]    Llama Team, Meta 2024, "The Llama 3 Herd of Models", arXiv:2407.21783: section 3.2.1 (405B:
+               3.8e25 FLOPs, 15.6e12 tokens), section 3.4 (pre-training at 8K context; long-context
+               pre-training in six stages from 8K to 128K on about 800e9 tokens), Table 4 (BF16 MFU 38-43%).
+               Llama-3 8B model card (15e12+ tokens, 1.3M H100-80GB GPU-hours); Llama-3.1 model card
+               ("~15T" tokens; 1.46M / 7.0M / 30.84M H100-80GB GPU-hours for 8B / 70B / 405B, 39.3M in all).
+  [OLMo 2]     OLMo Team 2024, "2 OLMo 2 Furious", arXiv:2501.00656, and the OLMo-2-1124 model cards
+               (7B: 4e12 tokens, 32 layers, d_model 4096; 13B: 5e12 tokens, 40 layers, d_model 5120).
+  [Qwen3]      Qwen Team 2025, "Qwen3 Technical Report", arXiv:2505.09388: Table 1 (Qwen3-8B: 36 layers,
+               32 query / 8 KV heads, untied embeddings), section 3 (about 36e12 pre-training tokens).
+  [Gemma]      Gemma Team 2024, "Gemma: Open Models Based on Gemini Research and Technology", arXiv:2403.08295:
+               Table 1 (7B: d_model 3072, 28 layers, 16 heads of 256, FFN 49152 = 2 x 24576 GeGLU, vocab
+               256,128... stored as 256,000 in the HF config), Table 2 (8.54B params), 6e12 tokens.
   [Mistral]    Jiang et al. 2023, "Mistral 7B", arXiv:2310.06825 (7.24e9 params, 8192 context, window 4096).
   [Mixtral]    Jiang et al. 2024, "Mixtral of Experts", arXiv:2401.04088 (46.7e9 total / 12.9e9 active).
   [Qwen2.5]    Qwen Team 2024, "Qwen2.5 Technical Report", arXiv:2412.15115 (0.49e9 params, 18e12 tokens).
   [OLMoE]      Muennighoff et al. 2024, "OLMoE: Open Mixture-of-Experts Language Models", arXiv:2409.02060
                (6.9e9 total / 1.3e9 active, 5.1e12 tokens); HF `allenai/OLMoE-1B-7B-0924` config.
-  [DeepSeek-V3] DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", arXiv:2412.19437 (671e9 total / 37e9
-               active, 14.8e12 tokens, 2.788M H800 GPU-hours at an assumed $2 per GPU-hour).
+  [DeepSeek-V3] DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", arXiv:2412.19437: section 1 and Table 1
+               (671e9 total / 37e9 active; 14.8e12 tokens; H800 GPU-hours: pre-training 2,664K = 180K per
+               trillion tokens, context extension 119K, post-training 5K, 2,788K in all, $2 per GPU-hour:
+               $5.576M), section 2.2 (one multi-token-prediction module, D = 1: a projection 2d -> d, one
+               Transformer block, the shared embedding and output head), section 3.3 (FP8 mixed-precision
+               training: the GEMMs run in FP8), section 4.2-4.3 (pre-training at 4K context).
   [Epoch]      Epoch AI, "Notable AI Models" database: GPT-4 training compute estimate 2.1e25 FLOPs.
   [BACKGROUND] /work/shared/BACKGROUND.md: GPT-4 "an estimated 2.15e25 FLOPs"; a hypothetical 2026
                frontier run on 32,000 B200 GPUs for three to four months.
@@ -49,7 +72,13 @@ class Preset:
 
     params / params_active: parameters (count); tokens: training tokens; train_flops: published
     training FLOPs (multiply-add = 2); seq_len: pre-training context length (tokens); gpu_hours:
-    published accelerator-hours of the final run on `gpu`.
+    published accelerator-hours on `gpu` of the scope `gpu_hours_scope` names (the scope `tokens`
+    covers); gpu_hours_total: the whole run's, where the developer published both; precision: the
+    matmul precision MFU is stated against ("bf16", or "fp8" for an FP8-trained run).
+    context_schedule: ((seq_len, tokens, note), ...) for runs trained in stages of context length;
+    mtp_depth: multi-token-prediction modules trained beside the model (DeepSeek-V3: 1);
+    shape: the published architecture of a run preset that transformers cannot build (Chinchilla,
+    Gopher); hardware_flops: a published figure that counts recomputation too (not model FLOPs).
     """
 
     name: str
@@ -66,6 +95,13 @@ class Preset:
     estimate: bool = False  # True: the FLOPs are an outside estimate, not the developer's figure
     sources: dict = field(default_factory=dict)
     notes: str = ""
+    gpu_hours_scope: str = ""
+    gpu_hours_total: float | None = None
+    precision: str = "bf16"
+    context_schedule: tuple = ()
+    mtp_depth: int = 0
+    shape: dict | None = None
+    hardware_flops: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -80,6 +116,13 @@ class Preset:
             "gpu": self.gpu,
             "gpu_hours": self.gpu_hours,
             "estimate": self.estimate,
+            "gpu_hours_scope": self.gpu_hours_scope or None,
+            "gpu_hours_total": self.gpu_hours_total,
+            "precision": self.precision,
+            "context_schedule": [list(x) for x in self.context_schedule] or None,
+            "mtp_depth": self.mtp_depth,
+            "shape": dict(self.shape) if self.shape else None,
+            "hardware_flops": self.hardware_flops,
             "sources": dict(self.sources),
             "notes": self.notes,
             "config": dict(self.config) if self.config else None,
@@ -171,39 +214,59 @@ _add(
         "attention layers are counted dense.",
     )
 )
+# Chinchilla and Gopher (Hoffmann et al. Table 4; Rae et al. Table 1): Transformer-XL style relative
+# position encodings (a d_model x d_model position projection per layer), RMSNorm, a 4 x d_model ReLU/GeLU
+# MLP, 32,000-token vocabulary, 2048 context. transformers has no such model, so these are `run` presets
+# whose shape the Appendix F count (efflab.accounting.pricing.appendix_f_flops_per_token) reads.
+CHINCHILLA_SHAPE = {"n_layer": 80, "n_head": 64, "kv_size": 128, "d_model": 8192, "ffw_size": 32768,
+                    "vocab_size": 32000, "seq_len": 2048}
+GOPHER_SHAPE = {"n_layer": 80, "n_head": 128, "kv_size": 128, "d_model": 16384, "ffw_size": 65536,
+                "vocab_size": 32000, "seq_len": 2048}
+
 _add(
     Preset(
         "chinchilla-70b",
         "run",
-        "Chinchilla 70B (DeepMind 2022), compute-optimal",
+        "Chinchilla 70B (DeepMind 2022), compute-optimal, Gopher's budget",
         params=70e9,
         tokens=1.4e12,
         train_flops=5.76e23,
         seq_len=2048,
+        shape=CHINCHILLA_SHAPE,
         sources={
-            "params": "[Chinchilla] Table 3",
-            "tokens": "[Chinchilla] Table 3: 1.4 trillion",
-            "train_flops": "[Chinchilla] Table 3: 5.76e23",
-            "seq_len": "[Chinchilla] 2048 context",
+            "params": "[Chinchilla] Table 1: 70B",
+            "tokens": "[Chinchilla] Table 1: 1.4 trillion",
+            "train_flops": "[Chinchilla] section 3 / Figure 1: Gopher's budget 5.76e23, which Chinchilla "
+            "'uses the same compute budget as' (not a count of Chinchilla's own run)",
+            "shape": "[Chinchilla] Table 4: 80 layers, 64 heads, kv size 128, d_model 8192; ffw 4 x d_model",
+            "seq_len": "[Gopher] 2048 context (Chinchilla keeps Gopher's setup)",
         },
-        notes="No transformers architecture (relative position encodings); published figures only.",
+        notes="5.76e23 is a budget label: Chinchilla's own Appendix F count over 1.4e12 tokens is 5.68e23 "
+        "(-1.3%) and 6ND is 5.88e23 (+2.1%). No transformers architecture (relative position encodings).",
     )
 )
 _add(
     Preset(
         "gopher-280b",
         "run",
-        "Gopher 280B (DeepMind 2021), same budget as Chinchilla",
+        "Gopher 280B (DeepMind 2021), the budget Chinchilla matched",
         params=280e9,
         tokens=300e9,
         train_flops=5.76e23,
         seq_len=2048,
+        shape=GOPHER_SHAPE,
+        hardware_flops=6.31e23,
         sources={
-            "params": "[Chinchilla] Table 3 (Rae et al. 2021)",
-            "tokens": "[Chinchilla] Table 3: 300e9",
-            "train_flops": "[Chinchilla] Table 3: 5.76e23",
+            "params": "[Gopher] Table 1: 280B",
+            "tokens": "[Gopher] section 3: 300B training tokens",
+            "train_flops": "[Chinchilla] section 3 / Figure 1: Gopher's budget 5.76e23",
+            "hardware_flops": "[Gopher] Appendix F compute table: 6.31e8 PFLOPs, rematerialisation included (+33%)",
+            "shape": "[Gopher] Table 1 / [Chinchilla] Table 4: 80 layers, 128 heads, kv size 128, d_model 16384",
+            "seq_len": "[Gopher] Table 1: 2048 context",
         },
-        notes="No transformers architecture; published figures only.",
+        notes="5.76e23 cannot be rebuilt from Gopher's shape and tokens (Appendix F count 4.75e23, 6ND 5.04e23). "
+        "Rae et al.'s own 6.31e23 counts rematerialisation: the Appendix F count x 4/3 (one more forward) "
+        "reproduces it to 0.5%.",
     )
 )
 _add(
@@ -258,11 +321,41 @@ _add(
         seq_len=4096,
         gpu="a100",
         gpu_hours=184_320,
+        gpu_hours_scope="pre-training",
         sources={
             "params": "[Llama 2] 6,738,415,616 as transformers builds meta-llama/Llama-2-7b-hf",
-            "tokens": "[Llama 2] 2.0T tokens",
-            "gpu_hours": "[Llama 2] model card: 184,320 A100-80GB hours",
-            "seq_len": "[Llama 2] 4096 context",
+            "tokens": "[Llama 2] Table 1: 2.0T tokens",
+            "gpu_hours": "[Llama 2] Table 2: 184,320 A100-80GB hours (pre-training)",
+            "seq_len": "[Llama 2] Table 1: 4096 context",
+        },
+    )
+)
+_add(
+    Preset(
+        "llama-2-13b",
+        "model",
+        "Llama 2 13B (Meta 2023)",
+        config=_llama_like(
+            "llama",
+            vocab_size=32000,
+            hidden_size=5120,
+            intermediate_size=13824,
+            num_hidden_layers=40,
+            num_attention_heads=40,
+            num_key_value_heads=40,
+            max_position_embeddings=4096,
+        ),
+        params=13.02e9,
+        tokens=2e12,
+        seq_len=4096,
+        gpu="a100",
+        gpu_hours=368_640,
+        gpu_hours_scope="pre-training",
+        sources={
+            "params": "[Llama 2] '13B'; 13,015,864,320 as transformers builds meta-llama/Llama-2-13b-hf",
+            "tokens": "[Llama 2] Table 1: 2.0T tokens",
+            "gpu_hours": "[Llama 2] Table 2: 368,640 A100-80GB hours (pre-training)",
+            "seq_len": "[Llama 2] Table 1: 4096 context",
         },
     )
 )
@@ -286,10 +379,12 @@ _add(
         seq_len=4096,
         gpu="a100",
         gpu_hours=1_720_320,
+        gpu_hours_scope="pre-training",
         sources={
             "params": "68,976,648,192 as transformers builds meta-llama/Llama-2-70b-hf ('70B')",
-            "tokens": "[Llama 2] 2.0T tokens",
-            "gpu_hours": "[Llama 2] model card: 1,720,320 A100-80GB hours",
+            "tokens": "[Llama 2] Table 1: 2.0T tokens",
+            "gpu_hours": "[Llama 2] Table 2: 1,720,320 A100-80GB hours (pre-training)",
+            "seq_len": "[Llama 2] Table 1: 4096 context",
         },
     )
 )
@@ -313,10 +408,88 @@ _add(
         seq_len=8192,
         gpu="h100",
         gpu_hours=1.3e6,
+        gpu_hours_scope="whole run (the model card's training time)",
         sources={
             "params": "8,030,261,248 as transformers builds meta-llama/Meta-Llama-3-8B",
-            "tokens": "[Llama 3] model card: 15T+ tokens",
-            "gpu_hours": "[Llama 3] model card: 1.3M H100-80GB hours",
+            "tokens": "[Llama 3] Llama-3 8B model card: 15T+ tokens",
+            "gpu_hours": "[Llama 3] Llama-3 8B model card: 1.3M H100-80GB hours",
+            "seq_len": "[Llama 3] Llama-3 8B model card: 8K context",
+        },
+    )
+)
+
+
+def _llama31(hidden, inter, layers, heads) -> dict:
+    # Llama 3.1: Llama 3's shapes with 128K positions (rope scaling changes no matmul)
+    return _llama_like(
+        "llama",
+        vocab_size=128256,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=8,
+        max_position_embeddings=131072,
+    )
+
+
+# Llama 3 pre-training context schedule (Llama 3 paper section 3.4): 8K for the bulk of the tokens, then
+# long-context pre-training in six stages up to 128K on about 800e9 tokens. The stage lengths are not
+# published; efflab counts that phase at 128K, an upper bound on its attention FLOPs.
+LLAMA3_LONG_CONTEXT_TOKENS = 0.8e12
+
+
+def _llama3_schedule(tokens: float) -> tuple:
+    return (
+        (8192, tokens - LLAMA3_LONG_CONTEXT_TOKENS, "pre-training at 8K"),
+        (131072, LLAMA3_LONG_CONTEXT_TOKENS, "long-context pre-training, 8K -> 128K in six stages, counted at "
+         "128K (upper bound)"),
+    )
+
+
+_add(
+    Preset(
+        "llama-3.1-8b",
+        "model",
+        "Llama 3.1 8B (Meta 2024), 8K then 128K context",
+        config=_llama31(4096, 14336, 32, 32),
+        params=8.03e9,
+        tokens=15e12,
+        seq_len=8192,
+        gpu="h100",
+        gpu_hours=1.46e6,
+        gpu_hours_scope="whole run (the model card's training time)",
+        context_schedule=_llama3_schedule(15e12),
+        sources={
+            "params": "8,030,261,248 as transformers builds meta-llama/Llama-3.1-8B",
+            "tokens": "[Llama 3] Llama-3.1 model card: ~15T tokens",
+            "gpu_hours": "[Llama 3] Llama-3.1 model card: 1.46M H100-80GB hours",
+            "seq_len": "[Llama 3] section 3.4: pre-training at 8K",
+            "context_schedule": "[Llama 3] section 3.4.2: six stages to 128K on ~800B tokens (stage lengths "
+            "not published; counted at 128K)",
+        },
+    )
+)
+_add(
+    Preset(
+        "llama-3.1-70b",
+        "model",
+        "Llama 3.1 70B (Meta 2024), 8K then 128K context",
+        config=_llama31(8192, 28672, 80, 64),
+        params=70.55e9,
+        tokens=15e12,
+        seq_len=8192,
+        gpu="h100",
+        gpu_hours=7.0e6,
+        gpu_hours_scope="whole run (the model card's training time)",
+        context_schedule=_llama3_schedule(15e12),
+        sources={
+            "params": "70,553,706,496 as transformers builds meta-llama/Llama-3.1-70B",
+            "tokens": "[Llama 3] Llama-3.1 model card: ~15T tokens",
+            "gpu_hours": "[Llama 3] Llama-3.1 model card: 7.0M H100-80GB hours",
+            "seq_len": "[Llama 3] section 3.4: pre-training at 8K",
+            "context_schedule": "[Llama 3] section 3.4.2: six stages to 128K on ~800B tokens (stage lengths "
+            "not published; counted at 128K)",
         },
     )
 )
@@ -341,11 +514,15 @@ _add(
         seq_len=8192,
         gpu="h100",
         gpu_hours=30.84e6,
+        gpu_hours_scope="whole run (the model card's training time)",
+        context_schedule=_llama3_schedule(15.6e12),
         sources={
             "params": "[Llama 3] 405B (405.85e9 as transformers builds it)",
             "tokens": "[Llama 3] section 3: 15.6T tokens",
-            "train_flops": "[Llama 3] section 3.2.1: 3.8e25",
-            "seq_len": "[Llama 3] pre-training context 8192 (extended to 128K later)",
+            "train_flops": "[Llama 3] section 3.2.1: 3.8e25 (= 6ND with 405B and 15.6T)",
+            "seq_len": "[Llama 3] section 3.4: pre-training context 8192",
+            "context_schedule": "[Llama 3] section 3.4.2: six stages to 128K on ~800B tokens (stage lengths "
+            "not published; counted at 128K)",
             "gpu_hours": "[Llama 3] Llama-3.1 model card: 30.84M H100-80GB hours",
         },
     )
@@ -430,6 +607,123 @@ _add(
         },
     )
 )
+# OLMo 2, Qwen3 and Gemma in the Llama form: the same matmuls (OLMo 2's and Qwen3's q/k RMSNorms and
+# Gemma's GeGLU change no matmul; GeGLU has SwiGLU's three projections). The norms' few weights are
+# not in the Llama form: the notes say how many.
+_add(
+    Preset(
+        "olmo-2-7b",
+        "model",
+        "OLMo 2 7B (AI2 2024), fully open",
+        config=_llama_like(
+            "llama",
+            vocab_size=100352,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+        ),
+        tokens=4e12,
+        seq_len=4096,
+        sources={
+            "tokens": "[OLMo 2] OLMo-2-1124-7B model card: 4 trillion tokens",
+            "config": "[OLMo 2] model card: 32 layers, d_model 4096, 32 heads, 4096 context; HF config",
+            "seq_len": "[OLMo 2] model card: 4096 context",
+        },
+        notes="No exact parameter count is published (the card says 7B; this Llama form counts 7.298B). q/k "
+        "RMSNorm weights (2 x 4096 per layer, 262,144 in all) are not in the Llama form; FLOPs are unaffected. "
+        "GPU-hours not published in this form.",
+    )
+)
+_add(
+    Preset(
+        "olmo-2-13b",
+        "model",
+        "OLMo 2 13B (AI2 2024), fully open",
+        config=_llama_like(
+            "llama",
+            vocab_size=100352,
+            hidden_size=5120,
+            intermediate_size=13824,
+            num_hidden_layers=40,
+            num_attention_heads=40,
+            num_key_value_heads=40,
+            max_position_embeddings=4096,
+        ),
+        tokens=5e12,
+        seq_len=4096,
+        sources={
+            "tokens": "[OLMo 2] OLMo-2-1124-13B model card: 5 trillion tokens",
+            "config": "[OLMo 2] model card: 40 layers, d_model 5120, 40 heads, 4096 context; HF config",
+            "seq_len": "[OLMo 2] model card: 4096 context",
+        },
+        notes="No exact parameter count is published (the card says 13B; this Llama form counts 13.72B). q/k "
+        "RMSNorm weights (2 x 5120 per layer, 409,600 in all) are not in the Llama form; FLOPs are unaffected. "
+        "GPU-hours not published in this form.",
+    )
+)
+_add(
+    Preset(
+        "qwen3-8b",
+        "model",
+        "Qwen3 8B (Alibaba 2025), GQA, per-head q/k norm",
+        config=_llama_like(
+            "llama",
+            vocab_size=151936,
+            hidden_size=4096,
+            intermediate_size=12288,
+            num_hidden_layers=36,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+            max_position_embeddings=40960,
+        ),
+        params=8.2e9,
+        tokens=36e12,
+        seq_len=4096,
+        sources={
+            "params": "[Qwen3] Qwen3-8B model card: 8.2B (6.95B non-embedding)",
+            "tokens": "[Qwen3] section 3: about 36 trillion tokens",
+            "config": "[Qwen3] Table 1: 36 layers, 32 / 8 heads, untied; HF Qwen/Qwen3-8B config",
+            "seq_len": "[Qwen3] section 3.2: general stage at 4,096 tokens (then 32K in the long-context stage)",
+        },
+        notes="Per-head q/k RMSNorm weights (2 x 128 per layer) are not in the Llama form. The final "
+        "long-context stage (hundreds of billions of tokens at 32K) is not in the schedule: its size is "
+        "stated only approximately. GPU-hours not published.",
+    )
+)
+_add(
+    Preset(
+        "gemma-7b",
+        "model",
+        "Gemma 7B (Google 2024), 16 heads of 256, GeGLU, tied embeddings",
+        config=_llama_like(
+            "llama",
+            vocab_size=256000,
+            hidden_size=3072,
+            intermediate_size=24576,
+            num_hidden_layers=28,
+            num_attention_heads=16,
+            num_key_value_heads=16,
+            head_dim=256,
+            max_position_embeddings=8192,
+            tie_word_embeddings=True,
+        ),
+        params=8.54e9,
+        tokens=6e12,
+        seq_len=8192,
+        sources={
+            "params": "[Gemma] Table 2: 7,751,248,896 non-embedding + 786,825,216 embedding (vocab 256,128)",
+            "tokens": "[Gemma] section 3: 6T tokens",
+            "config": "[Gemma] Table 1 shape; HF google/gemma-7b config (vocab 256,000)",
+            "seq_len": "[Gemma] Table 1: context 8192",
+        },
+        notes="The paper's vocabulary is 256,128 tokens, the HF config's 256,000: 393,216 fewer embedding "
+        "parameters here. GPU-hours not published (trained on TPU v5e).",
+    )
+)
 _add(
     Preset(
         "olmoe-1b-7b",
@@ -494,17 +788,27 @@ _add(
         tokens=14.8e12,
         seq_len=4096,
         gpu="h800",
-        gpu_hours=2.788e6,
+        gpu_hours=2.664e6,
+        gpu_hours_scope="pre-training (the 14.8T tokens at 4K)",
+        gpu_hours_total=2.788e6,
+        precision="fp8",
+        mtp_depth=1,
         sources={
             "params": "[DeepSeek-V3] 671B total",
             "params_active": "[DeepSeek-V3] 37B activated per token",
             "tokens": "[DeepSeek-V3] 14.8T tokens",
-            "gpu_hours": "[DeepSeek-V3] Table 1: 2.788M H800 hours",
-            "seq_len": "[DeepSeek-V3] pre-training at 4K context",
+            "gpu_hours": "[DeepSeek-V3] Table 1: pre-training 2,664K H800 hours (180K per trillion tokens)",
+            "gpu_hours_total": "[DeepSeek-V3] Table 1: 2,788K H800 hours = 2,664K pre-training + 119K "
+            "context extension + 5K post-training",
+            "precision": "[DeepSeek-V3] section 3.3: FP8 mixed-precision training (GEMMs in FP8)",
+            "mtp_depth": "[DeepSeek-V3] section 2.2: one MTP module (D = 1), trained with the model",
+            "seq_len": "[DeepSeek-V3] section 4.2: pre-training at 4K context",
             "config": "HF deepseek-ai/DeepSeek-V3 config",
         },
-        notes="The multi-token-prediction module (14B more on the Hub) is not part of the 671B and not built "
-        "by transformers. DeepSeek priced the run at $2 per H800 GPU-hour ($5.576M).",
+        notes="The multi-token-prediction module (14B more on the Hub: its block and projection; embedding and "
+        "head shared) is not part of the 671B and not built by transformers; efflab adds its FLOPs to the "
+        "run's. DeepSeek priced the whole run at $2 per H800 GPU-hour ($5.576M). MFU is stated against the "
+        "H800's dense FP8 peak, the precision the run's matmuls used.",
     )
 )
 _add(

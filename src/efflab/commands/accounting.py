@@ -1,13 +1,16 @@
 """`efflab flops MODEL ...` and `efflab cost (--flops X | MODEL --tokens N) --gpu NAME ...`.
 
 Both answer in about a second without building a model: torch and transformers are imported only
-for `--measure`, for a config.json / model directory (transformers fills in config defaults), or
-for `--gpu cpu` (its peak is timed on the spot).
+for `--measure`, for `--gpu cpu` (its peak is timed on the spot), for an efflab YAML config (the
+recipe builds its transformers config), and for a config.json of a family whose defaults the light
+reader (efflab.accounting.pricing.LightConfig) does not know. Which count is priced: one rule, in
+efflab.accounting.pricing (the detailed count for a known architecture, with or without --tokens).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from efflab.errors import Problems, UserError, parse_count
 
@@ -19,10 +22,12 @@ def register(sub) -> None:
         "flops",
         help="parameters and FLOPs per token of a model (analytic; --measure cross-checks)",
         description="Parameters and FLOPs of MODEL: a preset name (efflab list), a HF config.json or model "
-        "directory, or an efflab YAML config. Conventions: DESIGN.md section 5 (printed with every answer).",
+        "directory, or an efflab YAML config. Conventions: README, 'Counting FLOPs and pricing runs' (printed with every answer).",
     )
     p.add_argument("model", metavar="MODEL", help="preset name, config.json, model directory or efflab YAML")
-    p.add_argument("--tokens", help="training tokens (e.g. 15.6e12): adds total train FLOPs and 6ND")
+    p.add_argument(
+        "--tokens", help="training tokens (e.g. 15.6e12 or 15.6T): adds total train FLOPs and 6ND"
+    )
     p.add_argument(
         "--seq-len", dest="seq_len", help="context length T (default: the preset's or the config's)"
     )
@@ -46,7 +51,7 @@ def register(sub) -> None:
         "model", metavar="MODEL", nargs="?", help="preset name, config.json, model directory or YAML"
     )
     p.add_argument("--flops", help="training FLOPs (e.g. 2.1e25)")
-    p.add_argument("--tokens", help="training tokens for MODEL (e.g. 15.6e12)")
+    p.add_argument("--tokens", help="training tokens for MODEL (e.g. 15.6e12 or 15.6T)")
     p.add_argument(
         "--gpu",
         required=True,
@@ -59,6 +64,19 @@ def register(sub) -> None:
     p.add_argument("--tdp", help="board power in W (default: the table's; TPUs have none published)")
     p.add_argument(
         "--seq-len", dest="seq_len", help="context length T for MODEL (default: preset's/config's)"
+    )
+    p.add_argument(
+        "--causal", action="store_true", help="price causal attention as flash attention runs it (halved)"
+    )
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="price the preset's published FLOPs instead of efflab's count (shown beside it by default)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp8"),
+        help="matmul precision the MFU is stated against (default: the preset's, else bf16)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
@@ -94,21 +112,24 @@ def _num(problems: Problems, text, what: str, *, positive=False, whole=False, lo
 
 
 def _model_arg(problems: Problems, spec: str):
-    """(kind, preset, config_source) for MODEL; records problems instead of raising."""
+    """(kind, obj) for MODEL: ("model"|"run", Preset), ("yaml", path) or ("config", path); records
+    problems instead of raising."""
+    from pathlib import Path
+
     from efflab.accounting import presets
 
     if presets.is_preset(spec):
         p = presets.get_preset(spec)
         return ("model" if p.config is not None else "run"), p
     path = _config_path(spec)
-    from pathlib import Path
-
     if not Path(path).exists():
         try:
             presets.get_preset(spec)  # raises with close names
         except UserError as e:
             problems.add(e.problems[0] + " (or give a config.json, model directory or efflab YAML file)")
         return None, None
+    if Path(path).suffix in (".yaml", ".yml"):
+        return "yaml", path
     return "config", path
 
 
@@ -121,29 +142,78 @@ def _config_path(spec: str) -> str:
         return spec
 
 
-def _count(kind, obj, seq_len, causal):
-    from efflab.accounting import flops
+def _spec(kind, obj):
+    """What the accounting layer counts: a preset name, a light config (no transformers) or a path."""
+    from efflab.accounting import pricing
 
-    spec = obj.name if kind == "model" else obj
-    return flops.count_flops(spec, seq_len, causal=causal)
+    if kind == "model":
+        return obj.name
+    return pricing.read_config_json(obj)
+
+
+def _price(problems: Problems, kind, obj, tokens, seq_len, causal) -> dict | None:
+    """The one pricing rule (efflab.accounting.pricing.price), or for an efflab YAML the run's estimated
+    ledger (efflab.estimate): its budget is read from the file; --tokens replaces it."""
+    from efflab.accounting import pricing
+
+    try:
+        if kind == "yaml":
+            return _price_yaml(obj, tokens, seq_len, causal)
+        spec = obj.name if kind in ("model", "run") else _spec(kind, obj)
+        return pricing.price(spec, tokens=tokens, seq_len=seq_len, causal=causal)
+    except UserError as e:
+        problems.extend(e.problems)
+        return None
+
+
+def _price_yaml(path, tokens, seq_len, causal) -> dict:
+    from efflab.accounting import flops as F
+    from efflab.estimate import estimate_config, load_run_config
+
+    overrides = [f"data.seq_len={seq_len}"] if seq_len else None
+    cfg = load_run_config(path, overrides)
+    est = estimate_config(cfg, tokens=tokens)
+    tr = est["train"]
+    count = F.count_flops(tr["model_config"], cfg.data.seq_len, causal=causal,
+                          lora=cfg.lora if cfg.lora.r else None)
+    key = "executed_flops" if causal else "flops"
+    other = {n: ph for n, ph in est["phases"].items() if n != "train"}
+    return {
+        "preset": None,
+        "count": count,
+        "basis": f"detailed count of the {cfg.recipe} run's estimated ledger (efflab.estimate): "
+        + ("marginal phases" if other else "train phase")
+        + (", budget from --tokens" if tokens else f", budget from {Path(str(path)).name}"),
+        "tokens": tr["tokens"],
+        "steps": tr["steps"],
+        "flops": est["marginal_executed_flops"] if causal else est["marginal_flops"],
+        "model_flops_full": est["marginal_flops"],
+        "executed_flops": est["marginal_executed_flops"],
+        "total_flops": est["total_executed_flops"] if causal else est["total_flops"],
+        "phases": {n: ph[key] for n, ph in est["phases"].items()},
+        "recipe": cfg.recipe,
+        "stages": [],
+        "mtp_flops": None,
+        "train_flops_6nd": F.flops_6nd(count.params_active, tr["tokens"]),
+        "published_flops": None,
+        "published_ratio": None,
+        "convention": "",
+        "seq_len_note": f"seq_len {cfg.data.seq_len}: data.seq_len of {Path(str(path)).name}",
+    }
 
 
 # ---- efflab flops ---------------------------------------------------------------------------------
 
 
 def cmd_flops(args) -> int:
-    from efflab.accounting import flops
-
     problems = Problems(header="bad input to efflab flops")
     tokens = _num(problems, args.tokens, "--tokens", positive=True)
     seq_len = _num(problems, args.seq_len, "--seq-len", positive=True, whole=True)
     kind, obj = _model_arg(problems, args.model)
-    count = None
-    if kind in ("model", "config"):
-        try:
-            count = _count(kind, obj, seq_len, args.causal)
-        except UserError as e:
-            problems.extend(e.problems)
+    priced = None
+    if kind is not None and not problems:
+        priced = _price(problems, kind, obj, tokens, seq_len, args.causal)
+    count = priced.get("count") if priced else None
     if args.measure and kind == "run":
         problems.add(f"--measure needs an architecture; preset {obj.name} has published figures only")
     if args.measure and count is not None and count.params_total > MEASURE_MAX_PARAMS:
@@ -154,13 +224,12 @@ def cmd_flops(args) -> int:
     problems.raise_if_any()
 
     if kind == "run":
-        out = _run_preset_summary(obj, tokens)
+        out = _run_preset_summary(obj, priced)
     else:
         out = {"model": obj.name if kind == "model" else str(obj), **count.to_dict()}
-        if tokens is not None:
-            out["tokens"] = tokens
-            out["train_flops"] = count.train_flops_per_token * tokens
-            out["train_flops_6nd"] = flops.flops_6nd(count.params_active, tokens)
+        if priced.get("seq_len_note"):
+            out["notes"] = [n for n in out["notes"] if not n.startswith("seq_len")] + [priced["seq_len_note"]]
+        _add_priced(out, priced)
         if kind == "model":
             out["published"] = _published(obj)
         if args.measure:
@@ -174,17 +243,31 @@ def cmd_flops(args) -> int:
     return 0
 
 
+def _add_priced(out: dict, priced: dict) -> None:
+    if priced.get("tokens") is None:
+        return
+    out["tokens"] = priced["tokens"]
+    out["train_flops"] = priced["flops"]
+    out["executed_flops"] = priced["executed_flops"]
+    out["train_flops_basis"] = priced["basis"]
+    out["train_flops_6nd"] = priced["train_flops_6nd"]
+    for k in ("stages", "mtp_flops", "phases", "total_flops", "steps", "recipe", "appendix_f_flops"):
+        if priced.get(k):
+            out[k] = priced[k]
+
+
 def _published(p) -> dict:
-    keys = ("params", "params_active", "tokens", "train_flops", "gpu", "gpu_hours", "estimate")
+    keys = ("params", "params_active", "tokens", "train_flops", "gpu", "gpu_hours", "gpu_hours_total",
+            "hardware_flops", "estimate")
     d = {k: getattr(p, k) for k in keys if getattr(p, k) not in (None, False)}
+    d["precision"] = p.precision
+    if p.gpu_hours_scope:
+        d["gpu_hours_scope"] = p.gpu_hours_scope
     d["sources"] = dict(p.sources)
     return d
 
 
-def _run_preset_summary(p, tokens) -> dict:
-    from efflab.accounting import flops
-
-    tokens = tokens if tokens is not None else p.tokens
+def _run_preset_summary(p, priced) -> dict:
     out = {
         "model": p.name,
         "model_type": None,
@@ -194,19 +277,19 @@ def _run_preset_summary(p, tokens) -> dict:
         "forward_flops_per_token": None,
         "train_flops_per_token": None,
         "seq_len": p.seq_len,
-        "convention": "published figures only (no architecture to count): 6ND = 6 x params x tokens "
-        "is the quick estimate; the published FLOPs are the developer's (or an outside estimate)",
+        "convention": priced["convention"],
         "breakdown": {},
         "published": _published(p),
     }
-    if tokens is not None:
-        out["tokens"] = tokens
-    if tokens is not None and out["params_active"]:
-        out["train_flops_6nd"] = flops.flops_6nd(out["params_active"], tokens)
-    if p.train_flops is not None:
-        out["train_flops"] = p.train_flops if tokens in (None, p.tokens) else out.get("train_flops_6nd")
-    elif "train_flops_6nd" in out:
-        out["train_flops"] = out["train_flops_6nd"]
+    if p.shape:
+        from efflab.accounting import pricing
+
+        out["shape"] = dict(p.shape)
+        out["params_from_shape"] = pricing.shape_params(p.shape)
+    _add_priced(out, priced)
+    if "train_flops" not in out and priced.get("flops") is not None:
+        out["train_flops"] = priced["flops"]
+        out["train_flops_basis"] = priced["basis"]
     return out
 
 
@@ -254,6 +337,8 @@ def _flops_table(o: dict) -> str:
     if o.get("params_embedding"):
         params += f", {_si(o['params_embedding'])} embedding"
     rows.append(("parameters", params))
+    if o.get("params_from_shape"):
+        rows.append(("params from shape", f"{_si(o['params_from_shape'])} (incl. relative-position projections)"))
     if o.get("seq_len"):
         rows.append(
             ("context T", f"{o['seq_len']}" + (" (causal: attention halved)" if o.get("causal") else ""))
@@ -265,20 +350,26 @@ def _flops_table(o: dict) -> str:
             rows.append((f"  {part}", f"{_e(v)}  ({100 * v / fwd:.1f}%)"))
         rows.append(("train FLOPs/token", f"{_e(o['train_flops_per_token'])}  (forward + backward)"))
     if o.get("tokens") is not None:
-        rows.append(("tokens", _e(o["tokens"])))
+        rows.append(("tokens", _e(o["tokens"]) + (f"  ({o['steps']:,} steps)" if o.get("steps") else "")))
+    for st in o.get("stages") or []:
+        if len(o["stages"]) > 1:
+            rows.append((f"  stage T={st['seq_len']}", f"{_e(st['tokens'])} tokens, {_e(st['flops'])} FLOPs  {st['note']}"))
+    if o.get("mtp_flops"):
+        rows.append(("  MTP module(s)", f"{_e(o['mtp_flops'])} FLOPs (multi-token prediction, included)"))
+    for name, v in (o.get("phases") or {}).items():
+        rows.append((f"  {name}", _e(v)))
     if o.get("train_flops") is not None:
-        label = (
-            "detailed count"
-            if o.get("train_flops_per_token")
-            else "published"
-            if pub.get("train_flops")
-            else "6ND"
-        )
-        rows.append(("train FLOPs", f"{_e(o['train_flops'])}  ({label})"))
+        rows.append(("train FLOPs", f"{_e(o['train_flops'])}  ({o.get('train_flops_basis', '')})"))
+    if o.get("executed_flops") is not None:
+        rows.append(("executed FLOPs", f"{_e(o['executed_flops'])}  (causal attention as flash attention runs it)"))
+    if o.get("total_flops") is not None:
+        rows.append(("total with sunk", _e(o["total_flops"])))
     if o.get("train_flops_6nd") is not None:
         rows.append(
             ("train FLOPs, 6ND", f"{_e(o['train_flops_6nd'])}  (quick estimate: 6 x active params x tokens)")
         )
+    if o.get("appendix_f_flops") is not None:
+        rows.append(("Appendix F count", f"{_e(o['appendix_f_flops'])}  (Hoffmann et al. 2022's own convention)"))
     if "measured_train_flops_per_token" in o:
         rows.append(
             (
@@ -292,6 +383,9 @@ def _flops_table(o: dict) -> str:
         ("params_active", "published active"),
         ("tokens", "published tokens"),
         ("train_flops", "published FLOPs"),
+        ("hardware_flops", "published hw FLOPs"),
+        ("gpu_hours", "published GPU-hours"),
+        ("gpu_hours_total", "  whole run"),
     ):
         if pub.get(k) is not None:
             src = pub["sources"].get(k, "")
@@ -309,7 +403,7 @@ def _flops_table(o: dict) -> str:
 
 
 def cmd_cost(args) -> int:
-    from efflab.accounting import flops, hardware
+    from efflab.accounting import hardware
 
     problems = Problems(header="bad input to efflab cost")
     budget = _num(problems, args.flops, "--flops", positive=True)
@@ -331,58 +425,19 @@ def cmd_cost(args) -> int:
         except UserError as e:
             problems.extend(e.problems)
 
-    source = None
-    extra: dict = {}
+    source, preset, priced, extra = "given", None, None, {}
     if args.flops is not None and args.model:
-        problems.add("give either --flops X or MODEL --tokens N, not both")
+        problems.add("give either --flops X or MODEL [--tokens N], not both")
     elif args.flops is None and not args.model:
-        problems.add("nothing to price: give --flops X, or MODEL --tokens N")
+        problems.add("nothing to price: give --flops X, or MODEL [--tokens N]")
     elif args.model:
-        kind, obj = _model_arg(problems, args.model)
-        if kind in ("model", "config"):
-            try:
-                count = _count(kind, obj, seq_len, False)
-            except UserError as e:
-                problems.extend(e.problems)
-                count = None
-            p = obj if kind == "model" else None
-            if count is not None:
-                if tokens is None and p is not None and p.train_flops and args.tokens is None:
-                    budget, source = p.train_flops, f"published: {p.sources.get('train_flops', '')}"
-                elif tokens is None and p is not None and p.tokens and args.tokens is None:
-                    tokens = p.tokens
-                if budget is None and tokens is not None:
-                    budget = count.train_flops_per_token * tokens
-                    source = (
-                        f"detailed count: {count.train_flops_per_token:.4g} train FLOPs/token at T={count.seq_len}"
-                        f" x {tokens:.4g} tokens"
-                    )
-                    extra["train_flops_6nd"] = flops.flops_6nd(count.params_active, tokens)
-                elif budget is None and args.tokens is None:
-                    problems.add(f"{args.model}: give --tokens N (training tokens) to price it")
-            if p is not None and p.gpu_hours and p.gpu and count is not None and (p.train_flops or p.tokens):
-                # the MFU the published run implies: its FLOPs (published, else our count x its tokens)
-                run_flops = p.train_flops or count.train_flops_per_token * p.tokens
-                what = "published FLOPs" if p.train_flops else "detailed count x published tokens"
-                extra["published_gpu_hours"] = p.gpu_hours
-                extra["implied_mfu_published"] = hardware.implied_mfu(run_flops, p.gpu, p.gpu_hours)
-                extra["implied_mfu_note"] = (
-                    f"{run_flops:.3g} FLOPs ({what}) in {p.gpu_hours:.4g} {p.gpu} "
-                    f"GPU-hours ({p.sources.get('gpu_hours', '')})"
-                )
-        elif kind == "run":
-            if tokens is not None and obj.params:
-                budget = flops.flops_6nd(obj.params_active or obj.params, tokens)
-                source = "6ND with the published parameter count"
-            elif obj.train_flops:
-                budget = obj.train_flops
-                source = ("ESTIMATE: " if obj.estimate else "published: ") + obj.sources.get(
-                    "train_flops", ""
-                )
-            else:
-                problems.add(f"{obj.name}: no published FLOPs; give --tokens N")
-    else:
-        source = "given"
+        budget, source, preset, priced, extra = _model_budget(problems, args, tokens, seq_len)
+    precision = args.precision or (preset.precision if preset is not None else "bf16")
+    if args.gpu.lower() != hardware.CPU_NAME and not problems:
+        try:
+            hardware.gpu(args.gpu).peak(precision)
+        except UserError as e:
+            problems.extend(e.problems)
     problems.raise_if_any()
 
     kw = {
@@ -391,12 +446,18 @@ def cmd_cost(args) -> int:
         "gpus": gpus,
         "pue": pue if pue is not None else hardware.DEFAULT_PUE,
         "tdp_w": tdp,
+        "precision": precision if args.gpu.lower() != hardware.CPU_NAME else "bf16",
     }
     out = hardware.cost(budget, args.gpu, **kw)
     out["flops_source"] = source
+    out["flops_convention"] = "multiply-add = 2; " + (
+        "attention halved (causal, --causal)" if args.causal else "attention counted in full"
+    )
     if args.model:
         out["model"] = args.model
     out.update(extra)
+    if preset is not None:
+        out.update(_published_run(preset, priced if not args.published else None))
     if args.json:
         from efflab.cli import emit_json
 
@@ -406,16 +467,90 @@ def cmd_cost(args) -> int:
     return 0
 
 
+def _model_budget(problems: Problems, args, tokens, seq_len):
+    """(FLOPs, source, preset, priced, extras) for `cost MODEL`: the pricing rule's count, or with
+    --published the preset's published figure."""
+    budget = source = preset = priced = None
+    extra: dict = {}
+    kind, obj = _model_arg(problems, args.model)
+    preset = obj if kind in ("model", "run") else None
+    if kind is not None:
+        priced = _price(problems, kind, obj, tokens, seq_len, args.causal)
+    if priced is not None and args.published:
+        if preset is None or not preset.train_flops:
+            problems.add(f"--published: {args.model} has no published training FLOPs")
+        else:
+            budget = preset.train_flops
+            source = ("ESTIMATE: " if preset.estimate else "published: ") + preset.sources.get("train_flops", "")
+    elif priced is not None and priced.get("flops") is None:
+        problems.add(f"{args.model}: no published training tokens; give --tokens N (e.g. 1T)")
+    elif priced is not None:
+        budget, source = priced["flops"], priced["basis"]
+        extra = _priced_extras(priced)
+    return budget, source, preset, priced, extra
+
+
+def _priced_extras(priced: dict) -> dict:
+    out = {}
+    for k in ("tokens", "executed_flops", "model_flops_full", "train_flops_6nd", "published_flops",
+              "published_ratio", "mtp_flops", "total_flops", "phases", "steps"):
+        if priced.get(k) is not None:
+            out[k] = priced[k]
+    if len(priced.get("stages") or []) > 1:
+        out["stages"] = priced["stages"]
+    return out
+
+
+def _published_run(p, priced) -> dict:
+    """The MFU the published run implies: efflab's count over the tokens the GPU-hours cover, against the
+    dense peak of the precision the run used."""
+    from efflab.accounting import hardware
+
+    if not (p.gpu_hours and p.gpu and (priced or p.train_flops)):
+        return {}
+    run_flops = (priced or {}).get("flops") or p.train_flops
+    if priced is not None and priced.get("tokens") != p.tokens:
+        from efflab.accounting import pricing
+
+        run_flops = pricing.price(p.name)["flops"]
+    out = {
+        "published_gpu_hours": p.gpu_hours,
+        "published_gpu_hours_scope": p.gpu_hours_scope,
+        "implied_mfu_published": hardware.implied_mfu(run_flops, p.gpu, p.gpu_hours, p.precision),
+        "implied_mfu_note": (
+            f"{run_flops:.3g} FLOPs over the published tokens in {p.gpu_hours:.4g} {p.gpu} GPU-hours "
+            f"({p.gpu_hours_scope or 'scope not stated'}; {p.sources.get('gpu_hours', '')}), against the dense "
+            f"{p.precision.upper()} peak"
+        ),
+    }
+    if p.gpu_hours_total:
+        out["published_gpu_hours_total"] = p.gpu_hours_total
+    return out
+
+
 def _cost_table(o: dict) -> str:
+    prec = o.get("precision", "bf16").upper()
     rows = [
         ("FLOPs", f"{o['flops']:.4g}" + (f"  ({o['flops_source']})" if o.get("flops_source") else "")),
+    ]
+    if o.get("executed_flops") is not None and o["executed_flops"] != o["flops"]:
+        rows.append(("executed FLOPs", f"{o['executed_flops']:.4g}  (causal attention as flash attention runs it)"))
+    for st in o.get("stages") or []:
+        rows.append((f"  stage T={st['seq_len']}", f"{st['tokens']:.4g} tokens, {st['flops']:.4g} FLOPs  {st['note']}"))
+    if o.get("mtp_flops"):
+        rows.append(("  MTP module(s)", f"{o['mtp_flops']:.4g} FLOPs (multi-token prediction, included)"))
+    for name, v in (o.get("phases") or {}).items():
+        rows.append((f"  {name}", f"{v:.4g}"))
+    if o.get("total_flops") is not None:
+        rows.append(("total with sunk", f"{o['total_flops']:.4g} FLOPs (priced: the marginal figure above)"))
+    rows += [
         (
             "accelerator",
-            f"{o['gpu']}: peak {o['peak_flops_per_s']:.4g} FLOP/s dense BF16"
+            f"{o['gpu']}: peak {o['peak_flops_per_s']:.4g} FLOP/s dense {prec}"
             if o["gpu"] != "cpu"
             else f"cpu: {o['peak_flops_per_s']:.4g} FLOP/s fp32 (measured now)",
         ),
-        ("MFU", f"{o['mfu']:.3g}"),
+        ("MFU", f"{o['mfu']:.3g}" + (f" of the dense {prec} peak" if o["gpu"] != "cpu" else "")),
         ("GPU-hours", f"{o['gpu_hours']:.4g}"),
     ]
     if "wall_days" in o:
@@ -438,14 +573,21 @@ def _cost_table(o: dict) -> str:
     )
     if "train_flops_6nd" in o:
         rows.append(("6ND estimate", f"{o['train_flops_6nd']:.4g} FLOPs (quick estimate, active params)"))
+    if o.get("published_flops"):
+        rows.append(("published FLOPs", f"{o['published_flops']:.4g}  (efflab / published = "
+                     f"{o['published_ratio']:.3f}; --published prices it instead)"))
     if "implied_mfu_published" in o:
         rows.append(
             ("published run", f"implied MFU {o['implied_mfu_published']:.3f}: {o['implied_mfu_note']}")
         )
+    if "published_gpu_hours_total" in o:
+        rows.append(("  whole run", f"{o['published_gpu_hours_total']:.4g} GPU-hours"))
     width = max(len(k) for k, _ in rows)
     lines = [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append(
-        "convention: GPU-hours = FLOPs / (peak x MFU) / 3600; energy counts accelerator board power "
-        "only; FLOPs: multiply-add = 2"
+        f"convention: FLOPs {o['flops_convention']}; GPU-hours = FLOPs / (dense peak x MFU) / 3600; energy "
+        "counts accelerator board power only"
+        if o.get("flops_convention")
+        else "convention: GPU-hours = FLOPs / (peak x MFU) / 3600; energy counts accelerator board power only"
     )
     return "\n".join(lines)
