@@ -339,6 +339,10 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
         out += check_pretrained_dir(cfg.model.pretrained)
+        if not out:  # the FLOP ledger can count it (before any data or weights are touched)
+            from efflab.models import ledger_problems
+
+            out += ledger_problems(cfg)
         if cfg.data.tokenizer == "train" and not out:
             out += pretrained_tokenizer_problems(cfg.model.pretrained)
     for val in sections.values():

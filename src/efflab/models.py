@@ -66,6 +66,26 @@ def check_pretrained_dir(path: str) -> list[str]:
     return probs
 
 
+def ledger_problems(cfg) -> list[str]:
+    """The FLOP ledger must count the pretrained model of `cfg` (a RunConfig): checked at config time,
+    before data or weights are touched. Analytic families cost nothing; any other transformers causal
+    LM is measured once on the meta device (no weights allocated); anything else is refused."""
+    from efflab.accounting import flops as F
+
+    path = cfg.model.pretrained
+    if cfg.recipe == "moe":  # the MoE recipe counts the sparse model it builds; the type must still be known
+        try:
+            mt = F._read_config_file(Path(path).expanduser() / "config.json").get("model_type")
+        except UserError:
+            return []  # reported by check_pretrained_dir
+        return [] if F.counting_method(mt) else [f"pretrained model {path}: {F._unknown_type_msg(mt)}"]
+    try:
+        F.count_flops(str(Path(path).expanduser()), cfg.data.seq_len, lora=cfg.lora if cfg.lora.r else None)
+    except UserError as e:
+        return [f"pretrained model {path}: {p}" for p in e.problems]
+    return []
+
+
 def pretrained_tokenizer_problems(path: str) -> list[str]:
     """A pretrained directory must carry its tokenizer when the data pipeline is to use it."""
     p = Path(path).expanduser()
