@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from efflab.errors import UserError
+from efflab.hub import local_dir
 
 EOS = "<|endoftext|>"
 STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_bundled",
@@ -419,7 +420,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    p = Path(path).expanduser()
+    p = Path(local_dir(path, weights=False)).expanduser()  # a hub id: its tokenizer files, fetched
     if not p.is_dir():
         raise UserError(f"tokenizer {path}: no such directory")
     try:
