@@ -25,7 +25,12 @@ Conventions (DESIGN.md section 5; every count states them in `FlopCount.conventi
   each further new token is a forward over one token with attention over the KV cache so far.
 
 Model families: the transformers implementations of Llama, Mistral, Qwen2, GPT-2, Mixtral,
-Qwen2-MoE, OLMoE and DeepSeek-V3 (multi-head latent attention), read from transformers 5.x source.
+Qwen2-MoE, OLMoE and DeepSeek-V3 (multi-head latent attention), Qwen3, Qwen3-MoE, Gemma 2, Gemma 3
+(text), Phi-3 and OLMo 2, read from transformers 5.x source. Sliding-window layers (Gemma 2/3, and
+Phi-3, Qwen3 when configured) are counted over all T keys by default, as eager and SDPA attention
+compute them (the window is a mask), and over min(position, window) keys with `causal=True`, as flash
+attention executes them. Any other transformers causal LM is measured with FlopCounterMode on the meta
+device (`measure.count_on_meta`) and labelled "measured"; a model neither way can count is refused.
 """
 
 from __future__ import annotations
