@@ -653,12 +653,21 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+    from accelerate.utils import DistributedType
+
+    # FSDP / DeepSpeed shard the weights: every rank takes part in gathering the full state dict, the
+    # way accelerate documents the save (Accelerator.get_state_dict); rank 0 writes it
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state = acc.get_state_dict(model) if sharded else None
     if hasattr(unwrapped, "merge_and_unload") and run.cfg.lora.merge_on_save:
-        unwrapped = unwrapped.merge_and_unload()
+        if sharded:  # merging needs the whole base on one rank: the adapters are saved unmerged
+            run.log("lora.merge_on_save: sharded training saves the LoRA adapters unmerged (peft format)")
+        else:
+            unwrapped = unwrapped.merge_and_unload()
     if run.is_main:
         tmp = run.dir / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+        unwrapped.save_pretrained(str(tmp), safe_serialization=True, **({"state_dict": state} if sharded else {}))
         data.tokenizer.save_pretrained(str(tmp))
         final = run.dir / "model"
         shutil.rmtree(final, ignore_errors=True)
