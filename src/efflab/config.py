@@ -184,6 +184,8 @@ class LoraConfig(Section):
 
 class LogConfig(Section):
     tensorboard: bool = False
+    trackers: list[str] = Field(default_factory=list, description="accelerate trackers: tensorboard, wandb, "
+                                "trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab")
     progress: bool = True
     every: int = Field(default=10, ge=1, description="steps between metrics.jsonl rows")
 
@@ -347,6 +349,9 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
             from efflab.models import ledger_problems
 
             out += ledger_problems(cfg)
+    from efflab.trackers import problems as tracker_problems
+
+    out += tracker_problems(cfg)
     if cfg.model.load_in_4bit:
         from efflab.models import loading_problems
 
