@@ -254,6 +254,11 @@ def _block(d, mlp_ops) -> list:
 def _arch(cfg) -> _Arch:
     g = _Get(cfg)
     mt = g("model_type", None)
+    if mt not in KNOWN_MODEL_TYPES and is_measurable(mt):
+        raise UserError(
+            f"model type {mt!r} has no analytic count (its training FLOPs are measured on the meta device); "
+            f"this figure (generation FLOPs) needs one of: {', '.join(KNOWN_MODEL_TYPES)}"
+        )
     if mt not in KNOWN_MODEL_TYPES:
         raise UserError(_unknown_type_msg(mt))
     notes: list[str] = []
