@@ -349,15 +349,15 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
             from efflab.models import ledger_problems
 
             out += ledger_problems(cfg)
-    from efflab.trackers import problems as tracker_problems
-
-    out += tracker_problems(cfg)
+        if cfg.data.tokenizer == "train" and not out:
+            out += pretrained_tokenizer_problems(cfg.model.pretrained)
     if cfg.model.load_in_4bit:
         from efflab.models import loading_problems
 
         out += loading_problems(cfg)
-        if cfg.data.tokenizer == "train" and not out:
-            out += pretrained_tokenizer_problems(cfg.model.pretrained)
+    from efflab.trackers import problems as tracker_problems
+
+    out += tracker_problems(cfg)
     for val in sections.values():
         check = getattr(val, "cross_check", None)
         if check:

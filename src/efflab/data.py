@@ -321,6 +321,9 @@ def _encode_by_location(turns: list[dict], tok) -> tuple[list[int], list[int]]:
             end += next((len(sp) for sp in specials if text.startswith(sp, end)), 0)
             spans.append((at, end))
         pos = end
+    if not getattr(tok, "is_fast", False):
+        raise _template_problem(tok, "locating the assistant turns needs a fast tokenizer (character offsets); "
+                                     "this one is a slow (Python) tokenizer")
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     labels = []
