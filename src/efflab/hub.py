@@ -1,7 +1,7 @@
 """Hugging Face hub ids wherever a local model directory is accepted.
 
-`model.pretrained=Qwen/Qwen3-0.6B` (or a teacher, or `data.tokenizer`) that is not an existing local
-path is fetched with `huggingface_hub.snapshot_download` into the hub cache (`hf download` uses the
+`model.pretrained=Qwen/Qwen3-0.6B` (likewise distill.teacher, synthetic.generator, curriculum.reference,
+moe.upcycle_from, data.tokenizer) that is not an existing local path is fetched with `huggingface_hub.snapshot_download` into the hub cache (`hf download` uses the
 same cache) and replaced by its snapshot directory. Only configs, tokenizer files and safetensors
 weights are fetched (no pickled `.bin` weights). With `HF_HUB_OFFLINE=1` a model already in the cache
 loads; one that is not is refused with a one-line message.

@@ -209,3 +209,34 @@ def test_dtype_and_qlora_loading(tmp_path, family_dirs):
         config_from_dict({"model": {"pretrained": str(family_dirs["qwen3"]), "load_in_4bit": True}})
     text = "\n".join(e.value.problems)
     assert "set lora.r > 0" in text and "CUDA GPU only" in text
+
+
+def test_auto_dtype_is_bf16_on_a_gpu_for_frozen_weights(monkeypatch):
+    import torch
+
+    from efflab.models import torch_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert torch_dtype("auto") is torch.bfloat16  # teacher, generator, reference, LoRA base
+    assert torch_dtype("auto", trained=True) is torch.float32  # fully trained: fp32 master weights
+    assert torch_dtype("bf16", trained=True) is torch.bfloat16  # unless asked
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available()
+    or __import__("importlib").util.find_spec("bitsandbytes") is None,
+    reason="QLoRA needs CUDA and bitsandbytes",
+)
+def test_qlora_chat_finetune_on_gpu(tmp_path, cache_dir, family_dirs):
+    from efflab.accounting import flops as F
+    from efflab.accounting.ledger import Ledger
+    from efflab.recipes import baseline
+
+    cfg = _chat_cfg(tmp_path, cache_dir, family_dirs["qwen3"], model={"load_in_4bit": True})
+    res = baseline.main(cfg, out=tmp_path / "run")
+    assert res["final_eval_loss"] > 0
+    led = Ledger.load(tmp_path / "run/ledger.json")
+    per_token = F.count_flops(family_dirs["qwen3"], 64, lora=cfg.lora).train_flops_per_token
+    assert led.flops("train") == pytest.approx(per_token * led.tokens("train"), rel=1e-9)  # counted as LoRA
