@@ -483,8 +483,8 @@ def _unknown_type_msg(mt) -> str:
         return "config has no model_type: not a transformers config.json"
     return (
         f"model type {mt!r} cannot be counted by the FLOP ledger: it has no analytic count "
-        f"(analytic: {', '.join(KNOWN_MODEL_TYPES)}) and is not a causal LM of the installed transformers, "
-        f"so it cannot be measured on the meta device either"
+        f"(known model types: {', '.join(KNOWN_MODEL_TYPES)}) and is not a causal LM of the installed "
+        f"transformers, so it cannot be measured on the meta device either"
     )
 
 
