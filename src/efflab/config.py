@@ -68,8 +68,12 @@ class ModelConfig(Section):
     rope_theta: float = 10000.0
     init_std: float = Field(default=0.02, gt=0)
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    pretrained: str | None = Field(default=None, description="local directory written by save_pretrained")
+    pretrained: str | None = Field(default=None, description="local directory written by save_pretrained, "
+                                   "or a hub id (owner/name, fetched through huggingface_hub)")
     trust_remote_code: bool = False
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="pretrained weights: auto = bf16 on a GPU (fp32 for fully trained weights), fp32 on CPU")
+    load_in_4bit: bool = Field(default=False, description="QLoRA: 4-bit NF4 base + LoRA (CUDA, bitsandbytes)")
 
     def resolved(self) -> dict:
         """Concrete shape {n_layer, width, n_head, n_kv_head, head_dim, ffn_width} (no pretrained)."""
@@ -188,6 +192,8 @@ class LoraConfig(Section):
 
 class LogConfig(Section):
     tensorboard: bool = False
+    trackers: list[str] = Field(default_factory=list, description="accelerate trackers: tensorboard, wandb, "
+                                "trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab")
     progress: bool = True
     every: int = Field(default=10, ge=1, description="steps between metrics.jsonl rows")
 
@@ -365,8 +371,19 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
         out += check_pretrained_dir(cfg.model.pretrained)
+        if not out:  # the FLOP ledger can count it (before any data or weights are touched)
+            from efflab.models import ledger_problems
+
+            out += ledger_problems(cfg)
         if cfg.data.tokenizer == "train" and not out:
             out += pretrained_tokenizer_problems(cfg.model.pretrained)
+    if cfg.model.load_in_4bit:
+        from efflab.models import loading_problems
+
+        out += loading_problems(cfg)
+    from efflab.trackers import problems as tracker_problems
+
+    out += tracker_problems(cfg)
     for val in sections.values():
         check = getattr(val, "cross_check", None)
         if check:

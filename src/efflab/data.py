@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from efflab.errors import UserError
+from efflab.hub import local_dir
 
 EOS = "<|endoftext|>"
 STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_bundled",
@@ -232,32 +234,105 @@ def _chat_text(rec: dict) -> str:
 def encode_chat(rec: dict, tok) -> tuple[list[int], list[int]]:
     """Token ids and labels of one record: the loss is on assistant/response tokens only.
 
-    With a chat template (an open-weight instruct model's tokenizer) the template formats the turns;
-    without one, prompt and response are joined by a newline. Each record ends with EOS (trained).
+    With a chat template (an open-weight instruct model's tokenizer) the template renders the whole
+    conversation once, and the tokens of that one rendering are what the model sees:
+    - a template with `{% generation %}` blocks marks the assistant tokens itself
+      (`apply_chat_template(..., return_assistant_tokens_mask=True)`);
+    - otherwise each turn's content is located, in order, in the rendered text, and the assistant
+      contents (plus the end-of-turn special token that directly follows one) are trained. Rendering
+      prefixes is not used: templates whose generation prompt adds text the turn lacks (`<think>\n`),
+      or that rewrite earlier turns (Qwen3 drops earlier reasoning), break the prefix property.
+    A template that drops, rewrites or reorders a turn so that it cannot be found is refused with a
+    message naming the turn. Without a template, prompt and response are joined by a newline. Each
+    record ends with EOS (trained), which separates records in the packed blocks.
     """
     eos = tok.eos_token_id
     turns = rec["messages"] if "messages" in rec else [
         {"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
     template = getattr(tok, "chat_template", None)
+    if isinstance(template, dict):  # several named templates: transformers uses "default"
+        template = template.get("default")
     ids: list[int] = []
     labels: list[int] = []
-    for i, m in enumerate(turns):
-        if template:  # render prefixes with the model's own template; user/system turns enter as prompt
-            if m["role"] != "assistant":
-                continue
-            prefix = _as_ids(tok.apply_chat_template(turns[:i], tokenize=True, add_generation_prompt=True))
-            ids += prefix[len(ids):]
-            labels += [IGNORE] * (len(ids) - len(labels))
-            full = _as_ids(tok.apply_chat_template(turns[: i + 1], tokenize=True))
-            piece = full[len(ids):]
-            ids += piece
-            labels += piece
-        else:
+    if template and _GENERATION_TAG.search(template):
+        ids, labels = _encode_with_assistant_mask(turns, tok)
+    elif template:
+        ids, labels = _encode_by_location(turns, tok)
+    else:
+        for m in turns:
             piece = tok(m["content"] + "\n", add_special_tokens=False)["input_ids"]
             ids += piece
             labels += piece if m["role"] == "assistant" else [IGNORE] * len(piece)
     ids.append(eos)
     labels.append(eos)
+    return ids, labels
+
+
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def _template_problem(tok, what: str) -> UserError:
+    name = getattr(tok, "name_or_path", "") or type(tok).__name__
+    return UserError(f"chat template of tokenizer {name}: {what}; efflab cannot tell which tokens are the "
+                     "assistant's, so it will not guess (fix the template, add {% generation %} blocks around "
+                     "assistant content, or use prompt/response records without a template)")
+
+
+def _encode_with_assistant_mask(turns: list[dict], tok) -> tuple[list[int], list[int]]:
+    out = tok.apply_chat_template(turns, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    labels = [t if m else IGNORE for t, m in zip(ids, mask)]
+    trained = tok.decode([t for t in labels if t != IGNORE])
+    pos = 0
+    for k, m in enumerate(turns):  # every assistant content must lie, in order, inside the marked tokens
+        if m["role"] != "assistant" or not m["content"].strip():
+            continue
+        at = trained.find(m["content"].strip(), pos)
+        if at < 0:
+            raise _template_problem(tok, f"its {{% generation %}} blocks do not cover assistant turn {k + 1}")
+        pos = at + len(m["content"].strip())
+    return ids, labels
+
+
+def _encode_by_location(turns: list[dict], tok) -> tuple[list[int], list[int]]:
+    try:
+        text = tok.apply_chat_template(turns, tokenize=False)
+    except Exception as e:  # templates raise for roles they do not support (Gemma: no system role)
+        raise _template_problem(tok, f"rendering failed ({type(e).__name__}: {e})") from None
+    specials = sorted({t for t in tok.all_special_tokens + list(tok.get_added_vocab()) if t}, key=len, reverse=True)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for k, m in enumerate(turns):
+        c = m["content"]
+        if not c.strip():
+            continue
+        if m["role"] not in ("user", "assistant"):  # system/tool text may be moved (Mistral: into a user turn)
+            if c.strip() not in text:
+                raise _template_problem(tok, f"the rendered conversation lacks the {m['role']} turn {k + 1}")
+            continue
+        at, n = text.find(c, pos), len(c)
+        if at < 0:  # templates may trim turns (Llama 3, Gemma)
+            at, n = text.find(c.strip(), pos), len(c.strip())
+        if at < 0:
+            raise _template_problem(tok, f"{m['role']} turn {k + 1} does not appear verbatim, in order, in the "
+                                         f"rendered conversation (the template drops or rewrites it)")
+        end = at + n
+        if m["role"] == "assistant":  # the end-of-turn token that follows the content is trained too
+            end += next((len(sp) for sp in specials if text.startswith(sp, end)), 0)
+            spans.append((at, end))
+        pos = end
+    if not getattr(tok, "is_fast", False):
+        raise _template_problem(tok, "locating the assistant turns needs a fast tokenizer (character offsets); "
+                                     "this one is a slow (Python) tokenizer")
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = []
+    j = 0
+    for t, (a, b) in zip(ids, enc["offset_mapping"]):  # a token is trained if it overlaps a trained span
+        while j < len(spans) and spans[j][1] <= a:
+            j += 1
+        hit = j < len(spans) and a < spans[j][1] and b > spans[j][0]
+        labels.append(t if hit else IGNORE)
     return ids, labels
 
 
@@ -363,7 +438,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    p = Path(path).expanduser()
+    p = Path(local_dir(path, weights=False)).expanduser()  # a hub id: its tokenizer files, fetched
     if not p.is_dir():
         raise UserError(f"tokenizer {path}: no such directory")
     try:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from efflab import trackers
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -135,9 +136,7 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
 
         # one process may run several recipes (tests, the suite): let each choose its own precision
         AcceleratorState._reset_state(reset_partial_state=False)
-        kw = {}
-        if cfg.log.tensorboard:
-            kw = {"log_with": "tensorboard", "project_dir": str(run_dir)}
+        kw = trackers.accelerator_kwargs(cfg, run_dir)
         accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=1,
                                   step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available(), **kw)
     set_seed(init_seed(cfg))
@@ -179,8 +178,7 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
         atomic_write_text(run_dir / "config.yaml", f"# resolved config: efflab run {cfg.recipe} --config this file\n"
                           + cfg.to_yaml())
         atomic_write_json(manifest_path, manifest)
-    if cfg.log.tensorboard:
-        accelerator.init_trackers(run_dir.name)
+    trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
     return run
 
 
@@ -540,8 +538,8 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     def log_row(row: dict) -> None:
         if run.is_main:
             append_jsonl(metrics_path, row)
-        if cfg.log.tensorboard:
-            acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+        if trackers.names(cfg):
+            acc.log(trackers.scalars(row), step=row["step"])
 
     def flops_row(led: Ledger) -> dict:
         ph = led.phases()
@@ -637,6 +635,10 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             else:
                 led = global_ledger()
                 log_row({"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra})
+            if run.is_main and trackers.want_lines(cfg):  # no terminal (SLURM, nohup): one line per log step
+                fl, tk = run.ledger.flops("train") * world, run.ledger.tokens("train") * world
+                run.log(trackers.progress_line(step, total_steps, extra["train_loss"], tps, fl,
+                                               trackers.budget_pct(cfg, step, total_steps, fl, tk), extra["mfu"]))
             if bar is not None:
                 post = {"loss": f"{extra['train_loss']:.3f}", "tok/s": f"{tps:,.0f}",
                         "FLOPs": _fmt(run.ledger.flops("train") * world)}
@@ -673,12 +675,21 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
+    from accelerate.utils import DistributedType
+
+    # FSDP / DeepSpeed shard the weights: every rank takes part in gathering the full state dict, the
+    # way accelerate documents the save (Accelerator.get_state_dict); rank 0 writes it
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state = acc.get_state_dict(model) if sharded else None
     if hasattr(unwrapped, "merge_and_unload") and run.cfg.lora.merge_on_save:
-        unwrapped = unwrapped.merge_and_unload()
+        if sharded:  # merging needs the whole base on one rank: the adapters are saved unmerged
+            run.log("lora.merge_on_save: sharded training saves the LoRA adapters unmerged (peft format)")
+        else:
+            unwrapped = unwrapped.merge_and_unload()
     if run.is_main:
         tmp = run.dir / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+        unwrapped.save_pretrained(str(tmp), safe_serialization=True, **({"state_dict": state} if sharded else {}))
         data.tokenizer.save_pretrained(str(tmp))
         final = run.dir / "model"
         shutil.rmtree(final, ignore_errors=True)
@@ -693,7 +704,7 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
         "flops_total": led.total,
         "params": n_params,
     }
-    if run.cfg.log.tensorboard:
+    if trackers.names(run.cfg):
         acc.end_training()
     write_manifest(run, status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), result=result)
     if run.is_main and not run.cfg.train.keep_checkpoint:  # complete: the model/ directory is the result

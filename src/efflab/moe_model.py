@@ -367,13 +367,14 @@ def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
     and the experts implementation picked for `device` (default: CUDA if available, else CPU)."""
     from transformers import AutoModelForCausalLM
 
-    from efflab.models import load_pretrained
+    from efflab.models import load_pretrained, torch_dtype
 
     if cfg.model.pretrained:
         model = load_pretrained(
             cfg.model.pretrained,
             trust_remote_code=cfg.model.trust_remote_code,
             attn_implementation=cfg.model.attn_implementation,
+            dtype=torch_dtype(cfg.model.dtype, trained=not cfg.lora.r),
         )
         _check_pretrained_moe(model, cfg)
     else:

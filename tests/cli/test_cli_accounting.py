@@ -208,9 +208,9 @@ def test_bad_tokens(capsys):
 
 
 def test_bad_configs(tmp_path, capsys):
-    bert = tmp_path / "bert.json"
-    bert.write_text(json.dumps({"model_type": "bert", "hidden_size": 768}))
-    assert "known model types" in run_bad(capsys, "flops", str(bert))
+    vit = tmp_path / "vit.json"
+    vit.write_text(json.dumps({"model_type": "vit", "hidden_size": 768}))
+    assert "cannot be counted by the FLOP ledger" in run_bad(capsys, "flops", str(vit))
     junk = tmp_path / "junk.json"
     junk.write_text("{oops")
     assert "not valid JSON" in run_bad(capsys, "flops", str(junk))

@@ -243,10 +243,10 @@ def test_unknown_preset_suggests_close_names():
 
 
 def test_non_lm_and_unreadable_configs(tmp_path):
-    bert = tmp_path / "bert.json"
-    bert.write_text(json.dumps({"model_type": "bert", "hidden_size": 768}))
-    with pytest.raises(UserError, match="known model types: llama"):
-        F.resolve_config(bert)
+    vit = tmp_path / "vit.json"  # an image model: no analytic count, and no causal LM to measure
+    vit.write_text(json.dumps({"model_type": "vit", "hidden_size": 768}))
+    with pytest.raises(UserError, match="cannot be counted by the FLOP ledger.*known model types: llama"):
+        F.resolve_config(vit)
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):

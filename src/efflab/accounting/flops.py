@@ -25,7 +25,12 @@ Conventions (DESIGN.md section 5; every count states them in `FlopCount.conventi
   each further new token is a forward over one token with attention over the KV cache so far.
 
 Model families: the transformers implementations of Llama, Mistral, Qwen2, GPT-2, Mixtral,
-Qwen2-MoE, OLMoE and DeepSeek-V3 (multi-head latent attention), read from transformers 5.x source.
+Qwen2-MoE, OLMoE and DeepSeek-V3 (multi-head latent attention), Qwen3, Qwen3-MoE, Gemma 2, Gemma 3
+(text), Phi-3 and OLMo 2, read from transformers 5.x source. Sliding-window layers (Gemma 2/3, and
+Phi-3, Qwen3 when configured) are counted over all T keys by default, as eager and SDPA attention
+compute them (the window is a mask), and over min(position, window) keys with `causal=True`, as flash
+attention executes them. Any other transformers causal LM is measured with FlopCounterMode on the meta
+device (`measure.count_on_meta`) and labelled "measured"; a model neither way can count is refused.
 """
 
 from __future__ import annotations
@@ -46,7 +51,14 @@ KNOWN_MODEL_TYPES: tuple[str, ...] = (
     "qwen2_moe",
     "olmoe",
     "deepseek_v3",
+    "qwen3",
+    "qwen3_moe",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "olmo2",
 )
+OPEN_WEIGHT_TYPES: tuple[str, ...] = ("qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3", "olmo2")
 DEFAULT_SEQ_LEN = 2048  # when a config states no context length
 SEQ_LEN_CAP = 4096  # default T = min(max_position_embeddings, 4096): long-context limits are not training T
 PARTS = ("attn_proj", "attn_scores", "mlp", "experts", "router", "shared_experts", "lm_head", "lora")
@@ -126,6 +138,7 @@ class _Attn:  # scores = q k^T, out = softmax(scores) v, over `ctx` keys per que
     heads: int
     d_qk: int
     d_v: int
+    window: int | None = None  # sliding-window attention: each query sees its `window` latest keys
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,9 @@ class _Get:
         return default
 
 
-def _std_attention(d, heads, kv_heads, hd, *, qkv_bias=False, o_bias=False, q_norm=0, k_norm=0) -> list:
+def _std_attention(
+    d, heads, kv_heads, hd, *, qkv_bias=False, o_bias=False, q_norm=0, k_norm=0, window=None
+) -> list:
     ops = [
         _Elem(("h",), "x", d),  # input_layernorm (RMSNorm: d weights)
         _Lin("self_attn.q_proj", "attn_proj", "x", "q", d, heads * hd, qkv_bias),
@@ -182,7 +197,7 @@ def _std_attention(d, heads, kv_heads, hd, *, qkv_bias=False, o_bias=False, q_no
     if q_norm:  # OLMoE: RMSNorm over the whole q and k projections
         ops += [_Elem(("q",), "q", q_norm), _Elem(("k",), "k", k_norm)]
     ops += [
-        _Attn("q", "k", "v", "a", heads, hd, hd),
+        _Attn("q", "k", "v", "a", heads, hd, hd, window),
         _Lin("self_attn.o_proj", "attn_proj", "a", "o", heads * hd, d, o_bias),
         _Elem(("h", "o"), "h"),
     ]
@@ -239,9 +254,16 @@ def _block(d, mlp_ops) -> list:
 def _arch(cfg) -> _Arch:
     g = _Get(cfg)
     mt = g("model_type", None)
+    if mt not in KNOWN_MODEL_TYPES and is_measurable(mt):
+        raise UserError(
+            f"model type {mt!r} has no analytic count (its training FLOPs are measured on the meta device); "
+            f"this figure (generation FLOPs) needs one of: {', '.join(KNOWN_MODEL_TYPES)}"
+        )
     if mt not in KNOWN_MODEL_TYPES:
         raise UserError(_unknown_type_msg(mt))
     notes: list[str] = []
+    if mt in OPEN_WEIGHT_TYPES:
+        return _open_weight_arch(g, mt, notes)
     if mt == "gpt2":
         d, L, H = g("n_embd"), g("n_layer"), g("n_head")
         inner = g("n_inner") or 4 * d
@@ -318,6 +340,105 @@ def _arch(cfg) -> _Arch:
     return _Arch(mt, V, d, tied, V * d, d, layers, max_pos, notes)
 
 
+# ---- open-weight families of 2024-2025 (transformers 5.x source: models/<family>/modeling_<family>.py) --
+# Defaults below are transformers' own config defaults, so a raw config.json (which omits them) reads
+# the same as the config object transformers builds from it.
+_TIED_DEFAULT = {"gemma2": True, "gemma3_text": True}
+
+
+def _layer_windows(g, mt: str, L: int) -> list[int | None]:
+    """Sliding window (keys per query) of each layer, None for global attention, as transformers builds
+    `config.layer_types`: Gemma 2 alternates sliding/global (sliding first); Gemma 3 makes every
+    `sliding_window_pattern`-th layer global (default 6); Qwen3 slides layers >= max_window_layers when
+    use_sliding_window is on; Phi-3 and Qwen3-MoE apply `sliding_window` (if set) to every layer."""
+    sw = g("sliding_window", None)
+    if mt in ("qwen3", "qwen3_moe") and not g("use_sliding_window", False):
+        sw = None
+    types = g("layer_types", None)
+    if types is None:
+        if mt == "gemma2":
+            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L)]
+        elif mt == "gemma3_text":
+            pat = g("sliding_window_pattern", None) or g("_sliding_window_pattern", 6)
+            types = ["sliding_attention" if (i + 1) % pat else "full_attention" for i in range(L)]
+        elif mt == "qwen3":
+            mw = g("max_window_layers", 28)
+            types = ["sliding_attention" if sw is not None and i >= mw else "full_attention" for i in range(L)]
+        else:
+            types = ["sliding_attention" if sw is not None else "full_attention"] * L
+    if mt in ("phi3", "qwen3_moe"):  # these models mask every layer with config.sliding_window
+        return [sw] * L
+    return [sw if t == "sliding_attention" and sw is not None else None for t in types]
+
+
+def _open_weight_arch(g, mt: str, notes: list[str]) -> _Arch:
+    d, L, H, V = g("hidden_size"), g("num_hidden_layers"), g("num_attention_heads"), g("vocab_size")
+    kv = g("num_key_value_heads", None) or H
+    hd = g("head_dim", None) or d // H
+    inter = g("intermediate_size")
+    tied = bool(g("tie_word_embeddings", _TIED_DEFAULT.get(mt, False)))
+    bias = bool(g("attention_bias", False))
+    windows = _layer_windows(g, mt, L)
+    if any(w is not None for w in windows):
+        n = sum(w is not None for w in windows)
+        notes.append(
+            f"{mt}: {n} of {L} layers use sliding-window attention (window {max(w or 0 for w in windows)}): "
+            "counted over all T keys by default (eager and SDPA compute the full score matrix and mask it), "
+            "over min(position, window) keys with causal=True (flash attention skips masked blocks)"
+        )
+    layers: list[list] = []
+    for i, w in enumerate(windows):
+        if mt in ("qwen3", "qwen3_moe"):  # Llama + RMSNorm on each head of q and k (head_dim weights each)
+            attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=hd, k_norm=hd, window=w)
+            if mt == "qwen3_moe" and _qwen3_moe_sparse(g, i):
+                mlp = _routed_experts(d, g("num_experts"), g("num_experts_per_tok"), g("moe_intermediate_size"))
+            else:
+                mlp = _gated_mlp(d, inter)
+            layers.append(attn + _block(d, mlp))
+        elif mt in ("gemma2", "gemma3_text"):  # sandwich norms: pre and post each sub-block (4 x d weights)
+            qk_norm = hd if mt == "gemma3_text" else 0
+            attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=qk_norm, k_norm=qk_norm,
+                                  window=w)
+            attn.insert(-1, _Elem(("o",), "o", d))  # post_attention_layernorm, before the residual add
+            mlp = [*_gated_mlp(d, inter), _Elem(("m",), "m", d)]  # GeGLU (tanh GELU), post_feedforward_layernorm
+            layers.append(attn + _block(d, mlp))
+        elif mt == "phi3":  # fused qkv_proj and gate_up_proj
+            layers.append([
+                _Elem(("h",), "x", d),
+                _Lin("self_attn.qkv_proj", "attn_proj", "x", "qkv", d, (H + 2 * kv) * hd),
+                _Attn("qkv", "qkv", "qkv", "a", H, hd, hd, w),
+                _Lin("self_attn.o_proj", "attn_proj", "a", "o", H * hd, d),
+                _Elem(("h", "o"), "h"),
+                _Elem(("h",), "x2", d),
+                _Lin("mlp.gate_up_proj", "mlp", "x2", "gu", d, 2 * inter),
+                _Elem(("gu",), "ga"),
+                _Lin("mlp.down_proj", "mlp", "ga", "m", inter, d),
+                _Elem(("h", "m"), "h"),
+            ])
+        else:  # olmo2: no pre-norms; RMSNorm over the whole q and k projections; norms after each sub-block
+            attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=H * hd, k_norm=kv * hd,
+                                  window=w)[1:]  # drop the input_layernorm: q/k/v read the residual stream
+            attn = [_replace_src(op, "x", "h") for op in attn]
+            attn.insert(-1, _Elem(("o",), "o", d))  # post_attention_layernorm
+            mlp = [*_gated_mlp(d, inter, src="h"), _Elem(("m",), "m", d), _Elem(("h", "m"), "h")]
+            layers.append(attn + mlp)
+    if mt in ("gemma2", "gemma3_text"):
+        notes.append(f"{mt}: embedding scaled by sqrt(d_model), attention/logit soft-capping: elementwise, not counted")
+    return _Arch(mt, V, d, tied, V * d, d, layers, g("max_position_embeddings", None), notes)
+
+
+def _qwen3_moe_sparse(g, i: int) -> bool:
+    only = set(g("mlp_only_layers", None) or [])
+    E, step = g("num_experts"), g("decoder_sparse_step", 1)
+    return i not in only and E > 0 and (i + 1) % step == 0
+
+
+def _replace_src(op, old: str, new: str):
+    if isinstance(op, _Lin) and op.src == old:
+        return _Lin(op.name, op.part, new, op.dst, op.d_in, op.d_out, op.bias, op.copies, op.active, op.lora_ok)
+    return op
+
+
 def _deepseek_v3_layers(g, d, H, L, inter, notes) -> list[list]:
     # Multi-head latent attention (DeepSeek-V2/V3) as transformers' DeepseekV3Attention computes it in
     # eager mode: q through a low-rank bottleneck, K/V from a shared latent expanded by kv_b_proj.
@@ -361,9 +482,32 @@ def _unknown_type_msg(mt) -> str:
     if mt is None:
         return "config has no model_type: not a transformers config.json"
     return (
-        f"model type {mt!r} is not a supported causal LM for the analytic count; "
-        f"known model types: {', '.join(KNOWN_MODEL_TYPES)}"
+        f"model type {mt!r} cannot be counted by the FLOP ledger: it has no analytic count "
+        f"(known model types: {', '.join(KNOWN_MODEL_TYPES)}) and is not a causal LM of the installed "
+        f"transformers, so it cannot be measured on the meta device either"
     )
+
+
+def is_measurable(model_type) -> bool:
+    """True for a model type transformers builds as a causal LM (AutoModelForCausalLM), which the ledger
+    counts by measurement on the meta device when it has no analytic count."""
+    if not isinstance(model_type, str):
+        return False
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def counting_method(model_type) -> str | None:
+    """How the ledger counts `model_type`: "analytic", "measured" (FlopCounterMode on the meta device),
+    or None when it cannot count it."""
+    if model_type in KNOWN_MODEL_TYPES:
+        return "analytic"
+    return "measured" if is_measurable(model_type) else None
+
+
+def _countable(mt) -> bool:
+    return mt in KNOWN_MODEL_TYPES or is_measurable(mt)
 
 
 # ---- counting -------------------------------------------------------------------------------------
@@ -393,6 +537,8 @@ def _lora_r_targets(lora):
     if r <= 0:
         return 0, None
     tm = getattr(lora, "target_modules", None) or ("q_proj", "v_proj")
+    if not isinstance(tm, str) and list(tm) == ["all-linear"]:  # efflab's config holds a list
+        tm = "all-linear"
     if isinstance(tm, str) and tm != "all-linear":
         tm = (tm,)
     return r, tm
@@ -409,7 +555,8 @@ def _targeted(op: _Lin, full_name: str, targets) -> bool:
 def _walk(
     arch: _Arch, ctx: float, *, trainable: bool, input_grad: bool, lora=None, head: bool = True
 ) -> tuple[dict, dict, bool]:
-    """Forward and backward FLOPs per token by part, at attention context `ctx` keys per query.
+    """Forward and backward FLOPs per token by part, at attention context `ctx` keys per query (a number,
+    or a function of a layer's sliding window, None for global attention, giving its keys per query).
 
     trainable: every weight trains (full fine-tuning); input_grad: the embedding output requires
     grad (it does when the embedding trains, or for `frozen` counting). With `lora`, base weights
@@ -438,9 +585,10 @@ def _walk(
                 fwd["lora"] += fa + fb
                 bwd["lora"] += fa + fa * x + 2 * fb  # dA, dx through A (if x needs it), dB, d(Ax)
             req[op.dst] = x or trainable or hit
-        else:  # _Attn: two batched matmuls per head
-            s_qk = 2.0 * ctx * op.heads * op.d_qk
-            s_v = 2.0 * ctx * op.heads * op.d_v
+        else:  # _Attn: two batched matmuls per head, over c keys per query
+            c = ctx(op.window) if callable(ctx) else ctx
+            s_qk = 2.0 * c * op.heads * op.d_qk
+            s_v = 2.0 * c * op.heads * op.d_v
             qr, kr, vr = req[op.q], req[op.k], req[op.v]
             p = qr or kr
             fwd["attn_scores"] += s_qk + s_v
@@ -526,7 +674,7 @@ def _read_config_file(path: Path) -> dict:
 
 def _config_from_dict(data: dict, where: str):
     mt = data.get("model_type")
-    if mt not in KNOWN_MODEL_TYPES:
+    if mt not in KNOWN_MODEL_TYPES and not _countable(mt):
         raise UserError(f"{where}: {_unknown_type_msg(mt)}")
     from transformers import AutoConfig
 
@@ -546,7 +694,7 @@ def resolve_config(spec):
     YAML config, a dict (config.json content) or a PretrainedConfig. UserError for an unknown preset, an
     unreadable file or a model type the counter does not know (the message lists the known ones)."""
     if _is_hf_config(spec):
-        if spec.model_type not in KNOWN_MODEL_TYPES:
+        if not _countable(spec.model_type):
             raise UserError(_unknown_type_msg(spec.model_type))
         return spec
     if isinstance(spec, dict):
@@ -584,7 +732,7 @@ def _load_yaml(path: Path):
         raise UserError(f"{path}: efflab YAML configs need efflab.config and efflab.models ({e})") from None
     run_cfg = load_config(path)
     cfg = build_model_config(run_cfg)
-    if cfg.model_type not in KNOWN_MODEL_TYPES:
+    if not _countable(cfg.model_type):
         raise UserError(f"{path}: {_unknown_type_msg(cfg.model_type)}")
     return cfg, run_cfg
 
@@ -654,6 +802,35 @@ def _check_seq_len(seq_len) -> int:
     return int(seq_len)
 
 
+def _window_convention(arch: _Arch, T: int, causal: bool) -> str:
+    ws = sorted({op.window for layer in arch.layers for op in layer if isinstance(op, _Attn) and op.window})
+    if not ws:
+        return ""
+    w = ", ".join(map(str, ws))
+    if causal:
+        return f"; sliding-window layers (window {w}): min(position, window) keys per query, mean w - w^2/(2T)"
+    return f"; sliding-window layers (window {w}): all T keys, as eager/SDPA attention computes the masked matrix"
+
+
+def _keys_per_query(T: int, causal: bool):
+    """Keys per query at context T, as a function of a layer's sliding window (None: global).
+
+    causal=False: T for every layer (eager and SDPA attention compute the full T x T score matrix;
+    a sliding window or the causal mask is a mask over it). causal=True: as flash attention executes
+    it, masked blocks skipped: T/2 on average for global layers, and for a window w < T the mean of
+    min(i, w) over positions i = 1..T, w - w^2 / (2T) (= T/2 at w = T, the same convention).
+    """
+
+    def keys(window):
+        if not causal:
+            return float(T)
+        if window is None or T <= window:
+            return T / 2
+        return window - window * window / (2 * T)
+
+    return keys
+
+
 # ---- public API -------------------------------------------------------------------------------------
 
 
@@ -671,14 +848,18 @@ def count_flops(
     used for logits only is charged its forward by callers). lora: LoraSpec(r, target_modules) or any
     object with .r and .target_modules (r = 0 means off).
     """
-    arch, preset, hint = _arch_of(config)
+    src, preset, hint = _source(config)
+    mt = src.get("model_type") if isinstance(src, dict) else getattr(src, "model_type", None)
+    if mt not in KNOWN_MODEL_TYPES:
+        return _measured_count(src, seq_len, hint, causal=causal, lora=lora, frozen=frozen)
+    arch = _arch(src)
     notes = list(arch.notes)
     if seq_len is None:
         seq_len, note = _default_seq_len(arch, hint)
         notes.append(note)
     seq_len = _check_seq_len(seq_len)
     r, targets = _lora_r_targets(lora)
-    ctx = seq_len / 2 if causal else seq_len
+    ctx = _keys_per_query(seq_len, causal)
     trainable = not frozen and not r
     input_grad = not r  # LoRA: frozen embedding, no input grad; full or frozen: gradients flow in
     fwd, bwd, matched = _walk(arch, ctx, trainable=trainable, input_grad=input_grad, lora=lora)
@@ -697,9 +878,75 @@ def count_flops(
         forward_flops_per_token=forward,
         train_flops_per_token=forward + backward,
         breakdown={k: fwd[k] for k in PARTS if fwd.get(k)},
-        convention=_convention(seq_len, causal, frozen, lora),
+        convention=_convention(seq_len, causal, frozen, lora) + _window_convention(arch, seq_len, causal),
         backward_flops_per_token=backward,
         name=preset.name if preset is not None else None,
+        notes=tuple(notes),
+    )
+
+
+_MEASURED: dict = {}  # (config JSON, T, LoRA, frozen) -> measurement; one meta-device run per process
+
+
+def _measured_count(src, seq_len, hint, *, causal: bool, lora, frozen: bool) -> FlopCount:
+    """FlopCount of a model type without an analytic count: FlopCounterMode on the meta device."""
+    from efflab.accounting import measure
+
+    cfg = src if _is_hf_config(src) else resolve_config(src)
+    mt = cfg.model_type
+    if not is_measurable(mt):
+        raise UserError(_unknown_type_msg(mt))
+    notes = []
+    if seq_len is None:
+        mp = getattr(cfg, "max_position_embeddings", None)
+        seq_len, note = _default_seq_len(_Arch(mt, 0, 0, False, 0, 0, [], mp, []), hint)
+        notes.append(note)
+    seq_len = _check_seq_len(seq_len)
+    if causal:
+        raise UserError(
+            f"model type {mt!r} is counted by measurement (eager attention, full T x T scores); "
+            "causal=True (flash-attention execution) is available for the analytic families only: "
+            + ", ".join(KNOWN_MODEL_TYPES)
+        )
+    r, targets = _lora_r_targets(lora)
+    key = (cfg.to_json_string(use_diff=False), seq_len, r, str(targets), bool(frozen))
+    if key not in _MEASURED:
+        try:
+            _MEASURED[key] = measure.count_on_meta(cfg, seq_len, lora=lora if r else None, frozen=frozen)
+        except Exception as e:  # a model that cannot run on the meta device cannot be counted
+            raise UserError(
+                f"model type {mt!r} has no analytic count and could not be measured on the meta device "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+            ) from None
+    m = _MEASURED[key]
+    if m["uncounted"]:
+        raise UserError(
+            f"model type {mt!r}: FlopCounterMode recorded no FLOPs for {', '.join(m['uncounted'][:5])} "
+            f"(an operation outside its table): the ledger cannot count this model"
+        )
+    notes.append(
+        f"{mt}: no analytic count; measured with FlopCounterMode on the meta device (one forward + backward "
+        f"of 1 x {seq_len} tokens, eager attention). Active parameters are not measured: shown = total"
+    )
+    fwd, bwd = m["forward_per_token"], m["backward_per_token"]
+    conv = (
+        f"measured with FlopCounterMode on the meta device: multiply-add = 2 FLOPs; every matmul the model "
+        f"executes (LM head incl., embedding lookup excl.), eager attention over all T={seq_len} keys; "
+        + _convention(seq_len, False, frozen, lora).split("; ")[-1]
+    )
+    return FlopCount(
+        model_type=mt,
+        params_total=m["params_total"],
+        params_active=m["params_total"],
+        params_embedding=m["params_embedding"],
+        seq_len=seq_len,
+        causal=False,
+        forward_flops_per_token=fwd,
+        train_flops_per_token=fwd + bwd,
+        breakdown={"measured": fwd},
+        convention=conv,
+        backward_flops_per_token=bwd,
+        name=None,
         notes=tuple(notes),
     )
 
@@ -734,13 +981,25 @@ def generation_flops(
     kw = dict(trainable=False, input_grad=False)
     body = sum(_walk(arch, 0.0, head=False, **kw)[0].values())  # matmuls per token, no LM head
     head = 2.0 * arch.d_model * arch.vocab
-    attn_per_ctx = sum(_walk(arch, 1.0, head=False, **kw)[0].values()) - body  # attention FLOPs per key
+    windows = {op.window for layer in arch.layers for op in layer if isinstance(op, _Attn)}
     P = int(prompt_len)
-    prefill = P * body + (P if full_prefill_logits else 1) * head + attn_per_ctx * P * P
     steps = int(new_tokens) - 1
-    ctx_sum = steps * P + steps * (steps + 1) / 2  # sum over i = 1..steps of (P + i)
-    decode = steps * (body + head) + attn_per_ctx * ctx_sum
+    prefill = P * body + (P if full_prefill_logits else 1) * head
+    decode = steps * (body + head)
+    for w in windows:  # attention FLOPs per key of the layers with window w (None: global attention)
+        per_key = sum(_walk(arch, lambda x, w=w: float(x == w), head=False, **kw)[0].values()) - body
+        prefill += per_key * P * P  # the prompt attends over itself in full (a window is a mask there)
+        decode += per_key * _sum_min(P + 1, P + steps, w)  # the i-th decode step sees min(P + i, w) keys
     return float(n_seqs) * (prefill + decode)
+
+
+def _sum_min(a: int, b: int, w: int | None) -> float:
+    """Sum over n = a..b of min(n, w) (w None: of n): keys seen by decode steps with a sliding-window cache."""
+    if b < a:
+        return 0.0
+    cap = b if w is None else min(b, w)
+    s = (cap * (cap + 1) - (a - 1) * a) / 2 if cap >= a else 0.0
+    return s + (0 if w is None else max(0, b - max(a - 1, w)) * w)
 
 
 def flops_6nd(params_active: float, tokens: float) -> float:

@@ -36,6 +36,20 @@ def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, out_shape=None,
     return 2 * _cpu_sdpa_flops(query, key, value)  # dQ, dK (scores) and dP, dV (values)
 
 
+def _grouped_mm_flops(a, b, *args, out_shape=None, **kwargs) -> int:
+    # torch._grouped_mm (transformers' default MoE experts path, and the one that runs on the meta
+    # device): groups split one dimension, so the FLOPs follow from shapes alone, whatever the routing.
+    # a [M, K] x b [E, K, N] -> [M, N]: each routed row meets one expert; a [K, M] x b [M, N] -> [E, K, N]
+    # (the weight gradient): the M rows are split between experts; 3-D x 3-D: a batched matmul.
+    if len(a) == 2 and len(b) == 3:
+        return 2 * a[0] * a[1] * b[2]
+    if len(a) == 2 and len(b) == 2:
+        return 2 * a[0] * a[1] * b[1]
+    if len(a) == 3 and len(b) == 2:  # a [E, M, K] x b [K, N]: groups split N
+        return 2 * a[1] * a[2] * b[1]
+    return 2 * a[0] * a[1] * a[2] * b[2]
+
+
 def _custom_mapping() -> dict:
     import torch
 
@@ -45,6 +59,8 @@ def _custom_mapping() -> dict:
         mapping[ops._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
     if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu_backward"):
         mapping[ops._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward_flops
+    if hasattr(ops, "_grouped_mm"):
+        mapping[ops._grouped_mm] = _grouped_mm_flops
     return mapping
 
 
@@ -177,3 +193,57 @@ def measure_generation_flops(model, input_ids, new_tokens: int) -> float:
     if out.shape[1] != input_ids.shape[1] + new_tokens:
         raise RuntimeError(f"generate produced {out.shape[1] - input_ids.shape[1]} tokens, not {new_tokens}")
     return float(fc.get_total_flops())
+
+
+# ---- a count measured on the meta device (model types without an analytic count) ------------------
+
+
+def count_on_meta(config, seq_len: int, *, lora=None, frozen: bool = False) -> dict:
+    """Parameters and FLOPs per token of the transformers causal LM `config` (a PretrainedConfig),
+    measured with FlopCounterMode on the meta device: the model is built with no weights allocated and
+    run once forward + backward on a batch 1 x `seq_len` (the pattern of Lightning's `measure_flops`).
+
+    Eager attention (full T x T scores); MoE experts through transformers' default grouped_mm, whose
+    FLOPs follow from shapes alone (each token meets its top-k experts). lora: an object with .r and
+    .target_modules (peft adapters added, base frozen); frozen: every weight frozen, gradients flowing
+    from the embedding output. Returns {"params_total", "params_embedding", "forward_per_token",
+    "backward_per_token", "uncounted"}; raises RuntimeError (with the reason) when the model cannot run
+    on the meta device.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):  # bf16: grouped_mm requires it on some paths; FLOPs do not depend on dtype
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.bfloat16)
+    params = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings()
+    params_embedding = sum(p.numel() for p in emb.parameters()) if emb is not None else 0
+    if lora is not None and getattr(lora, "r", 0):
+        from peft import LoraConfig, get_peft_model
+
+        tm = lora.target_modules
+        tm = "all-linear" if tm in ("all-linear", ["all-linear"]) else list(tm)
+        model = get_peft_model(model, LoraConfig(r=int(lora.r), target_modules=tm, task_type="CAUSAL_LM"))
+    elif frozen:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    ids = torch.zeros((1, int(seq_len)), dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as fc, torch.enable_grad():
+        if frozen and lora is None:
+            x = model.get_input_embeddings()(ids).detach().requires_grad_()
+            out = model(inputs_embeds=x, labels=ids)
+        else:
+            out = model(input_ids=ids, labels=ids)
+        forward = fc.get_total_flops()
+        out.loss.backward()
+    total = fc.get_total_flops()
+    by_module = _by_module(fc)
+    T = float(seq_len)
+    return {
+        "params_total": int(params),
+        "params_embedding": int(params_embedding),
+        "forward_per_token": forward / T,
+        "backward_per_token": (total - forward) / T,
+        "uncounted": [n for n in _uncounted(model, by_module) if "lora_dropout" not in n],
+    }

@@ -26,7 +26,7 @@ from efflab.accounting import flops as F
 from efflab.accounting.ledger import Ledger
 from efflab.data import cache_root
 from efflab.errors import UserError
-from efflab.models import build_model, load_pretrained
+from efflab.models import build_model, load_pretrained, torch_dtype
 from efflab.techniques import curriculum as C
 
 
@@ -88,7 +88,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
                 )
             scoring.update(cached=True, cache_key=key, flops=meta["flops"])
         else:
-            ref = load_pretrained(str(ref_dir)).to(acc.device)
+            ref = load_pretrained(str(ref_dir), dtype=torch_dtype(cfg.model.dtype)).to(acc.device)
             scores, tokens_here = C.reference_scores(
                 ref,
                 data.train,

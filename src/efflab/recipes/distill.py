@@ -28,7 +28,7 @@ from efflab import loop
 from efflab.accounting import flops as F
 from efflab.accounting.ledger import Ledger
 from efflab.data import cache_root
-from efflab.models import build_model, load_pretrained, load_pretrained_config
+from efflab.models import build_model, load_pretrained, load_pretrained_config, torch_dtype
 from efflab.recipes import baseline
 from efflab.techniques import distill as D
 
@@ -61,7 +61,8 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     data = loop.prepare_data(run, tokenizer=tokenizer)
 
     # ---- models: the frozen teacher (eval mode, no grad) and the smaller student ---------------
-    teacher = D.freeze_teacher(load_pretrained(str(info.model_dir))).to(run.accelerator.device)
+    teacher = D.freeze_teacher(load_pretrained(str(info.model_dir), dtype=torch_dtype(cfg.model.dtype)))
+    teacher = teacher.to(run.accelerator.device)
     set_seed(loop.init_seed(cfg))  # the student's init does not depend on whether a teacher was trained above
     model = build_model(cfg, teacher_config.vocab_size)  # the teacher's logit width (it may pad its vocab)
 

@@ -69,6 +69,7 @@ from pydantic import Field
 
 from efflab.config import Section
 from efflab.errors import UserError
+from efflab.hub import local_dir
 
 SCORES_VERSION = "curriculum-scores-v1"
 
@@ -300,8 +301,8 @@ def difficulty_ranking(scores: np.ndarray, order: str, seed: int) -> np.ndarray:
 # reference model: where it comes from, and its cache key
 # =============================================================================================
 def find_reference(path: str | Path) -> tuple[Path, Path | None]:
-    """(model dir, efflab run dir or None) for a reference given as a run dir or a model dir."""
-    p = Path(path).expanduser()
+    """(model dir, efflab run dir or None) for a reference given as a run dir, a model dir or a hub id."""
+    p = Path(local_dir(str(path))).expanduser()
     if (p / "manifest.json").is_file() and (p / "model").is_dir():
         return p / "model", p
     return p, None
@@ -311,7 +312,10 @@ def reference_problems(path: str) -> list[str]:
     """Problems with a reference model path (missing, not a model, an incomplete efflab run)."""
     from efflab.models import check_pretrained_dir
 
-    model_dir, run_dir = find_reference(path)
+    try:
+        model_dir, run_dir = find_reference(path)
+    except UserError as e:
+        return list(e.problems)
     if run_dir is not None:
         try:
             status = json.loads((run_dir / "manifest.json").read_text()).get("status")

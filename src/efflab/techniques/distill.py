@@ -68,6 +68,7 @@ from pydantic import Field
 
 from efflab.config import ModelConfig, Section, TrainConfig
 from efflab.errors import UserError
+from efflab.hub import local_dir
 
 LOSSES = ("forward_kl", "reverse_kl", "gjs")
 CACHE_FORMAT = "efflab-teacher-topk-v1"
@@ -311,8 +312,11 @@ class TeacherInfo:
 
 
 def teacher_dir_problems(path: str) -> list[str]:
-    """Problems with a `distill.teacher` path, found before any work starts."""
-    p = Path(path).expanduser()
+    """Problems with a `distill.teacher` path (or hub id, fetched here), found before any work starts."""
+    try:
+        p = Path(local_dir(path)).expanduser()
+    except UserError as e:
+        return [f"distill.teacher {q}" for q in e.problems]
     if not p.is_dir():
         return [
             f"distill.teacher {path}: no such directory (a finished efflab run or a local model directory)"
@@ -361,7 +365,7 @@ def resolve_teacher(path: str | os.PathLike) -> TeacherInfo:
     probs = teacher_dir_problems(str(path))
     if probs:
         raise UserError(probs)
-    p = Path(path).expanduser().resolve()
+    p = Path(local_dir(str(path))).expanduser().resolve()
     if (p / "manifest.json").is_file():
         import yaml
 

@@ -70,6 +70,7 @@ from pydantic import Field, field_validator
 
 from efflab.config import Section
 from efflab.errors import UserError
+from efflab.hub import local_dir
 
 DENSE_MODEL_TYPES = ("llama", "mistral")  # bias-free gated-MLP decoders: their MLP can be copied into experts
 
@@ -412,7 +413,7 @@ def resolve_upcycle_source(path: str) -> UpcycleSource:
     from efflab.io import read_json
     from efflab.models import check_pretrained_dir
 
-    p = Path(path).expanduser()
+    p = Path(local_dir(str(path))).expanduser()  # a hub id: fetched into the hub cache
     if not p.is_dir():
         raise UserError(
             f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local "

@@ -65,6 +65,7 @@ from pydantic import Field, field_validator
 
 from efflab.config import Section
 from efflab.errors import UserError, parse_count
+from efflab.hub import local_dir
 
 
 # =============================================================================================
@@ -293,7 +294,7 @@ def inspect_generator(path: str | os.PathLike) -> GeneratorSource:
     from efflab.io import read_json
     from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
-    p = Path(path).expanduser()
+    p = Path(local_dir(str(path))).expanduser()  # a hub id: fetched into the hub cache
     if not p.is_dir():
         raise UserError(f"{path}: no such directory (an efflab run directory or a local Hugging Face model)")
     if (p / "manifest.json").is_file():

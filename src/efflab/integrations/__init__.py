@@ -1,0 +1,1 @@
+"""Bridges from other training loops to efflab's FLOP ledger."""
