@@ -35,7 +35,7 @@ RECIPE_SECTIONS = {"baseline": (), "moe": ("moe",), "distill": ("distill",),
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _count(v):
@@ -43,7 +43,10 @@ def _count(v):
     if v is None or isinstance(v, bool):
         return v
     if isinstance(v, str):
-        return parse_count(v)
+        try:
+            return parse_count(v)
+        except UserError as e:  # a ValueError, so pydantic names the key beside every other problem
+            raise ValueError(e.message.removeprefix("value: ")) from None
     return v
 
 
@@ -65,8 +68,8 @@ class ModelConfig(Section):
     ffn_mult: float = Field(default=8 / 3, gt=0)
     ffn_width: int | None = Field(default=None, ge=1)
     tie_embeddings: bool = False
-    rope_theta: float = 10000.0
-    init_std: float = Field(default=0.02, gt=0)
+    rope_theta: float = Field(default=10000.0, gt=0, description="rotary base; > 0")
+    init_std: float = Field(default=0.02, gt=0, le=1, description="transformers accepts initializer_range in [0, 1]")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     pretrained: str | None = Field(default=None, description="local directory written by save_pretrained")
     trust_remote_code: bool = False
@@ -345,6 +348,9 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         check = getattr(val, "cross_check", None)
         if check:
             out.extend(check(cfg) or [])
+    from efflab.preflight import memory_problems
+
+    out += memory_problems(cfg, sections)
     return out
 
 
@@ -358,6 +364,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
             raise UserError(f"config file not found: {p}")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a YAML config (binary or not UTF-8 text)") from None
         except yaml.YAMLError as e:
             raise UserError(f"{p}: not valid YAML ({e})") from None
         if not isinstance(raw, dict):
@@ -366,5 +374,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     problems.extend(bad)
     for k, v in pairs:
         _set_dotted(raw, k, v, problems)
+    try:
+        cfg = config_from_dict(raw, recipe=recipe, source=str(path) if path else "config")
+    except UserError as e:  # override problems and config problems in one message
+        if problems:
+            raise UserError(problems.items + e.problems, header=e.header or problems.header) from None
+        raise
     problems.raise_if_any()
-    return config_from_dict(raw, recipe=recipe, source=str(path) if path else "config")
+    return cfg
