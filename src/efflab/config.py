@@ -320,8 +320,9 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         try:
             RunConfig.model_validate(pruned)
         except ValidationError as e2:
-            problems.extend(m for m in _validation_messages(e2)
-                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted)
+            problems.extend(m for m in _validation_messages(e2)  # (a message without a section is the
+                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted  # default of
+                            and m.split(".")[0].split(":")[0] in RunConfig.model_fields)  # a dropped section)
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:
@@ -336,12 +337,31 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
     return cfg
 
 
+def section_problems(raw: dict, prefix: str = "") -> list[str]:
+    """Each run-level section in `raw` (model, data, train, eval, lora, log, technique sections) checked
+    on its own, so a file whose outer schema failed (a suite file) still reports every section's
+    problems in the same message. A train section without a horizon is checked as if it had one."""
+    out = []
+    classes = {k: RunConfig.model_fields[k].annotation for k in ("model", "data", "train", "eval", "lora", "log")}
+    for name, val in (raw or {}).items():
+        if not isinstance(val, dict) or name not in (*classes, *TECHNIQUE_SECTIONS):
+            continue
+        cls = classes.get(name) or _section_class(name)
+        if name == "train" and not any(k in val for k in ("budget_flops", "budget_tokens", "steps")):
+            val = {**val, "steps": 1}
+        try:
+            cls.model_validate(val)
+        except ValidationError as e:
+            out += _validation_messages(e, f"{prefix}{name}")
+    return out
+
+
 def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     out = []
     if cfg.model.pretrained:  # a local directory: weights, config and (unless given) tokenizer, checked up front
         from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
-        out += check_pretrained_dir(cfg.model.pretrained)
+        out += [f"model.pretrained: {p}" for p in check_pretrained_dir(cfg.model.pretrained)]
         if cfg.data.tokenizer == "train" and not out:
             out += pretrained_tokenizer_problems(cfg.model.pretrained)
     for val in sections.values():

@@ -378,9 +378,15 @@ class RunDir:
         prev = _HELD.pop(key, None)
         if prev is not None:  # this process ran it before and stopped with an exception
             prev.unlock()
-        self.path.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:
-            return self._lock_excl(key)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if fcntl is None:
+                return self._lock_excl(key)
+            return self._lock_flock(key)
+        except OSError as e:  # a directory that cannot be created or written (/proc/x, read-only media)
+            raise UserError(f"output directory {self.path}: cannot create or write it ({e.strerror or e})") from None
+
+    def _lock_flock(self, key: Path) -> str | None:
         for _ in range(5):
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

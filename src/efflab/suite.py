@@ -45,9 +45,11 @@ from efflab.config import (
     Section,
     _validation_messages,
     config_from_dict,
+    section_problems,
 )
 from efflab.errors import Problems, RunFailed, UserError, parse_count
 from efflab.io import atomic_write_json, atomic_write_text, read_json
+from efflab.runs import check_run
 
 TECHNIQUES = ("moe", "distill", "curriculum", "synthetic")
 # config keys of the techniques that consume the shared model, filled in by the suite
@@ -210,6 +212,8 @@ def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, d
         raise UserError(f"suite file not found: {p}")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a YAML suite file (binary or not UTF-8 text)") from None
     except yaml.YAMLError as e:
         raise UserError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
@@ -230,6 +234,7 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
         sc = SuiteConfig.model_validate(raw)
     except ValidationError as e:
         probs.extend(_validation_messages(e))
+        probs.extend(m for m in section_problems(raw) if m not in probs.items)  # every section, one message
         probs.raise_if_any()
     where: dict[str, list[str]] = {}  # one problem shared by many runs is reported once, with their names
     specs = [s for s in plan(sc, validate_only=True) if not s.get("unavailable")]
@@ -684,12 +689,17 @@ def analyse_suite(
     complete = [
         e for e in state["runs"] if e["state"] == "complete" and _status(sdir / e["dir"]) == "complete"
     ]
+    left_out = {e["name"]: probs for e in complete if (probs := check_run(sdir / e["dir"]))}  # damaged
+    for name, probs in left_out.items():
+        log(f"[suite] {name}: left out of the analysis: {'; '.join(probs)}")
+    complete = [e for e in complete if e["name"] not in left_out]
     scales = {str(sdir / e["dir"]): e["scale"] for e in complete}
     if not any(e["technique"] == "baseline" for e in complete):
         raise UserError(f"{sdir}: no complete baseline run yet: nothing to compare against (run the suite)")
     records = C.load_runs([sdir / e["dir"] for e in complete], scales=scales)
     comparison = C.compare_runs(records, target=sc.target, level=sc.level)
     comparison["scale_order"] = [s.name for s in sc.scales]
+    comparison["left_out"] = left_out
     order = {s.name: i for i, s in enumerate(sc.scales)}
     comparison["scales"].sort(key=lambda s: order.get(s["scale"], 99))
     life = C.lifetime(comparison, serve_tokens if serve_tokens is not None else sc.serve_tokens)
