@@ -35,7 +35,7 @@ import torch
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
-from efflab.runs import RunDir
+from efflab.runs import RunDir, guarded
 
 LN2 = math.log(2.0)
 
@@ -756,7 +756,7 @@ def script_main(recipe: str, main: Callable, argv: list[str] | None = None) -> i
     a = ap.parse_args(argv)
     try:
         cfg = load_config(a.config, a.overrides, recipe=recipe)
-        main(cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, config_path=a.config)
+        guarded(main, cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, config_path=a.config)
     except UserError as e:
         print(f"efflab: error: {e.message}", file=sys.stderr)
         return 2

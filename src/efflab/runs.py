@@ -609,6 +609,25 @@ def fail_held(reason: str) -> list[Path]:
     return marked
 
 
+def guarded(main, cfg, **kw):
+    """`main(cfg, **kw)` (a recipe's entry point). A failure after its run directory was started marks the
+    directory `failed` with the reason (so a rerun with --overwrite or a fixed config is possible, and
+    --resume says why it cannot continue); an interruption leaves it resumable. Locks are released."""
+    from efflab.errors import RunFailed
+
+    try:
+        return main(cfg, **kw)
+    except KeyboardInterrupt:
+        release_held()
+        raise
+    except (UserError, RunFailed) as e:
+        fail_held(getattr(e, "message", None) or str(e))
+        raise
+    except BaseException as e:
+        fail_held(f"{type(e).__name__}: {e} (an efflab bug: please report it with this message)")
+        raise
+
+
 def release_held() -> None:
     """Release every lock this process holds, marking nothing (an interruption: the run stays resumable)."""
     for rd in list(_HELD.values()):

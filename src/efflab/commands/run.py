@@ -38,24 +38,12 @@ def register(sub) -> None:
 
 
 def run_recipe(recipe: str, cfg, **kw) -> dict:
-    """Run a recipe in this process. A failure after its run directory was started marks the directory
-    `failed` with the reason (so a rerun with --overwrite or a fixed config is possible, and --resume
-    says why it cannot continue); an interruption leaves it resumable. Either way its lock is released."""
-    from efflab.errors import RunFailed, UserError
-    from efflab.runs import fail_held, release_held
+    """Run a recipe in this process; a failure after its run directory was started marks it `failed`
+    with the reason, an interruption leaves it resumable (efflab.runs.guarded)."""
+    from efflab.runs import guarded
 
     mod = importlib.import_module(f"efflab.recipes.{recipe}")
-    try:
-        return mod.main(cfg, **kw)
-    except KeyboardInterrupt:
-        release_held()
-        raise
-    except (UserError, RunFailed) as e:
-        fail_held(getattr(e, "message", None) or str(e))
-        raise
-    except BaseException as e:
-        fail_held(f"{type(e).__name__}: {e} (an efflab bug: please report it with this message)")
-        raise
+    return guarded(mod.main, cfg, **kw)
 
 
 def cmd_run(args) -> int:
