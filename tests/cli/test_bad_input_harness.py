@@ -549,7 +549,8 @@ case("weights", "curriculum.reference truncated", weights_case(
     "curriculum", ["curriculum.scorer=reference", "curriculum.reference={d}"], ["model.safetensors", "truncated"]))
 case("weights", "synthetic.generator truncated", weights_case("synthetic", ["synthetic.generator={d}"],
                                                               ["model.safetensors", "truncated"]))
-case("weights", "moe.upcycle_from truncated", weights_case("moe", ["moe.upcycle_from={d}", "moe.shared_expert_width=0"],
+case("weights", "moe.upcycle_from truncated", weights_case("moe", ["moe.upcycle_from={d}", "moe.shared_expert_width=0", "model.width=64", "model.n_layer=2", "model.n_head=2",
+                    "model.n_kv_head=1", "model.head_dim=32", "moe.expert_width=160"],
                                                            ["model.safetensors", "truncated"]))
 
 # ---- corpus files ------------------------------------------------------------------------------
