@@ -742,3 +742,19 @@ def test_two_runs_started_together_into_one_directory(fixtures, tmp_path):
     loser = next(r for r in results if r[2] == 2)
     assert "in use by pid" in loser[1] or "already exists" in loser[1], loser[1]
     assert runs.check_run(out) == [], time.time() - t0
+
+
+def test_compare_of_a_suite_leaves_a_failed_run_out_and_says_so(fixtures, tmp_path, capsys):
+    sdir = tmp_path / "suite"
+    for name in ("a", "b", "c"):
+        shutil.copytree(fixtures["root"] / ("killed" if name == "c" else f"full_{name}"), sdir / "runs" / name)
+    runs.RunDir(sdir / "runs" / "c").mark_failed("the training loss became nan at step 3")
+    entries = [{"name": n, "dir": f"runs/{n}", "technique": "baseline", "scale": "s", "state": st}
+               for n, st in (("a", "complete"), ("b", "complete"), ("c", "failed"))]
+    entries[2]["message"] = "the training loss became nan at step 3"
+    (sdir / "suite.json").write_text(json.dumps({"runs": entries}))
+    rc = cli.main(["compare", str(sdir), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "runs/c left out: failed (the training loss became nan" in err
+    assert len(json.loads(out)["runs"]) == 2
