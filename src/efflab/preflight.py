@@ -29,7 +29,9 @@ def param_lower_bound(cfg, sections: dict | None = None) -> int | None:
     mlp = 3 * d * r["ffn_width"]
     moe = (sections or {}).get("moe") or getattr(cfg, "moe", None)
     if moe is not None and getattr(moe, "n_experts", None):
-        width = getattr(moe, "expert_width", None) or max(1, r["ffn_width"] // max(1, getattr(moe, "top_k", 1)))
+        width = getattr(moe, "expert_width", None) or max(
+            1, r["ffn_width"] // max(1, getattr(moe, "top_k", 1))
+        )
         mlp = 3 * d * width * int(moe.n_experts) + 3 * d * int(getattr(moe, "shared_expert_width", 0) or 0)
     vocab = int(cfg.data.vocab_size)
     embed = vocab * d * (1 if cfg.model.tie_embeddings else 2)
@@ -42,7 +44,9 @@ def _device_memory() -> tuple[int, str] | None:
         import torch
 
         if torch.cuda.is_available():
-            return int(torch.cuda.get_device_properties(0).total_memory), f"GPU memory ({torch.cuda.get_device_name(0)})"
+            return int(
+                torch.cuda.get_device_properties(0).total_memory
+            ), f"GPU memory ({torch.cuda.get_device_name(0)})"
     except Exception:  # noqa: BLE001  (no usable torch/CUDA: fall back to RAM)
         pass
     try:
@@ -63,7 +67,9 @@ def memory_problems(cfg, sections: dict | None = None) -> list[str]:
     if mem is None or need <= mem[0]:
         return []
     r = cfg.model.resolved()
-    return [f"model: {n:.3g} parameters (depth/n_layer={r['n_layer']}, width={r['width']}, "
-            f"ffn_width={r['ffn_width']}, data.vocab_size={cfg.data.vocab_size}) need at least "
-            f"{need / 2**30:,.1f} GiB for weights, gradients and AdamW state ({BYTES_PER_PARAM} bytes each), more "
-            f"than this machine's {mem[0] / 2**30:,.1f} GiB of {mem[1]}; lower model.depth, model.aspect or model.width"]
+    return [
+        f"model: {n:.3g} parameters (depth/n_layer={r['n_layer']}, width={r['width']}, "
+        f"ffn_width={r['ffn_width']}, data.vocab_size={cfg.data.vocab_size}) need at least "
+        f"{need / 2**30:,.1f} GiB for weights, gradients and AdamW state ({BYTES_PER_PARAM} bytes each), more "
+        f"than this machine's {mem[0] / 2**30:,.1f} GiB of {mem[1]}; lower model.depth, model.aspect or model.width"
+    ]

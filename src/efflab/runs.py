@@ -81,8 +81,11 @@ def weights_file_problem(path: str | os.PathLike) -> str | None:
                     header = json.loads(f.read(n).decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
                     return f"{p}: not a safetensors file (unreadable header)"
-                ends = [v["data_offsets"][1] for k, v in header.items()
-                        if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2]
+                ends = [
+                    v["data_offsets"][1]
+                    for k, v in header.items()
+                    if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2
+                ]
                 need = 8 + n + max(ends, default=0)
                 if size < need:
                     return f"{p}: truncated safetensors file ({size} of {need} bytes)"
@@ -150,8 +153,11 @@ class RunDir:
         """Names in the directory, the lock and temporary files left aside."""
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir()
-                      if p.name != LOCK_NAME and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        return sorted(
+            p.name
+            for p in self.path.iterdir()
+            if p.name != LOCK_NAME and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+        )
 
     def is_run(self) -> bool:
         """Written by efflab: a manifest naming efflab or a status, or a config.yaml with efflab's header
@@ -174,8 +180,10 @@ class RunDir:
         if not names or self.is_run():
             return None
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        return (f"--overwrite: {self.path} is not an efflab run directory (it holds {shown}; no manifest.json or "
-                f"config.yaml written by efflab); --overwrite replaces only run directories: choose another --out")
+        return (
+            f"--overwrite: {self.path} is not an efflab run directory (it holds {shown}; no manifest.json or "
+            f"config.yaml written by efflab); --overwrite replaces only run directories: choose another --out"
+        )
 
     # ---- manifest and status -------------------------------------------------------------------
     def read_manifest(self) -> dict:
@@ -240,7 +248,9 @@ class RunDir:
             return [f"{p}: damaged run: {e.message}"]
         status = man.get("status")
         if status == "failed":
-            return [f"{p}: failed run ({man.get('error') or 'no reason recorded'}); compare uses complete runs only"]
+            return [
+                f"{p}: failed run ({man.get('error') or 'no reason recorded'}); compare uses complete runs only"
+            ]
         if status != "complete":
             hint = " (finish it with --resume)" if status == "running" else ""
             return [f"{p}: incomplete run (status: {status}){hint}; compare uses complete runs only"]
@@ -298,8 +308,10 @@ class RunDir:
             info = read_json(latest)
         except DamagedFile as e:
             return [e.message]
-        if not (isinstance(info, dict) and isinstance(info.get("dir"), str) and isinstance(info.get("step"), int)):
-            return [f"{latest}: expected {{\"step\": N, \"dir\": \"step-N\"}}"]
+        if not (
+            isinstance(info, dict) and isinstance(info.get("dir"), str) and isinstance(info.get("step"), int)
+        ):
+            return [f'{latest}: expected {{"step": N, "dir": "step-N"}}']
         step_dir = self.checkpoint_dir / info["dir"]
         if "/" in info["dir"] or not step_dir.is_dir():
             return [f"{latest}: points at {info['dir']}, which is not in {self.checkpoint_dir}"]
@@ -313,7 +325,9 @@ class RunDir:
             except DamagedFile as e:
                 out.append(e.message)
                 continue
-            if not (isinstance(st, dict) and st.get("step") == info["step"] and isinstance(st.get("ledger"), dict)):
+            if not (
+                isinstance(st, dict) and st.get("step") == info["step"] and isinstance(st.get("ledger"), dict)
+            ):
                 out.append(f"{s}: does not hold the state of step {info['step']}")
             elif (prob := ledger_problem(st["ledger"])) is not None:
                 out.append(f"{s}: its ledger {prob}")
@@ -331,11 +345,15 @@ class RunDir:
             return [f"--resume: {p} is damaged: {e.message}; start it again with --overwrite"]
         status = man.get("status")
         if status == "failed":
-            return [f"--resume: {p} failed ({man.get('error') or 'no reason recorded'}); a failed run is not "
-                    f"continued: fix the cause and start it again with --overwrite"]
+            return [
+                f"--resume: {p} failed ({man.get('error') or 'no reason recorded'}); a failed run is not "
+                f"continued: fix the cause and start it again with --overwrite"
+            ]
         if status == "complete":
             bad = self._complete_damage(man)
-            return [f"--resume: {p} is complete but damaged: {b}; start it again with --overwrite" for b in bad]
+            return [
+                f"--resume: {p} is complete but damaged: {b}; start it again with --overwrite" for b in bad
+            ]
         out = []
         if self.config_path.is_file():
             out += self._config_damage()
@@ -384,7 +402,9 @@ class RunDir:
                 return self._lock_excl(key)
             return self._lock_flock(key)
         except OSError as e:  # a directory that cannot be created or written (/proc/x, read-only media)
-            raise UserError(f"output directory {self.path}: cannot create or write it ({e.strerror or e})") from None
+            raise UserError(
+                f"output directory {self.path}: cannot create or write it ({e.strerror or e})"
+            ) from None
 
     def _lock_flock(self, key: Path) -> str | None:
         for _ in range(5):
@@ -404,13 +424,19 @@ class RunDir:
                 continue
             info = _read_lock_fd(fd)
             note = None
-            if info and info.get("pid") is not None and not (info.get("pid") == os.getpid() and info.get("host") == HOST):
+            if (
+                info
+                and info.get("pid") is not None
+                and not (info.get("pid") == os.getpid() and info.get("host") == HOST)
+            ):
                 if info.get("host") not in (None, HOST):
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     os.close(fd)
                     raise UserError(held_message(self.path, info))
-                note = (f"took over a stale lock on {self.path}: pid {info['pid']} on {HOST} (started "
-                        f"{info.get('started', '?')}) is no longer running")
+                note = (
+                    f"took over a stale lock on {self.path}: pid {info['pid']} on {HOST} (started "
+                    f"{info.get('started', '?')}) is no longer running"
+                )
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(_lock_record()).encode(), 0)
             os.fsync(fd)
@@ -483,7 +509,7 @@ def metrics_order_problem(rows: list[dict]) -> str | None:
 def ledger_problem(d) -> str | None:
     """Why a ledger dict cannot be trusted (negative or non-finite FLOPs, sums that disagree), or None."""
     if not isinstance(d, dict) or not isinstance(d.get("phases", {}), dict):
-        return "is not a ledger (expected {\"phases\": {...}, ...})"
+        return 'is not a ledger (expected {"phases": {...}, ...})'
     for name, ph in d.get("phases", {}).items():
         if not isinstance(ph, dict):
             return f"phase {name} is not a mapping"
@@ -499,7 +525,9 @@ def ledger_problem(d) -> str | None:
             return "_books is not a mapping of books"
         for book in books.values():
             for name, ph in book.items():
-                if not isinstance(ph, dict) or not all(_finite_nonneg(ph.get(k, 0)) for k in ("flops", "tokens", "seconds")):
+                if not isinstance(ph, dict) or not all(
+                    _finite_nonneg(ph.get(k, 0)) for k in ("flops", "tokens", "seconds")
+                ):
                     return f"_books entry {name} holds a negative or non-finite number"
     return None
 
@@ -516,7 +544,9 @@ def _final_row_damage(rows: list[dict], result: dict, fel, led: dict | None) -> 
         out.append(f"metrics.jsonl ends at step {last['step']}, the manifest says the run took {steps} steps")
     if last.get("eval_loss") is None:
         out.append(f"metrics.jsonl's last row (step {last['step']}) has no final eval")
-    elif fel is not None and not (isinstance(last["eval_loss"], (int, float)) and _close(last["eval_loss"], fel, 1e-9)):
+    elif fel is not None and not (
+        isinstance(last["eval_loss"], (int, float)) and _close(last["eval_loss"], fel, 1e-9)
+    ):
         out.append(f"manifest.json's final eval loss {fel} is not the last metrics row's {last['eval_loss']}")
     if led is not None and isinstance(last.get("flops"), dict):
         f = last["flops"]
@@ -589,8 +619,10 @@ def held_message(path: Path, info: dict) -> str:
     since = f" since {info['started']}" if info.get("started") else ""
     cmd = f" ({info['command']})" if info.get("command") else ""
     if host not in (HOST, "?"):
-        return (f"{path} is in use by pid {pid} on host {host}{since}{cmd}; wait for it to finish, or, if that "
-                f"process is no longer running, delete {path / LOCK_NAME}")
+        return (
+            f"{path} is in use by pid {pid} on host {host}{since}{cmd}; wait for it to finish, or, if that "
+            f"process is no longer running, delete {path / LOCK_NAME}"
+        )
     return f"{path} is in use by pid {pid} on host {host}{since}{cmd}; wait for it to finish (or stop it) and run again"
 
 

@@ -28,7 +28,14 @@ from efflab import cli, loop, runs
 BASE = {
     "model": {"depth": 2, "aspect": 32, "head_dim": 32},
     "data": {"corpus": "stdlib", "max_chars": 4.0e5, "vocab_size": 512, "seq_len": 64},
-    "train": {"steps": 8, "batch_size": 4, "lr": 3.0e-3, "warmup_steps": 1, "checkpoint_every": 2, "threads": 1},
+    "train": {
+        "steps": 8,
+        "batch_size": 4,
+        "lr": 3.0e-3,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "threads": 1,
+    },
     "eval": {"every": 4, "max_blocks": 4, "batch_size": 4},
     "log": {"every": 1, "progress": False},
 }
@@ -150,6 +157,7 @@ def _garble_line(n: int):
         rows = _rows(run / "metrics.jsonl")
         rows[n] = '{"step": 3, "tok' + "\n"
         _write(run / "metrics.jsonl", "".join(rows))
+
     return f
 
 
@@ -158,6 +166,7 @@ def _dup_line(n: int):
         rows = _rows(run / "metrics.jsonl")
         rows.insert(n + 1, rows[n])
         _write(run / "metrics.jsonl", "".join(rows))
+
     return f
 
 
@@ -166,6 +175,7 @@ def _swap_lines(a: int, b: int):
         rows = _rows(run / "metrics.jsonl")
         rows[a], rows[b] = rows[b], rows[a]
         _write(run / "metrics.jsonl", "".join(rows))
+
     return f
 
 
@@ -197,6 +207,7 @@ def _manifest(fn):
 def _set_phase(name, key, value):
     def f(d):
         d["phases"][name][key] = value
+
     return f
 
 
@@ -214,7 +225,9 @@ def _trainer_state(fn):
 
 
 def _latest(obj):
-    return lambda run: _write(run / "checkpoint" / "latest.json", obj if isinstance(obj, str) else json.dumps(obj))
+    return lambda run: _write(
+        run / "checkpoint" / "latest.json", obj if isinstance(obj, str) else json.dumps(obj)
+    )
 
 
 def _ckpt_file(name, how):
@@ -232,11 +245,15 @@ def _ckpt_file(name, how):
             b = p.read_bytes()
             (n,) = struct.unpack("<Q", b[:8])
             _write(p, b[: 8 + n + 16])
+
     return f
 
 
 def _other_host_lock(run):
-    _write(run / runs.LOCK_NAME, json.dumps({"pid": 1, "host": "elsewhere.example", "started": "2026-01-01T00:00:00"}))
+    _write(
+        run / runs.LOCK_NAME,
+        json.dumps({"pid": 1, "host": "elsewhere.example", "started": "2026-01-01T00:00:00"}),
+    )
 
 
 # =============================================================================================
@@ -249,6 +266,7 @@ def run_case(overrides, needles, recipe="baseline", extra=None):
             cfg = ws / "cfg.yaml"
             cfg.write_text(yaml.safe_dump(_raw(fx["cache"], extra)))
         return ["run", recipe, "--config", str(cfg), "--out", str(ws / "out"), *overrides]
+
     return setup, needles
 
 
@@ -257,6 +275,7 @@ def resume_case(damage, needles, source="killed", extra_args=()):
         run = _copy(fx, source, ws)
         damage(run)
         return ["run", "baseline", "--config", str(fx["config"]), "--out", str(run), "--resume", *extra_args]
+
     return setup, needles
 
 
@@ -266,6 +285,7 @@ def compare_case(damage, needles):
         b = _copy(fx, "full_b", ws, "b")
         damage(b)
         return ["compare", str(a), str(b)]
+
     return setup, needles
 
 
@@ -278,6 +298,7 @@ def config_file_case(cmd, content: bytes | str, needles, name="bad.yaml"):
         if cmd == "suite":
             return ["suite", str(p), "--out", str(ws / "suite")]
         return ["flops", str(p)]
+
     return setup, [name, *needles]
 
 
@@ -285,6 +306,7 @@ def out_case(prepare, needles, flags=()):
     def setup(ws, fx):
         out = prepare(ws)
         return ["run", "baseline", "--config", str(fx["config"]), "--out", str(out), *flags]
+
     return setup, needles
 
 
@@ -305,7 +327,16 @@ def weights_case(recipe, key_over, needles, how="truncate", which="llama", file=
             _write(d / "pytorch_model.bin", os.urandom(2048))
         cfg = ws / "cfg.yaml"
         cfg.write_text(yaml.safe_dump(_raw(fx["cache"])))
-        return ["run", recipe, "--config", str(cfg), "--out", str(ws / "out"), *[o.format(d=d) for o in key_over]]
+        return [
+            "run",
+            recipe,
+            "--config",
+            str(cfg),
+            "--out",
+            str(ws / "out"),
+            *[o.format(d=d) for o in key_over],
+        ]
+
     return setup, needles
 
 
@@ -321,6 +352,7 @@ def corpus_case(files: dict[str, bytes | str], needles, fmt="text", field=None):
         cfg = ws / "cfg.yaml"
         cfg.write_text(yaml.safe_dump(_raw(fx["cache"], extra)))
         return ["run", "baseline", "--config", str(cfg), "--out", str(ws / "out")]
+
     return setup, needles
 
 
@@ -341,6 +373,7 @@ def suite_case(mutate, needles, overrides=()):
         p = ws / "suite.yaml"
         p.write_text(yaml.safe_dump(raw))
         return ["suite", str(p), "--out", str(ws / "suite"), *overrides]
+
     return setup, needles
 
 
@@ -357,57 +390,146 @@ def case(kind: str, name: str, spec) -> None:
 
 # ---- config values and overrides (each names its key) ----------------------------------------
 for key, value in [
-    ("train.budget_tokens", "nan"), ("train.budget_tokens", "inf"), ("train.budget_tokens", "-inf"),
-    ("train.budget_tokens", "abc"), ("train.budget_tokens", "-5"), ("train.budget_tokens", "0"),
-    ("train.budget_flops", "nan"), ("train.budget_flops", "1e400"), ("train.budget_flops", "-1e12"),
-    ("train.lr", "-1"), ("train.lr", "0"), ("train.lr", "1.5"), ("train.lr", ".nan"), ("train.lr", "abc"),
-    ("train.steps", "0"), ("train.steps", "-3"), ("train.steps", "2.5"), ("train.steps", "abc"),
-    ("train.batch_size", "0"), ("train.warmup_steps", "-1"),
-    ("train.beta1", "1"), ("train.beta2", "-0.1"), ("train.weight_decay", "-1"), ("train.grad_clip", "-1"),
-    ("train.grad_clip", ".inf"), ("train.precision", "fp8"), ("train.seed", "abc"), ("train.threads", "0"),
-    ("train.checkpoint_every", "-1"), ("train.min_lr_ratio", "2"),
-    ("model.init_std", "2"), ("model.init_std", "0"), ("model.init_std", "-0.1"), ("model.init_std", ".nan"),
-    ("model.rope_theta", "-1"), ("model.rope_theta", "0"), ("model.rope_theta", ".nan"), ("model.rope_theta", ".inf"),
-    ("model.depth", "0"), ("model.depth", "1000"), ("model.ffn_mult", "0"), ("model.ffn_mult", ".inf"), ("model.arch", "gpt"), ("model.attn_implementation", "bogus"),
-    ("model.head_dim", "2"), ("model.width", "4"),
-    ("data.seq_len", "0"), ("data.vocab_size", "10"), ("data.eval_fraction", "0.7"), ("data.eval_fraction", ".nan"),
-    ("data.format", "xml"), ("data.max_chars", "lots"),
-    ("eval.every", "0"), ("eval.max_blocks", "0"), ("eval.batch_size", "0"), ("log.every", "0"),
-    ("lora.r", "-1"), ("lora.dropout", "1"), ("lora.alpha", ".nan"),
-    ("train.bogus", "1"), ("model.pretrained", "/nonexistent/model"),
+    ("train.budget_tokens", "nan"),
+    ("train.budget_tokens", "inf"),
+    ("train.budget_tokens", "-inf"),
+    ("train.budget_tokens", "abc"),
+    ("train.budget_tokens", "-5"),
+    ("train.budget_tokens", "0"),
+    ("train.budget_flops", "nan"),
+    ("train.budget_flops", "1e400"),
+    ("train.budget_flops", "-1e12"),
+    ("train.lr", "-1"),
+    ("train.lr", "0"),
+    ("train.lr", "1.5"),
+    ("train.lr", ".nan"),
+    ("train.lr", "abc"),
+    ("train.steps", "0"),
+    ("train.steps", "-3"),
+    ("train.steps", "2.5"),
+    ("train.steps", "abc"),
+    ("train.batch_size", "0"),
+    ("train.warmup_steps", "-1"),
+    ("train.beta1", "1"),
+    ("train.beta2", "-0.1"),
+    ("train.weight_decay", "-1"),
+    ("train.grad_clip", "-1"),
+    ("train.grad_clip", ".inf"),
+    ("train.precision", "fp8"),
+    ("train.seed", "abc"),
+    ("train.threads", "0"),
+    ("train.checkpoint_every", "-1"),
+    ("train.min_lr_ratio", "2"),
+    ("model.init_std", "2"),
+    ("model.init_std", "0"),
+    ("model.init_std", "-0.1"),
+    ("model.init_std", ".nan"),
+    ("model.rope_theta", "-1"),
+    ("model.rope_theta", "0"),
+    ("model.rope_theta", ".nan"),
+    ("model.rope_theta", ".inf"),
+    ("model.depth", "0"),
+    ("model.depth", "1000"),
+    ("model.ffn_mult", "0"),
+    ("model.ffn_mult", ".inf"),
+    ("model.arch", "gpt"),
+    ("model.attn_implementation", "bogus"),
+    ("model.head_dim", "2"),
+    ("model.width", "4"),
+    ("data.seq_len", "0"),
+    ("data.vocab_size", "10"),
+    ("data.eval_fraction", "0.7"),
+    ("data.eval_fraction", ".nan"),
+    ("data.format", "xml"),
+    ("data.max_chars", "lots"),
+    ("eval.every", "0"),
+    ("eval.max_blocks", "0"),
+    ("eval.batch_size", "0"),
+    ("log.every", "0"),
+    ("lora.r", "-1"),
+    ("lora.dropout", "1"),
+    ("lora.alpha", ".nan"),
+    ("train.bogus", "1"),
+    ("model.pretrained", "/nonexistent/model"),
 ]:
     case("override", f"{key}={value}", run_case([f"{key}={value}"], [key]))
-case("override", "micro batch does not divide", run_case(["train.micro_batch_size=3"], ["micro_batch_size=3"]))
+case(
+    "override", "micro batch does not divide", run_case(["train.micro_batch_size=3"], ["micro_batch_size=3"])
+)
 case("override", "heads do not divide the width", run_case(["model.n_head=5"], ["model", "n_head=5"]))
-case("override", "kv heads do not divide the heads", run_case(["model.n_kv_head=3"], ["model", "n_kv_head=3"]))
+case(
+    "override", "kv heads do not divide the heads", run_case(["model.n_kv_head=3"], ["model", "n_kv_head=3"])
+)
 case("override", "a misspelt section", run_case(["trian.lr=1"], ["trian"]))
 case("override", "memory: aspect 1e6", run_case(["model.aspect=1000000"], ["model.aspect", "GiB"]))
-case("override", "memory: width 3e5", run_case(["model.width=300000", "model.n_head=1", "model.head_dim=300000"],
-                                               ["model.width", "GiB"]))
-case("override", "three at once", run_case(["train.budget_tokens=abc", "train.lr=-1", "data.seq_len=0", "train.steps=null"],
-                                           ["train.budget_tokens", "train.lr", "data.seq_len"]))
+case(
+    "override",
+    "memory: width 3e5",
+    run_case(["model.width=300000", "model.n_head=1", "model.head_dim=300000"], ["model.width", "GiB"]),
+)
+case(
+    "override",
+    "three at once",
+    run_case(
+        ["train.budget_tokens=abc", "train.lr=-1", "data.seq_len=0", "train.steps=null"],
+        ["train.budget_tokens", "train.lr", "data.seq_len"],
+    ),
+)
 case("override", "a word without =", run_case(["train.lr=1e-3", "foo", "train.lr=-1"], ["'foo'", "train.lr"]))
 case("override", "=3", run_case(["=3"], ["'=3'"]))
 case("override", "a section set to a number", run_case(["train=5"], ["train"]))
 case("override", "two budgets", run_case(["train.budget_tokens=1e5"], ["budget_tokens", "steps"]))
 case("override", "moe section in baseline", run_case(["moe.n_experts=4"], ["moe"]))
-case("override", "unknown recipe", (lambda ws, fx: ["run", "baseliine", "--config", str(fx["config"])], ["baseliine"]))
-case("override", "moe top_k > n_experts", run_case(["moe.top_k=9", "moe.n_experts=4"], ["moe.top_k"], recipe="moe"))
+case(
+    "override",
+    "unknown recipe",
+    (lambda ws, fx: ["run", "baseliine", "--config", str(fx["config"])], ["baseliine"]),
+)
+case(
+    "override",
+    "moe top_k > n_experts",
+    run_case(["moe.top_k=9", "moe.n_experts=4"], ["moe.top_k"], recipe="moe"),
+)
 case("override", "moe n_experts 0", run_case(["moe.n_experts=0"], ["moe.n_experts"], recipe="moe"))
-case("override", "moe capacity_factor nan", run_case(["moe.capacity_factor=.nan"], ["moe.capacity_factor"], recipe="moe"))
+case(
+    "override",
+    "moe capacity_factor nan",
+    run_case(["moe.capacity_factor=.nan"], ["moe.capacity_factor"], recipe="moe"),
+)
 case("override", "distill without a teacher", run_case([], ["distill.teacher"], recipe="distill"))
-case("override", "distill temperature 0", run_case(["distill.temperature=0"], ["distill.temperature"], recipe="distill"))
+case(
+    "override",
+    "distill temperature 0",
+    run_case(["distill.temperature=0"], ["distill.temperature"], recipe="distill"),
+)
 case("override", "distill alpha 2", run_case(["distill.alpha=2"], ["distill.alpha"], recipe="distill"))
-case("override", "distill teacher missing", run_case(["distill.teacher=/nonexistent/t"], ["/nonexistent/t"], recipe="distill"))
-case("override", "curriculum scorer", run_case(["curriculum.scorer=bogus"], ["curriculum.scorer"], recipe="curriculum"))
-case("override", "curriculum start_fraction", run_case(["curriculum.start_fraction=2"], ["curriculum.start_fraction"],
-                                                       recipe="curriculum"))
+case(
+    "override",
+    "distill teacher missing",
+    run_case(["distill.teacher=/nonexistent/t"], ["/nonexistent/t"], recipe="distill"),
+)
+case(
+    "override",
+    "curriculum scorer",
+    run_case(["curriculum.scorer=bogus"], ["curriculum.scorer"], recipe="curriculum"),
+)
+case(
+    "override",
+    "curriculum start_fraction",
+    run_case(["curriculum.start_fraction=2"], ["curriculum.start_fraction"], recipe="curriculum"),
+)
 case("override", "synthetic top_p", run_case(["synthetic.top_p=2"], ["synthetic.top_p"], recipe="synthetic"))
-case("override", "synthetic temperature", run_case(["synthetic.temperature=-1"], ["synthetic.temperature"],
-                                                   recipe="synthetic"))
+case(
+    "override",
+    "synthetic temperature",
+    run_case(["synthetic.temperature=-1"], ["synthetic.temperature"], recipe="synthetic"),
+)
 case("override", "config file nan", run_case([], ["train.lr"], extra={"train": {"lr": float("nan")}}))
-case("override", "config file inf budget", run_case(["train.steps=null"], ["train.budget_tokens"],
-                                                    extra={"train": {"budget_tokens": float("inf")}}))
+case(
+    "override",
+    "config file inf budget",
+    run_case(["train.steps=null"], ["train.budget_tokens"], extra={"train": {"budget_tokens": float("inf")}}),
+)
 
 # ---- config files ----------------------------------------------------------------------------
 for cmd in ("run", "suite", "flops"):
@@ -415,13 +537,26 @@ for cmd in ("run", "suite", "flops"):
 for cmd in ("run", "suite"):
     case("config file", f"{cmd}: garbled YAML", config_file_case(cmd, "train: [1, 2\nmodel: {", ["YAML"]))
     case("config file", f"{cmd}: a list", config_file_case(cmd, "- 1\n- 2\n", ["mapping"]))
-    case("config file", f"{cmd}: not UTF-8 text", config_file_case(cmd, "model:\n  depth: 2 \xe9\n".encode("latin-1"),
-                                                                    ["UTF-8"]))
-case("config file", "flops: garbled config.json", config_file_case("flops", '{"hidden_size": 64,', ["config.json"],
-                                                                   name="config.json"))
-case("config file", "run: missing", argv_case(["run", "baseline", "--config", "{ws}/nope.yaml"], ["nope.yaml"]))
+    case(
+        "config file",
+        f"{cmd}: not UTF-8 text",
+        config_file_case(cmd, "model:\n  depth: 2 \xe9\n".encode("latin-1"), ["UTF-8"]),
+    )
+case(
+    "config file",
+    "flops: garbled config.json",
+    config_file_case("flops", '{"hidden_size": 64,', ["config.json"], name="config.json"),
+)
+case(
+    "config file", "run: missing", argv_case(["run", "baseline", "--config", "{ws}/nope.yaml"], ["nope.yaml"])
+)
 case("config file", "suite: missing", argv_case(["suite", "{ws}/nope.yaml"], ["nope.yaml"]))
-case("config file", "run: section not a mapping", config_file_case("run", "train: 5\nmodel: {depth: 2}\n", ["train"]))
+case(
+    "config file",
+    "run: section not a mapping",
+    config_file_case("run", "train: 5\nmodel: {depth: 2}\n", ["train"]),
+)
+
 
 # ---- output directories ----------------------------------------------------------------------
 def _a_file(ws):
@@ -446,20 +581,78 @@ def _foreign_with_manifest(ws):  # a manifest.json that is not efflab's
 
 
 case("out", "under a file", out_case(_a_file, ["afile"]))
-case("out", "/proc/x", (lambda ws, fx: ["run", "baseline", "--config", str(fx["config"]), "--out", "/proc/efflab-x"],
-                        ["/proc/efflab-x"]))
-case("out", "--overwrite a non-run directory", out_case(_foreign, ["photos", "holiday.jpg", "--overwrite"], ("--overwrite",)))
-case("out", "--overwrite a foreign manifest", out_case(_foreign_with_manifest, ["project", "--overwrite"], ("--overwrite",)))
-case("out", "--overwrite with a config error", (lambda ws, fx: ["run", "baseline", "--config", str(fx["config"]), "--out",
-                                                               str(_copy(fx, "full_a", ws)), "--overwrite", "train.lr=-1"],
-                                                ["train.lr"]))
-case("out", "existing run without flags", (lambda ws, fx: ["run", "baseline", "--config", str(fx["config"]), "--out",
-                                                           str(_copy(fx, "full_a", ws))], ["--resume", "--overwrite"]))
-case("out", "--resume and --overwrite", resume_case(lambda run: None, ["--resume and --overwrite"],
-                                                    extra_args=("--overwrite",)))
-case("out", "--resume with another config", (lambda ws, fx: ["run", "baseline", "--config", str(fx["config"]), "--out",
-                                                             str(_copy(fx, "killed", ws)), "--resume", "train.lr=1e-3"],
-                                             ["train.lr"]))
+case(
+    "out",
+    "/proc/x",
+    (
+        lambda ws, fx: ["run", "baseline", "--config", str(fx["config"]), "--out", "/proc/efflab-x"],
+        ["/proc/efflab-x"],
+    ),
+)
+case(
+    "out",
+    "--overwrite a non-run directory",
+    out_case(_foreign, ["photos", "holiday.jpg", "--overwrite"], ("--overwrite",)),
+)
+case(
+    "out",
+    "--overwrite a foreign manifest",
+    out_case(_foreign_with_manifest, ["project", "--overwrite"], ("--overwrite",)),
+)
+case(
+    "out",
+    "--overwrite with a config error",
+    (
+        lambda ws, fx: [
+            "run",
+            "baseline",
+            "--config",
+            str(fx["config"]),
+            "--out",
+            str(_copy(fx, "full_a", ws)),
+            "--overwrite",
+            "train.lr=-1",
+        ],
+        ["train.lr"],
+    ),
+)
+case(
+    "out",
+    "existing run without flags",
+    (
+        lambda ws, fx: [
+            "run",
+            "baseline",
+            "--config",
+            str(fx["config"]),
+            "--out",
+            str(_copy(fx, "full_a", ws)),
+        ],
+        ["--resume", "--overwrite"],
+    ),
+)
+case(
+    "out",
+    "--resume and --overwrite",
+    resume_case(lambda run: None, ["--resume and --overwrite"], extra_args=("--overwrite",)),
+)
+case(
+    "out",
+    "--resume with another config",
+    (
+        lambda ws, fx: [
+            "run",
+            "baseline",
+            "--config",
+            str(fx["config"]),
+            "--out",
+            str(_copy(fx, "killed", ws)),
+            "--resume",
+            "train.lr=1e-3",
+        ],
+        ["train.lr"],
+    ),
+)
 
 # ---- damaged interrupted runs: --resume refuses by name ----------------------------------------
 for name, damage, needles in [
@@ -469,33 +662,72 @@ for name, damage, needles in [
     ("metrics out of order", _swap_lines(2, 3), ["metrics.jsonl", "step"]),
     ("metrics every row twice", _every_row_twice, ["metrics.jsonl", "repeats step"]),
     ("metrics binary", lambda r: _write(r / "metrics.jsonl", BINARY), ["metrics.jsonl", "UTF-8"]),
-    ("metrics row not an object", lambda r: _write(r / "metrics.jsonl", "[1, 2]\n" + (r / "metrics.jsonl").read_text()),
-     ["metrics.jsonl", "line 1"]),
-    ("metrics row without step", lambda r: _write(r / "metrics.jsonl", '{"loss": 1}\n' + (r / "metrics.jsonl").read_text()),
-     ["metrics.jsonl", "step"]),
+    (
+        "metrics row not an object",
+        lambda r: _write(r / "metrics.jsonl", "[1, 2]\n" + (r / "metrics.jsonl").read_text()),
+        ["metrics.jsonl", "line 1"],
+    ),
+    (
+        "metrics row without step",
+        lambda r: _write(r / "metrics.jsonl", '{"loss": 1}\n' + (r / "metrics.jsonl").read_text()),
+        ["metrics.jsonl", "step"],
+    ),
     ("manifest truncated", lambda r: _truncate(r / "manifest.json"), ["manifest.json"]),
     ("manifest empty", lambda r: _write(r / "manifest.json", ""), ["manifest.json", "empty"]),
     ("manifest binary", lambda r: _write(r / "manifest.json", BINARY), ["manifest.json"]),
     ("manifest a list", lambda r: _write(r / "manifest.json", "[1]"), ["manifest.json"]),
-    ("manifest failed", _manifest(lambda d: d.update(status="failed", error="the loss became nan at step 3")),
-     ["failed", "loss became nan"]),
+    (
+        "manifest failed",
+        _manifest(lambda d: d.update(status="failed", error="the loss became nan at step 3")),
+        ["failed", "loss became nan"],
+    ),
     ("config.yaml garbled", lambda r: _write(r / "config.yaml", "train: [1,\n"), ["config.yaml"]),
     ("config.yaml binary", lambda r: _write(r / "config.yaml", BINARY), ["config.yaml"]),
     ("latest.json truncated", lambda r: _truncate(r / "checkpoint" / "latest.json"), ["latest.json"]),
     ("latest.json empty", _latest(""), ["latest.json", "empty"]),
-    ("latest.json missing step", _latest({"step": 4, "dir": "step-00000004"}), ["latest.json", "step-00000004"]),
+    (
+        "latest.json missing step",
+        _latest({"step": 4, "dir": "step-00000004"}),
+        ["latest.json", "step-00000004"],
+    ),
     ("latest.json wrong types", _latest({"step": "six", "dir": 6}), ["latest.json"]),
     ("latest.json outside", _latest({"step": 6, "dir": "../../etc"}), ["latest.json", "../../etc"]),
-    ("trainer state truncated", _ckpt_file("trainer_state_rank0.json", "truncate"), ["trainer_state_rank0.json"]),
+    (
+        "trainer state truncated",
+        _ckpt_file("trainer_state_rank0.json", "truncate"),
+        ["trainer_state_rank0.json"],
+    ),
     ("trainer state missing", _ckpt_file("trainer_state_rank0.json", "delete"), ["trainer_state_rank0.json"]),
-    ("trainer state wrong step", _trainer_state(lambda d: d.update(step=2)), ["trainer_state_rank0.json", "step 6"]),
-    ("trainer state negative flops", _trainer_state(lambda d: _set_phase("train", "flops", -1.0)(d["ledger"])),
-     ["trainer_state_rank0.json", "flops"]),
-    ("trainer state NaN flops", _trainer_state(lambda d: _set_phase("train", "flops", float("nan"))(d["ledger"])),
-     ["trainer_state_rank0.json", "NaN"]),
-    ("checkpoint weights truncated", _ckpt_file("model.safetensors", "truncate"), ["model.safetensors", "truncated"]),
-    ("checkpoint weights empty", _ckpt_file("model.safetensors", "empty"), ["model.safetensors", "truncated"]),
-    ("checkpoint weights cut after header", _ckpt_file("model.safetensors", "header"), ["model.safetensors", "truncated"]),
+    (
+        "trainer state wrong step",
+        _trainer_state(lambda d: d.update(step=2)),
+        ["trainer_state_rank0.json", "step 6"],
+    ),
+    (
+        "trainer state negative flops",
+        _trainer_state(lambda d: _set_phase("train", "flops", -1.0)(d["ledger"])),
+        ["trainer_state_rank0.json", "flops"],
+    ),
+    (
+        "trainer state NaN flops",
+        _trainer_state(lambda d: _set_phase("train", "flops", float("nan"))(d["ledger"])),
+        ["trainer_state_rank0.json", "NaN"],
+    ),
+    (
+        "checkpoint weights truncated",
+        _ckpt_file("model.safetensors", "truncate"),
+        ["model.safetensors", "truncated"],
+    ),
+    (
+        "checkpoint weights empty",
+        _ckpt_file("model.safetensors", "empty"),
+        ["model.safetensors", "truncated"],
+    ),
+    (
+        "checkpoint weights cut after header",
+        _ckpt_file("model.safetensors", "header"),
+        ["model.safetensors", "truncated"],
+    ),
     ("checkpoint weights random", _ckpt_file("model.safetensors", "random"), ["model.safetensors"]),
     ("optimizer random bytes", _ckpt_file("optimizer.bin", "random"), ["optimizer.bin"]),
     ("optimizer truncated", _ckpt_file("optimizer.bin", "truncate"), ["optimizer.bin"]),
@@ -519,68 +751,157 @@ COMPLETE_DAMAGE = [
     ("ledger empty", lambda r: _write(r / "ledger.json", ""), ["ledger.json", "empty"]),
     ("ledger missing", lambda r: (r / "ledger.json").unlink(), ["ledger.json", "missing"]),
     ("ledger negative FLOPs", _ledger(_set_phase("train", "flops", -5.0e9)), ["ledger.json", "flops"]),
-    ("ledger NaN total", _ledger(lambda d: d.update(total_flops=float("nan"))), ["ledger.json", "total_flops"]),
+    (
+        "ledger NaN total",
+        _ledger(lambda d: d.update(total_flops=float("nan"))),
+        ["ledger.json", "total_flops"],
+    ),
     ("ledger does not match metrics", _ledger(_double_train), ["ledger.json", "last metrics row"]),
-    ("final eval null", _manifest(lambda d: d["result"].update(final_eval_loss=None)), ["final eval", "null"]),
+    (
+        "final eval null",
+        _manifest(lambda d: d["result"].update(final_eval_loss=None)),
+        ["final eval", "null"],
+    ),
     ("final eval missing", _manifest(lambda d: d["result"].pop("final_eval_loss")), ["final eval"]),
-    ("final eval differs", _manifest(lambda d: d["result"].update(final_eval_loss=1.234)), ["final eval loss 1.234"]),
+    (
+        "final eval differs",
+        _manifest(lambda d: d["result"].update(final_eval_loss=1.234)),
+        ["final eval loss 1.234"],
+    ),
     ("manifest truncated", lambda r: _truncate(r / "manifest.json"), ["manifest.json"]),
     ("config.yaml garbled", lambda r: _write(r / "config.yaml", "{{{{\n"), ["config.yaml"]),
-    ("model weights truncated", lambda r: _truncate(r / "model" / "model.safetensors"), ["model.safetensors", "truncated"]),
+    (
+        "model weights truncated",
+        lambda r: _truncate(r / "model" / "model.safetensors"),
+        ["model.safetensors", "truncated"],
+    ),
     ("model config truncated", lambda r: _truncate(r / "model" / "config.json"), ["config.json"]),
 ]
 for name, damage, needles in COMPLETE_DAMAGE:
     case("compare damaged", name, compare_case(damage, [str(Path("b")), *needles]))
     if name != "config.yaml garbled":  # --resume reads the saved config first: covered under resume above
         case("resume complete", name, resume_case(damage, needles, source="full_a"))
-case("compare damaged", "status running", compare_case(_manifest(lambda d: d.update(status="running")), ["incomplete"]))
-case("compare damaged", "status failed", compare_case(_manifest(lambda d: d.update(status="failed", error="diverged")),
-                                                      ["failed"]))
+case(
+    "compare damaged",
+    "status running",
+    compare_case(_manifest(lambda d: d.update(status="running")), ["incomplete"]),
+)
+case(
+    "compare damaged",
+    "status failed",
+    compare_case(_manifest(lambda d: d.update(status="failed", error="diverged")), ["failed"]),
+)
 case("compare damaged", "not a run", argv_case(["compare", "{full}", "{ws}"], ["no manifest.json"]))
 case("compare damaged", "no such dir", argv_case(["compare", "{full}", "{ws}/nope"], ["nope"]))
 
 # ---- pretrained weights under each model key ---------------------------------------------------
 for how in ("truncate", "empty", "random", "bin"):
     fname = "pytorch_model.bin" if how == "bin" else "model.safetensors"
-    case("weights", f"model.pretrained {how}", weights_case("baseline", ["model.pretrained={d}"], [fname], how=how))
-case("weights", "distill.teacher truncated", weights_case("distill", ["distill.teacher={d}"], ["model.safetensors",
-                                                                                               "truncated"]))
-case("weights", "curriculum.reference truncated", weights_case(
-    "curriculum", ["curriculum.scorer=reference", "curriculum.reference={d}"], ["model.safetensors", "truncated"]))
-case("weights", "synthetic.generator truncated", weights_case("synthetic", ["synthetic.generator={d}"],
-                                                              ["model.safetensors", "truncated"]))
-case("weights", "moe.upcycle_from truncated", weights_case("moe", ["moe.upcycle_from={d}", "moe.shared_expert_width=0", "model.width=64", "model.n_layer=2", "model.n_head=2",
-                    "model.n_kv_head=1", "model.head_dim=32", "moe.expert_width=160"],
-                                                           ["model.safetensors", "truncated"]))
+    case(
+        "weights",
+        f"model.pretrained {how}",
+        weights_case("baseline", ["model.pretrained={d}"], [fname], how=how),
+    )
+case(
+    "weights",
+    "distill.teacher truncated",
+    weights_case("distill", ["distill.teacher={d}"], ["model.safetensors", "truncated"]),
+)
+case(
+    "weights",
+    "curriculum.reference truncated",
+    weights_case(
+        "curriculum",
+        ["curriculum.scorer=reference", "curriculum.reference={d}"],
+        ["model.safetensors", "truncated"],
+    ),
+)
+case(
+    "weights",
+    "synthetic.generator truncated",
+    weights_case("synthetic", ["synthetic.generator={d}"], ["model.safetensors", "truncated"]),
+)
+case(
+    "weights",
+    "moe.upcycle_from truncated",
+    weights_case(
+        "moe",
+        [
+            "moe.upcycle_from={d}",
+            "moe.shared_expert_width=0",
+            "model.width=64",
+            "model.n_layer=2",
+            "model.n_head=2",
+            "model.n_kv_head=1",
+            "model.head_dim=32",
+            "moe.expert_width=160",
+        ],
+        ["model.safetensors", "truncated"],
+    ),
+)
 
 # ---- corpus files ------------------------------------------------------------------------------
-case("corpus", "jsonl with a bad line", corpus_case({"a.jsonl": '{"text": "x"}\n{"text": oops}\n{"text": "y"}\n'},
-                                                    ["a.jsonl:2"]))
+case(
+    "corpus",
+    "jsonl with a bad line",
+    corpus_case({"a.jsonl": '{"text": "x"}\n{"text": oops}\n{"text": "y"}\n'}, ["a.jsonl:2"]),
+)
 case("corpus", "jsonl binary", corpus_case({"a.jsonl": BINARY}, ["a.jsonl", "UTF-8"]))
 case("corpus", "csv binary", corpus_case({"a.csv": BINARY}, ["a.csv", "UTF-8"]))
 case("corpus", "txt not UTF-8", corpus_case({"a.txt": "caf\xe9 ".encode("latin-1") * 50}, ["a.txt", "UTF-8"]))
 case("corpus", "empty directory", corpus_case({}, ["corpus"]))
 case("corpus", "no text field", corpus_case({"a.jsonl": '{"body": "x"}\n'}, ["text"]))
 case("corpus", "chat binary", corpus_case({"c.jsonl": BINARY}, ["c.jsonl", "UTF-8"], fmt="chat"))
-case("corpus", "chat bad line", corpus_case({"c.jsonl": '{"prompt": "a", "response": "b"}\nnope\n'}, ["c.jsonl:2"],
-                                            fmt="chat"))
-case("corpus", "missing path", run_case([], ["/nonexistent/corpus"], extra={"data": {"corpus": "/nonexistent/corpus"}}))
+case(
+    "corpus",
+    "chat bad line",
+    corpus_case({"c.jsonl": '{"prompt": "a", "response": "b"}\nnope\n'}, ["c.jsonl:2"], fmt="chat"),
+)
+case(
+    "corpus",
+    "missing path",
+    run_case([], ["/nonexistent/corpus"], extra={"data": {"corpus": "/nonexistent/corpus"}}),
+)
 
 # ---- suite files -------------------------------------------------------------------------------
 case("suite", "unknown key", suite_case(lambda r: r.update(bogus=1), ["bogus"]))
-case("suite", "scale model nan", suite_case(lambda r: r["scales"][0]["model"].update(init_std=float("nan")), ["init_std"]))
+case(
+    "suite",
+    "scale model nan",
+    suite_case(lambda r: r["scales"][0]["model"].update(init_std=float("nan")), ["init_std"]),
+)
 case("suite", "scale depth 0", suite_case(lambda r: r["scales"][0]["model"].update(depth=0), ["depth"]))
 case("suite", "data seq_len 0", suite_case(lambda r: r["data"].update(seq_len=0), ["seq_len"]))
-case("suite", "override nan", suite_case(lambda r: None, ["data.max_chars"], overrides=("data.max_chars=nan",)))
+case(
+    "suite", "override nan", suite_case(lambda r: None, ["data.max_chars"], overrides=("data.max_chars=nan",))
+)
 case("suite", "override without =", suite_case(lambda r: None, ["'oops'"], overrides=("oops",)))
 case("suite", "unknown technique", suite_case(lambda r: r["techniques"].update(quantum={}), ["quantum"]))
 case("suite", "no scales", suite_case(lambda r: r.update(scales=[]), ["scales"]))
-case("suite", "technique config problem", suite_case(
-    lambda r: r["techniques"].update(moe={"config": {"moe": {"top_k": 9, "n_experts": 4}}}), ["moe.top_k"]))
-case("suite", "problems in several sections at once", suite_case(
-    lambda r: (r["data"].update(seq_len=0), r["train"].update(lr=-1), r["scales"][0]["model"].update(depth=0)),
-    ["seq_len", "lr", "depth"]))
-case("suite", "train budget nan", suite_case(lambda r: r["scales"][0].update(budget_flops=float("nan")), ["budget_flops"]))
+case(
+    "suite",
+    "technique config problem",
+    suite_case(
+        lambda r: r["techniques"].update(moe={"config": {"moe": {"top_k": 9, "n_experts": 4}}}), ["moe.top_k"]
+    ),
+)
+case(
+    "suite",
+    "problems in several sections at once",
+    suite_case(
+        lambda r: (
+            r["data"].update(seq_len=0),
+            r["train"].update(lr=-1),
+            r["scales"][0]["model"].update(depth=0),
+        ),
+        ["seq_len", "lr", "depth"],
+    ),
+)
+case(
+    "suite",
+    "train budget nan",
+    suite_case(lambda r: r["scales"][0].update(budget_flops=float("nan")), ["budget_flops"]),
+)
 
 # ---- flops / cost / compare arguments ------------------------------------------------------------
 for argv, needles in [
@@ -626,7 +947,9 @@ def test_bad_input(name, fixtures, pretrained_dirs, tmp_path, monkeypatch, capsy
     after = _tree(ws, fixtures["cache"])
 
     def outside(tree):
-        return {k: v for k, v in tree.items() if not any(k == f + "/" or k.startswith(f + "/") for f in failed)}
+        return {
+            k: v for k, v in tree.items() if not any(k == f + "/" or k.startswith(f + "/") for f in failed)
+        }
 
     assert outside(after) == outside(before), f"{name}: files changed outside a failed run directory"
     assert not runs._HELD, f"{name}: a lock is still held after the command ended"
@@ -646,7 +969,9 @@ time.sleep(60)
 
 def _holder(path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1])}
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert p.stdout.readline().strip() == "locked"
     return p
 
@@ -681,10 +1006,31 @@ def test_a_stale_lock_is_taken_over_and_said_so(fixtures, tmp_path, capsys):
 def test_overwrite_replaces_a_run_only_after_the_new_config_validates(fixtures, tmp_path, capsys):
     run = shutil.copytree(fixtures["root"] / "full_a", tmp_path / "run")
     before = _tree(run)
-    rc = cli.main(["run", "baseline", "--config", str(fixtures["config"]), "--out", str(run), "--overwrite", "train.lr=-1"])
+    rc = cli.main(
+        [
+            "run",
+            "baseline",
+            "--config",
+            str(fixtures["config"]),
+            "--out",
+            str(run),
+            "--overwrite",
+            "train.lr=-1",
+        ]
+    )
     assert rc == 2 and _tree(run) == before  # the complete run is still there
-    rc = cli.main(["run", "baseline", "--config", str(fixtures["config"]), "--out", str(run), "--overwrite",
-                   "train.steps=4"])
+    rc = cli.main(
+        [
+            "run",
+            "baseline",
+            "--config",
+            str(fixtures["config"]),
+            "--out",
+            str(run),
+            "--overwrite",
+            "train.steps=4",
+        ]
+    )
     assert rc == 0 and runs.RunDir(run).read_manifest()["result"]["steps"] == 4 and runs.check_run(run) == []
     capsys.readouterr()
 
@@ -703,10 +1049,25 @@ def test_a_failure_after_start_marks_the_run_failed_and_resume_says_why(fixtures
     assert cli.main(["run", "baseline", "--config", str(cfg), "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "failed" in err and "a.jsonl:2" in err and "--overwrite" in err
-    _write(c / "a.jsonl", "".join(json.dumps({"text": "def f(x):\n    return x\n" * 40}) + "\n" for _ in range(60)))
+    _write(
+        c / "a.jsonl",
+        "".join(json.dumps({"text": "def f(x):\n    return x\n" * 40}) + "\n" for _ in range(60)),
+    )
     # a fixed corpus and --overwrite: the failed directory is replaced
-    rc = cli.main(["run", "baseline", "--config", str(cfg), "--out", str(out), "--overwrite", "train.steps=2",
-                   "eval.every=2", "data.vocab_size=300"])
+    rc = cli.main(
+        [
+            "run",
+            "baseline",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--overwrite",
+            "train.steps=2",
+            "eval.every=2",
+            "data.vocab_size=300",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert runs.RunDir(out).status() == "complete"
 
@@ -722,7 +1083,11 @@ def test_a_torn_last_metrics_line_is_dropped_and_said(fixtures, tmp_path, capsys
     out = capsys.readouterr().out
     assert rc == 0 and "torn last line" in out
     assert runs.check_run(run) == []
-    ref = [json.loads(x)["eval_loss"] for x in _rows(fixtures["root"] / "full_a" / "metrics.jsonl") if "eval_loss" in x]
+    ref = [
+        json.loads(x)["eval_loss"]
+        for x in _rows(fixtures["root"] / "full_a" / "metrics.jsonl")
+        if "eval_loss" in x
+    ]
     got = [json.loads(x)["eval_loss"] for x in _rows(run / "metrics.jsonl") if "eval_loss" in x]
     assert got == ref  # bitwise: the resumed run is the uninterrupted one
 
@@ -732,9 +1097,22 @@ def test_two_runs_started_together_into_one_directory(fixtures, tmp_path):
     """Two real processes: exactly one trains; the other exits 2 naming it; the run is sound."""
     env = {**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "efflab", "run", "baseline", "--config", str(fixtures["config"]), "--out", str(out),
-           "train.steps=40"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "efflab",
+        "run",
+        "baseline",
+        "--config",
+        str(fixtures["config"]),
+        "--out",
+        str(out),
+        "train.steps=40",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
     t0 = time.time()
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     codes = sorted(r[2] for r in results)
@@ -747,10 +1125,14 @@ def test_two_runs_started_together_into_one_directory(fixtures, tmp_path):
 def test_compare_of_a_suite_leaves_a_failed_run_out_and_says_so(fixtures, tmp_path, capsys):
     sdir = tmp_path / "suite"
     for name in ("a", "b", "c"):
-        shutil.copytree(fixtures["root"] / ("killed" if name == "c" else f"full_{name}"), sdir / "runs" / name)
+        shutil.copytree(
+            fixtures["root"] / ("killed" if name == "c" else f"full_{name}"), sdir / "runs" / name
+        )
     runs.RunDir(sdir / "runs" / "c").mark_failed("the training loss became nan at step 3")
-    entries = [{"name": n, "dir": f"runs/{n}", "technique": "baseline", "scale": "s", "state": st}
-               for n, st in (("a", "complete"), ("b", "complete"), ("c", "failed"))]
+    entries = [
+        {"name": n, "dir": f"runs/{n}", "technique": "baseline", "scale": "s", "state": st}
+        for n, st in (("a", "complete"), ("b", "complete"), ("c", "failed"))
+    ]
     entries[2]["message"] = "the training loss became nan at step 3"
     (sdir / "suite.json").write_text(json.dumps({"runs": entries}))
     rc = cli.main(["compare", str(sdir), "--json"])

@@ -21,7 +21,14 @@ from efflab.config import config_from_dict
 TINY = {
     "model": {"depth": 2, "aspect": 32, "head_dim": 32},
     "data": {"corpus": "stdlib", "max_chars": 4.0e5, "vocab_size": 512, "seq_len": 64},
-    "train": {"steps": 12, "batch_size": 8, "lr": 3.0e-3, "warmup_steps": 2, "checkpoint_every": 4, "threads": 1},
+    "train": {
+        "steps": 12,
+        "batch_size": 8,
+        "lr": 3.0e-3,
+        "warmup_steps": 2,
+        "checkpoint_every": 4,
+        "threads": 1,
+    },
     "eval": {"every": 6, "max_blocks": 8, "batch_size": 8},
     "log": {"every": 1, "progress": False},
 }
@@ -29,8 +36,14 @@ TIMING = ("tokens_per_s", "model_flops_per_s", "mfu")  # wall-clock figures: the
 # MoE routing diagnostics accumulate in the blocks between evals and are not in the checkpoint, so the
 # first eval row after a resume describes only the steps since the resume (training itself is bitwise:
 # every loss, including the router's balance and z losses, is compared). Known gap, reported in issue 18.
-ROUTING_WINDOW = ("moe_layers", "moe_expert_fraction", "moe_effective_experts", "moe_router_entropy", "moe_balance",
-                  "moe_dropped_fraction")
+ROUTING_WINDOW = (
+    "moe_layers",
+    "moe_expert_fraction",
+    "moe_effective_experts",
+    "moe_router_entropy",
+    "moe_balance",
+    "moe_dropped_fraction",
+)
 
 
 def _cfg(cache_dir, recipe, **sections):
@@ -54,13 +67,37 @@ def teacher(tmp_path_factory, cache_dir):
 def _sections(recipe, teacher, tmp_path):
     return {
         "moe": {"moe": {"n_experts": 4, "top_k": 2}},
-        "curriculum": {"curriculum": {"scorer": "length", "pacing": "root", "start_fraction": 0.3, "ramp": 0.5,
-                                      "seq_len_warmup": True, "seq_len_start": 16, "seq_len_ramp": 0.4}},
-        "synthetic": {"synthetic": {"generator": str(teacher), "token_budget": 1500, "max_new_tokens": 32,
-                                    "prompt_len": 8, "batch_size": 16, "min_tokens": 8, "mix_ratio": 0.5,
-                                    "seed": 18}},  # a generation key of this test's own
-        "distill": {"distill": {"teacher": str(teacher), "logits": "cache", "top_k": 16,
-                                "cache_dir": str(tmp_path / "logits")}},
+        "curriculum": {
+            "curriculum": {
+                "scorer": "length",
+                "pacing": "root",
+                "start_fraction": 0.3,
+                "ramp": 0.5,
+                "seq_len_warmup": True,
+                "seq_len_start": 16,
+                "seq_len_ramp": 0.4,
+            }
+        },
+        "synthetic": {
+            "synthetic": {
+                "generator": str(teacher),
+                "token_budget": 1500,
+                "max_new_tokens": 32,
+                "prompt_len": 8,
+                "batch_size": 16,
+                "min_tokens": 8,
+                "mix_ratio": 0.5,
+                "seed": 18,  # a generation key of this test's own
+            }
+        },
+        "distill": {
+            "distill": {
+                "teacher": str(teacher),
+                "logits": "cache",
+                "top_k": 16,
+                "cache_dir": str(tmp_path / "logits"),
+            }
+        },
     }[recipe]
 
 
@@ -69,8 +106,10 @@ class _Killed(Exception):
 
 
 def _rows(run):
-    return [{k: v for k, v in json.loads(x).items() if k not in TIMING + ROUTING_WINDOW}
-            for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in TIMING + ROUTING_WINDOW}
+        for x in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def _phases(run):
