@@ -13,6 +13,7 @@ attention q/k/v/o, SwiGLU gate/up/down; an MoE layer holds n_experts routed expe
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 BYTES_PER_PARAM = 16  # fp32 weight + gradient + AdamW exp_avg + exp_avg_sq
 
@@ -55,8 +56,34 @@ def _device_memory() -> tuple[int, str] | None:
         return None
 
 
+def pretrained_bytes_lower_bound(cfg) -> int | None:
+    """Bytes a `model.pretrained` directory needs at least in training: its weight files loaded in fp32
+    (at least their size on disk; adapter files left out), times 4 when every weight trains (weights,
+    gradients, AdamW's two moments) rather than LoRA adapters only."""
+    d = Path(cfg.model.pretrained).expanduser()
+    if not d.is_dir():
+        return None
+    size = sum(
+        f.stat().st_size
+        for f in d.iterdir()
+        if f.is_file() and f.suffix in (".safetensors", ".bin") and not f.name.startswith("adapter_")
+    )
+    return size * (1 if cfg.lora.r else 4) if size else None
+
+
 def memory_problems(cfg, sections: dict | None = None) -> list[str]:
     """A problem naming the model keys when the model cannot fit in this machine's memory, else []."""
+    if cfg.model.pretrained:
+        need = pretrained_bytes_lower_bound(cfg)
+        mem = _device_memory() if need and need >= 2**30 else None
+        if mem is None or need <= mem[0]:
+            return []
+        how = "its weights in fp32" if cfg.lora.r else "weights, gradients and AdamW state in fp32"
+        return [
+            f"model.pretrained {cfg.model.pretrained}: training it needs at least {need / 2**30:,.1f} GiB "
+            f"({how}), more than this machine's {mem[0] / 2**30:,.1f} GiB of {mem[1]}; use LoRA (lora.r: 16) "
+            f"or a smaller model"
+        ]
     n = param_lower_bound(cfg, sections)
     if n is None:
         return []
