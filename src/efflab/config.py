@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from efflab import RECIPES  # noqa: E402  (re-exported)
 from efflab.errors import Problems, UserError, parse_count
+from efflab.preflight import horizon_problems, memory_problems
 
 TECHNIQUE_SECTIONS = {
     "moe": "efflab.techniques.moe:MoEConfig",
@@ -368,9 +369,7 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         check = getattr(val, "cross_check", None)
         if check:
             out.extend(check(cfg) or [])
-    from efflab.preflight import memory_problems
-
-    out += memory_problems(cfg, sections)
+    out += memory_problems(cfg, sections) + horizon_problems(cfg)
     return out
 
 

@@ -373,8 +373,10 @@ def horizon(cfg, source, flops_per_token: Callable[[int], float]) -> int:
             break
         spent += cost
         steps += 1
-        if steps > 10_000_000:
-            break
+        if steps > 10_000_000:  # a typo (1e30) or a budget no tiny config should have: refuse, never truncate
+            what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
+            raise UserError(f"train.{what}={limit:.3g} means more than 10,000,000 optimizer steps of "
+                            f"{cost:.3g}; lower it, or raise train.batch_size")
     if steps < 1:
         what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
         raise UserError(f"train.{what}={limit:.3g} is smaller than one optimizer step "

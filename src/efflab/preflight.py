@@ -100,3 +100,20 @@ def memory_problems(cfg, sections: dict | None = None) -> list[str]:
         f"{need / 2**30:,.1f} GiB for weights, gradients and AdamW state ({BYTES_PER_PARAM} bytes each), more "
         f"than this machine's {mem[0] / 2**30:,.1f} GiB of {mem[1]}; lower model.depth, model.aspect or model.width"
     ]
+
+
+MAX_STEPS = 10_000_000
+
+
+def horizon_problems(cfg) -> list[str]:
+    """A token budget (or step count) meaning more than MAX_STEPS optimizer steps: a typo, refused before
+    any work. (Steps >= budget_tokens / (batch_size x seq_len): no source uses more tokens per step.)"""
+    t = cfg.train
+    if t.steps is not None and t.steps > MAX_STEPS:
+        return [f"train.steps={t.steps:,} is more than {MAX_STEPS:,} optimizer steps"]
+    if t.budget_tokens is not None and t.budget_tokens / (t.batch_size * cfg.data.seq_len) > MAX_STEPS:
+        return [
+            f"train.budget_tokens={t.budget_tokens:.3g} means more than {MAX_STEPS:,} optimizer steps of "
+            f"train.batch_size x data.seq_len = {t.batch_size * cfg.data.seq_len:,} tokens; lower it"
+        ]
+    return []

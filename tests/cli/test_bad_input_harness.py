@@ -461,6 +461,11 @@ case(
     "override", "kv heads do not divide the heads", run_case(["model.n_kv_head=3"], ["model", "n_kv_head=3"])
 )
 case("override", "a misspelt section", run_case(["trian.lr=1"], ["trian"]))
+case(
+    "override",
+    "a budget of 1e30 tokens",
+    run_case(["train.steps=null", "train.budget_tokens=1e30"], ["train.budget_tokens", "10,000,000"]),
+)
 case("override", "memory: aspect 1e6", run_case(["model.aspect=1000000"], ["model.aspect", "GiB"]))
 case(
     "override",
