@@ -161,8 +161,20 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
     ledger = Ledger(conventions=conventions())
     rd = RunDir(run_dir)
     manifest_path = run_dir / "manifest.json"
+    refused = None
     if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
-        _lock_and_check(rd, resume=resume, overwrite=overwrite)
+        try:
+            _lock_and_check(rd, resume=resume, overwrite=overwrite)
+        except UserError as e:
+            refused = e
+    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
+        from accelerate.utils import broadcast_object_list
+
+        msg = broadcast_object_list([refused.message if refused else None])[0]
+        if msg and refused is None:
+            raise UserError(msg)
+    if refused is not None:
+        raise refused
     accelerator.wait_for_everyone()
     if resume and manifest_path.exists():
         manifest = read_json(manifest_path)
