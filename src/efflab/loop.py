@@ -35,7 +35,7 @@ import torch
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
-from efflab.runs import RunDir, guarded
+from efflab.runs import RunDir, guarded, held_message
 
 LN2 = math.log(2.0)
 
@@ -101,8 +101,6 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
     if run_dir.exists() and not run_dir.is_dir():
         probs.append(f"output {run_dir} exists and is not a directory")
     elif run_dir.is_dir() and (holder := rd.holder()) is not None:
-        from efflab.runs import held_message
-
         probs.append(held_message(run_dir, holder))
     elif overwrite and run_dir.is_dir() and (foreign := rd.foreign_problem()):
         probs.append(foreign)
