@@ -321,9 +321,10 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         try:
             RunConfig.model_validate(pruned)
         except ValidationError as e2:
-            problems.extend(m for m in _validation_messages(e2)  # (a message without a section is the
-                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted  # default of
-                            and m.split(".")[0].split(":")[0] in RunConfig.model_fields)  # a dropped section)
+            # (a message naming no section comes from the default of a dropped section: not a problem)
+            problems.extend(m for m in _validation_messages(e2)
+                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted
+                            and m.split(".")[0].split(":")[0] in RunConfig.model_fields)
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:

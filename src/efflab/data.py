@@ -133,8 +133,8 @@ def _check_table_files(files: list[Path], kind: str) -> None:
                     except json.JSONDecodeError as e:
                         bad.append(f"{f}:{n}: not JSON ({e.msg})")
     if bad:
-        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-        raise UserError([f"corpus: {b}" for b in bad[:10]] + ([f"corpus: {more.strip()}"] if more else []))
+        more = [f"corpus: {len(bad) - 10} more rows or files like these"] if len(bad) > 10 else []
+        raise UserError([f"corpus: {b}" for b in bad[:10]] + more)
 
 
 def _dataset_documents(ds, field_: str, prefix: str) -> list[tuple[str, str]]:
