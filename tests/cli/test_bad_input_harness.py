@@ -845,6 +845,37 @@ case(
     ),
 )
 
+
+def run_weights_case(recipe, key_over, needles):
+    """A finished efflab run given as the model source, its model/ weights truncated."""
+
+    def setup(ws, fx):
+        src = _copy(fx, "full_a", ws, "source")
+        _truncate(src / "model" / "model.safetensors")
+        return [
+            "run",
+            recipe,
+            "--config",
+            str(fx["config"]),
+            "--out",
+            str(ws / "out"),
+            *[o.format(d=src) for o in key_over],
+        ]
+
+    return setup, needles
+
+
+for recipe, over in [
+    ("distill", ["distill.teacher={d}"]),
+    ("synthetic", ["synthetic.generator={d}"]),
+    ("curriculum", ["curriculum.scorer=reference", "curriculum.reference={d}"]),
+]:
+    case(
+        "weights",
+        f"{over[-1].split('=')[0]} run truncated",
+        run_weights_case(recipe, over, ["model.safetensors"]),
+    )
+
 # ---- corpus files ------------------------------------------------------------------------------
 case(
     "corpus",
