@@ -77,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # dotted key=value overrides may come after options: `run X --config F --out D k=v`
-            if hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+            # (a word without `=` joins them too, so the config reports it by name beside any other problem)
+            if hasattr(args, "overrides") and not any(x.startswith("-") for x in extra):
                 args.overrides = list(args.overrides or []) + extra
             else:
                 target = getattr(parser, "subcommands", {}).get(getattr(args, "command", None), parser)
-                target.error(f"unrecognized arguments: {' '.join(extra)}")
+                target.error(f"unrecognized arguments: {' '.join(x for x in extra if x.startswith('-')) or ' '.join(extra)}")
     except SystemExit as e:  # --help, --version, argparse errors (status 2)
         return int(e.code or 0)
     if not getattr(args, "func", None):

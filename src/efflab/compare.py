@@ -50,6 +50,7 @@ from efflab import compare_math as cm
 from efflab.accounting.ledger import MARGINAL_PHASES, PHASES, SUNK_PHASES, Ledger
 from efflab.errors import Problems, UserError
 from efflab.io import read_json, read_jsonl
+from efflab.runs import check_run
 
 VIEWS = ("marginal", "total", "amortised")
 VIEW_HELP = {
@@ -193,7 +194,7 @@ def run_problems(path: Path) -> list[str]:
         )
     if "final_eval_loss" not in man.get("result", {}):
         out.append(f"{p}: the manifest has no final eval loss")
-    return out
+    return out or check_run(p)  # damaged files (efflab.runs): garbled or duplicate metrics, ledger mismatch, ...
 
 
 def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> RunRecord:

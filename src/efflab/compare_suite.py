@@ -32,10 +32,15 @@ CONVENTIONS = (
 
 
 def _read_run(run_dir: Path) -> tuple[dict | None, str | None]:
-    """(what the verdicts need, None) for a complete run, else (None, why not)."""
+    """(what the verdicts need, None) for a complete, sound run, else (None, why not)."""
+    from efflab.runs import check_run
+
     mpath = run_dir / "manifest.json"
     if not mpath.is_file():
         return None, "not started"
+    problems = check_run(run_dir)  # not complete, failed (with its reason), or damaged (naming the file)
+    if problems:
+        return None, "; ".join(problems)
     try:
         m = read_json(mpath)
     except (OSError, ValueError) as e:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from efflab import RECIPES  # noqa: E402  (re-exported)
 from efflab.errors import Problems, UserError, parse_count
+from efflab.preflight import horizon_problems, memory_problems
 
 TECHNIQUE_SECTIONS = {
     "moe": "efflab.techniques.moe:MoEConfig",
@@ -35,7 +36,7 @@ RECIPE_SECTIONS = {"baseline": (), "moe": ("moe",), "distill": ("distill",),
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _count(v):
@@ -43,7 +44,10 @@ def _count(v):
     if v is None or isinstance(v, bool):
         return v
     if isinstance(v, str):
-        return parse_count(v)
+        try:
+            return parse_count(v)
+        except UserError as e:  # a ValueError, so pydantic names the key beside every other problem
+            raise ValueError(e.message.removeprefix("value: ")) from None
     return v
 
 
@@ -65,8 +69,8 @@ class ModelConfig(Section):
     ffn_mult: float = Field(default=8 / 3, gt=0)
     ffn_width: int | None = Field(default=None, ge=1)
     tie_embeddings: bool = False
-    rope_theta: float = 10000.0
-    init_std: float = Field(default=0.02, gt=0)
+    rope_theta: float = Field(default=10000.0, gt=0, description="rotary base; > 0")
+    init_std: float = Field(default=0.02, gt=0, le=1, description="transformers accepts initializer_range in [0, 1]")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     pretrained: str | None = Field(default=None, description="local directory written by save_pretrained, "
                                    "or a hub id (owner/name, fetched through huggingface_hub)")
@@ -349,8 +353,10 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         try:
             RunConfig.model_validate(pruned)
         except ValidationError as e2:
+            # (a message naming no section comes from the default of a dropped section: not a problem)
             problems.extend(m for m in _validation_messages(e2)
-                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted)
+                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted
+                            and m.split(".")[0].split(":")[0] in RunConfig.model_fields)
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:
@@ -365,12 +371,31 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
     return cfg
 
 
+def section_problems(raw: dict, prefix: str = "") -> list[str]:
+    """Each run-level section in `raw` (model, data, train, eval, lora, log, technique sections) checked
+    on its own, so a file whose outer schema failed (a suite file) still reports every section's
+    problems in the same message. A train section without a horizon is checked as if it had one."""
+    out = []
+    classes = {k: RunConfig.model_fields[k].annotation for k in ("model", "data", "train", "eval", "lora", "log")}
+    for name, val in (raw or {}).items():
+        if not isinstance(val, dict) or name not in (*classes, *TECHNIQUE_SECTIONS):
+            continue
+        cls = classes.get(name) or _section_class(name)
+        if name == "train" and not any(k in val for k in ("budget_flops", "budget_tokens", "steps")):
+            val = {**val, "steps": 1}
+        try:
+            cls.model_validate(val)
+        except ValidationError as e:
+            out += _validation_messages(e, f"{prefix}{name}")
+    return out
+
+
 def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     out = []
     if cfg.model.pretrained:  # a local directory: weights, config and (unless given) tokenizer, checked up front
         from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
-        out += check_pretrained_dir(cfg.model.pretrained)
+        out += [f"model.pretrained: {p}" for p in check_pretrained_dir(cfg.model.pretrained)]
         if not out:  # the FLOP ledger can count it (before any data or weights are touched)
             from efflab.models import ledger_problems
 
@@ -388,6 +413,7 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
         check = getattr(val, "cross_check", None)
         if check:
             out.extend(check(cfg) or [])
+    out += memory_problems(cfg, sections) + horizon_problems(cfg)
     return out
 
 
@@ -415,6 +441,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
             raise UserError(f"config file not found: {p}")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a YAML config (binary or not UTF-8 text)") from None
         except yaml.YAMLError as e:
             raise UserError(f"{p}: not valid YAML ({e})") from None
         if not isinstance(raw, dict):
@@ -424,5 +452,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     _cli_horizon_replaces_file(raw, [k for k, _ in pairs])
     for k, v in pairs:
         _set_dotted(raw, k, v, problems)
+    try:
+        cfg = config_from_dict(raw, recipe=recipe, source=str(path) if path else "config")
+    except UserError as e:  # override problems and config problems in one message
+        if problems:
+            raise UserError(problems.items + e.problems, header=e.header or problems.header) from None
+        raise
     problems.raise_if_any()
-    return config_from_dict(raw, recipe=recipe, source=str(path) if path else "config")
+    return cfg

@@ -107,8 +107,36 @@ def _split_text_file(name: str, text: str) -> list[tuple[str, str]]:
 def _table_documents(files: list[Path], kind: str, field_: str) -> list[tuple[str, str]]:
     import datasets
 
-    ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+    _check_table_files(files, kind)
+    try:
+        ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+    except Exception as e:  # noqa: BLE001  (a user's file that datasets cannot parse: name it, no traceback)
+        names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise UserError(f"corpus: could not read {names} as {kind} ({type(e).__name__})") from None
     return _dataset_documents(ds, field_, prefix=files[0].stem if len(files) == 1 else "table")
+
+
+def _check_table_files(files: list[Path], kind: str) -> None:
+    """Name a binary file, and every JSON-lines row that does not parse by file and line (first 10)."""
+    bad = []
+    for f in files:
+        if kind == "parquet":
+            continue
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            bad.append(f"{f}: not UTF-8 text (binary?)")
+            continue
+        if f.suffix == ".jsonl":
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as e:
+                        bad.append(f"{f}:{n}: not JSON ({e.msg})")
+    if bad:
+        more = [f"corpus: {len(bad) - 10} more rows or files like these"] if len(bad) > 10 else []
+        raise UserError([f"corpus: {b}" for b in bad[:10]] + more)
 
 
 def _dataset_documents(ds, field_: str, prefix: str) -> list[tuple[str, str]]:
@@ -198,13 +226,17 @@ def load_chat_records(data_cfg) -> tuple[list[str], list[dict], str]:
     ids, recs, bad = [], [], []
     h = hashlib.sha256()
     for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"chat corpus: {f} is not UTF-8 text (binary?)") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:
-                bad.append(f"{f.name}:{n}: not JSON")
+                bad.append(f"{f}:{n}: not JSON")
                 continue
             ok_pr = isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("response"), str)
             msgs = r.get("messages") if isinstance(r, dict) else None

@@ -57,17 +57,27 @@ def parse_count(text: str | float | int, what: str = "value") -> float:
     """Parse '1e12', '15.6e12', '2_000', '3.8e25', '15.6T', '2M', '500k' into a float (SI suffixes
     K, M, B or G, T, P; case-insensitive). Raises UserError on junk."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    s = str(text).strip().replace("_", "").replace(",", "")
-    scale = 1.0
-    if s[-1:].upper() in SI_SUFFIXES and len(s) > 1:
-        scale, s = SI_SUFFIXES[s[-1].upper()], s[:-1]
-    try:
-        return float(s) * scale
-    except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 15.6T, 2M, 2000)") from None
+        v = float(text)
+    else:
+        s = str(text).strip().replace("_", "").replace(",", "")
+        scale = 1.0
+        if s[-1:].upper() in SI_SUFFIXES and len(s) > 1:
+            scale, s = SI_SUFFIXES[s[-1].upper()], s[:-1]
+        try:
+            v = float(s) * scale
+        except ValueError:
+            raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 15.6T, 2M, 2000)") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise UserError(f"{what}: {text!r} is not a finite number (examples: 1e12, 15.6e12, 15.6T, 2000)")
+    return v
 
 
 class RunFailed(Exception):
     """A run stopped for a reason that is neither a bug nor bad input (e.g. the loss diverged).
     The CLI prints the message (no traceback) and exits 1; the run directory says `status: failed`."""
+
+
+class DamagedRun(UserError):
+    """A run directory whose files contradict each other or cannot be read (torn, garbled, truncated).
+
+    Bad input (exit 2): the message names the directory, the file and what is wrong with it."""

@@ -8,6 +8,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from efflab.errors import UserError
+
+
+class DamagedFile(UserError, ValueError):
+    """A file efflab wrote (or reads) that is truncated, garbled or binary; the message names it.
+    Also a ValueError, so callers that already treat an unparsable file as absent keep doing so."""
+
+    def __init__(self, path, what: str):
+        self.path, self.what = Path(path), what
+        super().__init__(f"{path}: {what}")
+
 
 def _clean(o):
     if isinstance(o, float) and not math.isfinite(o):
@@ -50,8 +61,15 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Parse a JSON file. A file that is not UTF-8 or not JSON raises DamagedFile naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError:
+        raise DamagedFile(path, "not UTF-8 text (binary or corrupt)") from None
+    except json.JSONDecodeError as e:
+        what = "empty" if e.pos == 0 and not e.doc.strip() else f"not valid JSON ({e.msg} at line {e.lineno})"
+        raise DamagedFile(path, what) from None
 
 
 def append_jsonl(path: str | os.PathLike, obj) -> None:
@@ -60,16 +78,35 @@ def append_jsonl(path: str | os.PathLike, obj) -> None:
         f.flush()
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    rows = []
+def read_jsonl_checked(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """(rows, torn) of a JSON-lines file. A last line without its newline that does not parse is
+    what a killed writer leaves: it is dropped and `torn` is True. Any other line that does not
+    parse, or a row that is not an object, raises DamagedFile naming the file and the line."""
     p = Path(path)
     if not p.exists():
-        return rows
-    for line in p.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line from a killed run
+        return [], False
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DamagedFile(p, "not UTF-8 text (binary or corrupt)") from None
+    lines = text.split("\n")  # the element after the last newline is "" unless the last line is torn
+    rows, torn = [], False
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):  # no newline after it: a write cut short
+                torn = True
                 break
-    return rows
+            raise DamagedFile(p, f"line {n} is not valid JSON") from None
+        if not isinstance(row, dict):
+            raise DamagedFile(p, f"line {n} is not a JSON object")
+        rows.append(row)
+    return rows, torn
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a JSON-lines file; a torn last line is dropped, any other damage raises DamagedFile."""
+    return read_jsonl_checked(path)[0]

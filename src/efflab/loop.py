@@ -35,7 +35,8 @@ import torch
 from efflab import trackers
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
-from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from efflab.runs import RunDir, guarded, held_message
 
 LN2 = math.log(2.0)
 
@@ -56,6 +57,7 @@ class Run:
     complete: bool = False  # the run directory already holds a complete run: nothing to do
     checkpoint: dict | None = None  # trainer state of the checkpoint being resumed
     notes: list = field(default_factory=list)
+    rundir: RunDir | None = None  # the directory's files and lock (efflab.runs); held by the main process
 
     @property
     def is_main(self) -> bool:
@@ -94,12 +96,20 @@ def _precision(cfg) -> str:
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
     """Problems with the output directory, found before any work starts."""
     probs = []
+    rd = RunDir(run_dir)
     if resume and overwrite:
         probs.append("--resume and --overwrite contradict each other")
     if run_dir.exists() and not run_dir.is_dir():
         probs.append(f"output {run_dir} exists and is not a directory")
-    elif run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
-        probs.append(f"run directory {run_dir} already exists: pass --resume to continue it or --overwrite to replace it")
+    elif run_dir.is_dir() and (holder := rd.holder()) is not None:
+        probs.append(held_message(run_dir, holder))
+    elif overwrite and run_dir.is_dir() and (foreign := rd.foreign_problem()):
+        probs.append(foreign)
+    elif run_dir.is_dir() and rd.entries() and not (resume or overwrite):
+        st = rd.status()
+        why = f" (status: failed: {rd.read_manifest().get('error') or 'no reason recorded'})" if st == "failed" else ""
+        probs.append(f"run directory {run_dir} already exists{why}: pass --resume to continue it or --overwrite to "
+                     f"replace it")
     parent = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
     if parent != run_dir and not parent.is_dir():
         probs.append(f"output directory {run_dir} is not writable ({parent} is a file, not a directory)")
@@ -120,7 +130,12 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
     if resume and saved_cfg.exists() and not probs:
         import yaml
 
-        old = yaml.safe_load(saved_cfg.read_text())
+        try:
+            old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError):
+            old = None
+        if not isinstance(old, dict):
+            raise UserError(f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite")
         new = cfg.to_dict()
         diffs = _dict_diff(old, new)
         diffs = [d for d in diffs if not d.startswith("log.")]
@@ -141,18 +156,31 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
                                   step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available(), **kw)
     set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
+    rd = RunDir(run_dir)
     manifest_path = run_dir / "manifest.json"
+    refused = None
+    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
+        try:
+            _lock_and_check(rd, resume=resume, overwrite=overwrite)
+        except UserError as e:
+            refused = e
+    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
+        from accelerate.utils import broadcast_object_list
+
+        msg = broadcast_object_list([refused.message if refused else None])[0]
+        if msg and refused is None:
+            raise UserError(msg)
+    if refused is not None:
+        raise refused
+    accelerator.wait_for_everyone()
     if resume and manifest_path.exists():
         manifest = read_json(manifest_path)
         if manifest.get("status") == "complete":
-            run = Run(cfg, run_dir, accelerator, Ledger.load(run_dir / "ledger.json"), manifest, resume=True, complete=True)
+            run = Run(cfg, run_dir, accelerator, Ledger.load(run_dir / "ledger.json"), manifest, resume=True,
+                      complete=True, rundir=rd)
             run.log(f"{run_dir} is already complete; nothing to do")
+            rd.unlock()
             return run
-    if accelerator.is_main_process:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
     import accelerate
     import transformers
 
@@ -173,13 +201,35 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
     }
-    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume)
+    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume, rundir=rd)
+    for note in rd.notes:
+        run.log(note)
     if run.is_main:
         atomic_write_text(run_dir / "config.yaml", f"# resolved config: efflab run {cfg.recipe} --config this file\n"
                           + cfg.to_yaml())
         atomic_write_json(manifest_path, manifest)
+        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
     trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
     return run
+
+
+def _lock_and_check(rd: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """Take the directory's lock, then (under it) refuse a damaged or failed run for --resume, or empty
+    the old run for --overwrite. Nothing is removed before the lock is held."""
+    rd.lock()
+    try:
+        if resume:
+            probs = rd.resume_problems()
+            if probs:
+                raise UserError(probs)
+        if overwrite:
+            foreign = rd.foreign_problem()  # checked again under the lock
+            if foreign:
+                raise UserError(foreign)
+            rd.clear()
+    except BaseException:
+        rd.unlock()
+        raise
 
 
 def _dict_diff(a, b, prefix="") -> list[str]:
@@ -338,8 +388,10 @@ def horizon(cfg, source, flops_per_token: Callable[[int], float]) -> int:
             break
         spent += cost
         steps += 1
-        if steps > 10_000_000:
-            break
+        if steps > 10_000_000:  # a typo (1e30) or a budget no tiny config should have: refuse, never truncate
+            what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
+            raise UserError(f"train.{what}={limit:.3g} means more than 10,000,000 optimizer steps of "
+                            f"{cost:.3g}; lower it, or raise train.batch_size")
     if steps < 1:
         what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
         raise UserError(f"train.{what}={limit:.3g} is smaller than one optimizer step "
@@ -417,9 +469,18 @@ def load_checkpoint(run: Run) -> dict | None:
     root = _ckpt_root(run)
     if not (root / "latest.json").exists():
         return None
+    probs = RunDir(run.dir).checkpoint_problems()
+    if probs:
+        raise UserError([f"--resume: {p}" for p in probs], header=f"--resume: the checkpoint in {root} is damaged "
+                        "(start the run again with --overwrite)")
     latest = read_json(root / "latest.json")
     path = root / latest["dir"]
-    run.accelerator.load_state(str(path))
+    try:
+        run.accelerator.load_state(str(path))
+    except (RuntimeError, ValueError, KeyError, EOFError, OSError, __import__("pickle").UnpicklingError) as e:
+        # the files passed the header checks but their contents do not load; say which, never how to load unsafely
+        raise UserError(f"--resume: the checkpoint {path} does not load ({type(e).__name__}); it is damaged: start "
+                        f"the run again with --overwrite") from None
     state = read_json(path / f"trainer_state_rank{run.accelerator.process_index}.json")
     run.ledger = Ledger.from_dict(state.pop("ledger"))
     return state
@@ -516,7 +577,10 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         source.load_state_dict(state.get("source", {}))
         run.log(f"resuming from step {start_step} of {total_steps}")
         if run.is_main:  # drop rows logged after the checkpoint: they will be logged again
-            rows = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= start_step]
+            reader = RunDir(run.dir)
+            rows = [r for r in reader.read_metrics() if r.get("step", 0) <= start_step]
+            for note in reader.notes:
+                run.log(note)
             atomic_write_text(metrics_path, "".join(__import__("json").dumps(r) + "\n" for r in rows))
     elif run.is_main:
         if run.resume:
@@ -615,6 +679,8 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             if run.is_main:
                 led.save(run.dir / "ledger.json")
             write_manifest(run, status="failed", error=msg, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            if run.rundir is not None:
+                run.rundir.unlock()
             raise RunFailed(msg)
         window_tokens += tokens * world
         window_time += dt
@@ -709,6 +775,8 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
     write_manifest(run, status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), result=result)
     if run.is_main and not run.cfg.train.keep_checkpoint:  # complete: the model/ directory is the result
         shutil.rmtree(_ckpt_root(run), ignore_errors=True)
+    if run.rundir is not None:
+        run.rundir.unlock()
     run.log(f"done: eval loss {result['final_eval_loss']:.4f} nats/token ({result['final_eval_bpb']:.4f} bpb), "
             f"{result['flops_marginal']:.4g} FLOPs marginal, {result['flops_total']:.4g} total -> {run.dir}")
     return result
@@ -733,7 +801,7 @@ def script_main(recipe: str, main: Callable, argv: list[str] | None = None) -> i
     a = ap.parse_args(argv)
     try:
         cfg = load_config(a.config, a.overrides, recipe=recipe)
-        main(cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, config_path=a.config)
+        guarded(main, cfg, out=a.out, resume=a.resume, overwrite=a.overwrite, config_path=a.config)
     except UserError as e:
         print(f"efflab: error: {e.message}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from efflab import hub
 from efflab.errors import UserError
+from efflab.runs import weights_problems
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                 "adapter_model.safetensors")
@@ -71,7 +72,8 @@ def check_pretrained_dir(path: str) -> list[str]:
         probs.append(f"pretrained model {path}: no config.json")
     if not any((p / w).is_file() for w in WEIGHT_FILES) and not list(p.glob("model-*.safetensors")):
         probs.append(f"pretrained model {path}: no weights (expected one of {', '.join(WEIGHT_FILES[:3])})")
-    return probs
+    # truncated or corrupt weights are named before any work (never loaded to find out)
+    return probs + [f"pretrained model {path}: {w}" for w in weights_problems(p)]
 
 
 def ledger_problems(cfg) -> list[str]:

@@ -53,6 +53,7 @@ from efflab.config import (
     Section,
     _validation_messages,
     config_from_dict,
+    section_problems,
 )
 from efflab.errors import Problems, RunFailed, UserError, parse_count
 from efflab.io import atomic_write_json, atomic_write_text, read_json
@@ -243,8 +244,10 @@ def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, d
         raise UserError(f"suite file not found: {p}")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{p}: not a valid YAML text file ({e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a YAML suite file (binary or not UTF-8 text)") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{p}: the top level must be a mapping")
     probs = Problems(header=f"invalid suite file {p}")
@@ -263,6 +266,7 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
         sc = SuiteConfig.model_validate(raw)
     except ValidationError as e:
         probs.extend(_validation_messages(e))
+        probs.extend(m for m in section_problems(raw) if m not in probs.items)  # every section, one message
         probs.raise_if_any()
     where: dict[str, list[str]] = {}  # one problem shared by many runs is reported once, with their names
     tasks = plan(sc, validate_only=True)

@@ -43,7 +43,7 @@ def make_run(root, name, technique, budget, shift=1.0, *, data=None, status="com
                     "flops_marginal": budget,
                     "flops_total": budget,
                     "train_tokens": 1e4,
-                    "steps": 40,
+                    "steps": 50,  # the last metrics row
                 },
             }
         )

@@ -69,7 +69,7 @@ def make_run(
             "flops_marginal": led.marginal,
             "flops_total": led.total,
             "train_tokens": 1000 * len(curve),
-            "steps": 10 * (len(curve) - 1),
+            "steps": 10 * len(curve),  # the last metrics row (rows: step 0, then one per curve point)
         },
     }
     (d / "manifest.json").write_text(json.dumps(man))

@@ -68,8 +68,12 @@ def cmd_dry_run(args, cfg) -> int:
 
 
 def run_recipe(recipe: str, cfg, **kw) -> dict:
+    """Run a recipe in this process; a failure after its run directory was started marks it `failed`
+    with the reason, an interruption leaves it resumable (efflab.runs.guarded)."""
+    from efflab.runs import guarded
+
     mod = importlib.import_module(f"efflab.recipes.{recipe}")
-    return mod.main(cfg, **kw)
+    return guarded(mod.main, cfg, **kw)
 
 
 def cmd_run(args) -> int:

@@ -121,6 +121,9 @@ def _expand(paths: list[str]) -> tuple[list[Path], dict]:
             st = read_json(p / "suite.json")
             for e in st.get("runs", []):
                 d = p / e["dir"]
+                if e.get("state") == "failed":  # left out of the comparison, and said so
+                    print(f"efflab: {d} left out: failed ({e.get('message') or 'no reason recorded'})", file=sys.stderr)
+                    continue
                 if e.get("state") != "not available" and d.exists():
                     out.append(d)
                     scales[str(d)] = e["scale"]
