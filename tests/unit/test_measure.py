@@ -7,9 +7,8 @@ case also checks that no weight-holding module was silently counted as zero.
 from __future__ import annotations
 
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 from efflab.accounting import flops as F  # noqa: E402
 from efflab.accounting import measure as M  # noqa: E402
@@ -240,7 +239,7 @@ LORA_CASES = [
     ids=[f"{f}-{t if isinstance(t, str) else '+'.join(t)}" for f, t in LORA_CASES],
 )
 def test_lora_train_flops_match_and_undercut_full(family, targets):
-    peft = pytest.importorskip("peft")
+    import peft
     config = {"llama": CASES[1][2], "mixtral": CASES[9][2], "gpt2": CASES[7][2]}[family]
     model = peft.get_peft_model(
         _build(config), peft.LoraConfig(r=4, target_modules=targets, lora_dropout=0.0)

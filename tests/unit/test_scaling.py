@@ -367,6 +367,8 @@ def test_chinchilla_warns_when_n_and_d_move_together():
 
 def test_fits_restore_the_blas_thread_count():
     setters = scaling._openblas_thread_setters()
+    if not setters:  # otherwise the check below would pass vacuously
+        pytest.skip("no OpenBLAS thread setter in this numpy/scipy build")
     before = [fn(2) for fn in setters]  # set 2, remember the original
     with scaling._single_thread_blas():
         pass
