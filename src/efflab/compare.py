@@ -15,7 +15,7 @@ laws and scenarios). This module answers two questions from run directories alon
    served token of the trained model (from the accounting layer), and the served-token volume at
    which a technique breaks even against the baseline.
 
-Views of the FLOPs (ledger phases, DESIGN.md section 6):
+Views of the FLOPs (ledger phases, docs/conventions.md section 3):
 - marginal: train + teacher_forward + generation + scoring: "the teacher already exists".
 - total: marginal + sunk teacher/generator/reference/dense pretraining, charged in full from step 0:
   "we had to train it too".

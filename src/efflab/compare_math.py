@@ -1,6 +1,6 @@
 """Comparison math on loss curves: FLOPs-to-target, loss at a budget, compute multipliers.
 
-Pure numpy functions (DESIGN.md section 7). A curve is a pair of arrays over one run's eval points:
+Pure numpy functions (docs/conventions.md section 4). A curve is a pair of arrays over one run's eval points:
 cumulative training FLOPs (increasing, > 0) and eval loss (nats/token, or bits per byte: the
 functions only need "lower is better"). Interpolation is linear in loss against log(FLOPs),
 because loss curves are close to straight over short stretches of log compute (Kaplan et al.

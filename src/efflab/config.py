@@ -134,7 +134,7 @@ class DataConfig(Section):
 class TrainConfig(Section):
     """Optimization and the horizon. Exactly one of budget_flops / budget_tokens / steps."""
 
-    budget_flops: float | None = Field(default=None, description="train-phase FLOPs (DESIGN 5 convention)")
+    budget_flops: float | None = Field(default=None, description="train-phase FLOPs (docs/conventions.md section 2)")
     budget_tokens: float | None = None
     steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1, description="global sequences per optimizer step")

@@ -1,7 +1,7 @@
 """Price a run before it starts: the ledger it will write, phase by phase, its tokens, steps, peak memory
 and wall time (`efflab run RECIPE --config F --dry-run`; the suite sums `estimate_run` over its plan).
 
-What each recipe will charge (DESIGN.md section 6), estimated from the config with the accounting layer:
+What each recipe will charge (docs/conventions.md section 3), estimated from the config with the accounting layer:
 
     train                  horizon steps x batch x seq_len tokens x train FLOPs/token (LoRA-aware)
     teacher_forward        distill: teacher forward FLOPs/token x the student's tokens (online logits;

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md section 4): what is in it, who holds it, and whether it can be trusted.
+"""The run directory (docs/conventions.md section 1): what is in it, who holds it, and whether it can be trusted.
 
     runs/<name>/
       config.yaml      the resolved config (first line: CONFIG_HEADER)

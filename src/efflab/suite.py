@@ -85,7 +85,7 @@ class ScaleSpec(Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="short label, used in run names")
     model: ModelConfig
-    budget_flops: float = Field(gt=0, description="C_ref: train-phase FLOPs of every arm (DESIGN section 5)")
+    budget_flops: float = Field(gt=0, description="C_ref: train-phase FLOPs of every arm (docs/conventions.md section 2)")
     shared: SharedSpec | None = Field(default=None, description="this scale's teacher; default the suite's")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="arm name (or 'all') -> config overrides at this scale only"

@@ -1,4 +1,4 @@
-"""compare_math against hand computations (DESIGN.md section 7)."""
+"""compare_math against hand computations (docs/conventions.md section 4)."""
 
 from __future__ import annotations
 

@@ -242,7 +242,7 @@ def test_reference_scores_are_per_block_losses_and_cost_forward_flops_over_the_s
     assert scores == pytest.approx(want, rel=1e-5)
     charged = C.scoring_flops(model.config, 24, tokens)
     assert charged == F.forward_flops_per_token(model.config, 24) * 240
-    # and the accounting count agrees with FlopCounterMode on the same forward (DESIGN section 5: 2%)
+    # and the accounting count agrees with FlopCounterMode on the same forward (docs/conventions.md section 2: 2%)
     measured = measure_forward_flops(model, torch.from_numpy(blocks.astype(np.int64)))
     assert charged == pytest.approx(measured, rel=0.02)
 

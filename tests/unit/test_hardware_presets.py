@@ -15,7 +15,7 @@ def rel(a, b):
 
 # ---- hardware -------------------------------------------------------------------------------------
 
-DENSE_BF16 = {  # name: (TFLOP/s dense BF16, TDP W) -- DESIGN.md section 8
+DENSE_BF16 = {  # name: (TFLOP/s dense BF16, TDP W) -- README, 'Counting FLOPs and pricing runs'
     "a100": (312, 400),
     "h100": (989, 700),
     "h100-pcie": (756, 350),

@@ -1,6 +1,6 @@
 """Analytic FLOPs vs torch's FlopCounterMode on real forward+backward passes of tiny models.
 
-DESIGN.md section 5: they must agree within 2% for dense and MoE models (eager attention). Every
+docs/conventions.md section 2: they must agree within 2% for dense and MoE models (eager attention). Every
 case also checks that no weight-holding module was silently counted as zero.
 """
 

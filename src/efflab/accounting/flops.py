@@ -1,6 +1,6 @@
 """Analytic parameter and FLOP counts from a Hugging Face config, with no weights allocated.
 
-Conventions (DESIGN.md section 5; every count states them in `FlopCount.convention`):
+Conventions (docs/conventions.md section 2; every count states them in `FlopCount.convention`):
 
 - One multiply-add is 2 FLOPs. Only matrix multiplications are counted: biases, norms,
   activations, softmax, RoPE and the loss are not (they are O(d) per token, not O(d^2)). Biases and
@@ -20,7 +20,7 @@ Conventions (DESIGN.md section 5; every count states them in `FlopCount.conventi
   (input: the frozen embedding) has no backward at all, and its attention scores need dQ only.
 - MoE: the router matmul (2 x d_model x n_experts per token) plus only the top-k routed experts
   (and shared experts) per token. Total and active parameters are both reported.
-- Generation (DESIGN section 5): prefill is a forward over the prompt with full attention over it,
+- Generation (docs/conventions.md section 2): prefill is a forward over the prompt with full attention over it,
   logits for the last prompt position only (transformers' `generate` passes logits_to_keep=1);
   each further new token is a forward over one token with attention over the KV cache so far.
 

@@ -13,7 +13,7 @@ BF16 one, so the same GPU-hours mean half the BF16-relative MFU. Prices are alwa
 below are assumptions stated with their source, to be overridden with the user's real rate.
 
 Assumptions and their sources:
-- DEFAULT_MFU = 0.40. BACKGROUND.md: state-of-the-art frameworks reach 38-55% MFU; Epoch AI's
+- DEFAULT_MFU = 0.40. State-of-the-art frameworks reach 38-55% MFU (efflab's starting claims); Epoch AI's
   median hardware utilisation over notable training runs is 0.375 (~0.4). The Llama 3 405B run
   reported 38-43% (Llama 3 paper, Table 4).
 - DEFAULT_PUE = 1.2: an assumption for a modern AI data centre, between Google's reported fleet-wide
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from efflab.errors import Problems, UserError, suggest
 
-DEFAULT_MFU = 0.40  # BACKGROUND.md (38-55% SOTA); Epoch AI median 0.375: see module docstring
+DEFAULT_MFU = 0.40  # 38-55% state of the art; Epoch AI median 0.375: see module docstring
 DEFAULT_PUE = 1.2  # assumption: see module docstring
 
 
@@ -309,7 +309,7 @@ def cost(
     out["assumptions"] = {
         "peak": g.source,
         "price": "given" if price is not None else g.price_source,
-        "mfu": "given" if mfu != DEFAULT_MFU else "default 0.40 (BACKGROUND.md; Epoch AI median 0.375)",
+        "mfu": "given" if mfu != DEFAULT_MFU else "default 0.40 (state of the art 38-55%; Epoch AI median 0.375)",
         "energy": "TDP x GPU-hours x PUE (accelerator board power only)",
     }
     return out

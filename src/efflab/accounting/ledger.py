@@ -1,4 +1,4 @@
-"""The Ledger: every FLOP a technique spends, by phase (DESIGN.md section 6).
+"""The Ledger: every FLOP a technique spends, by phase (docs/conventions.md section 3).
 
 Phases and the two views:
 

@@ -1,4 +1,4 @@
-"""Published models and frontier training runs: facts, each with its source (DESIGN.md section 8).
+"""Published models and frontier training runs: facts, each with its source (README, 'Counting FLOPs and pricing runs').
 
 A preset is either a *model* (an HF config.json-style dict from which `efflab.accounting.flops`
 counts parameters and FLOPs exactly as transformers would build the model) or a *run* known only by
@@ -53,8 +53,8 @@ Sources (abbreviations used below):
                Transformer block, the shared embedding and output head), section 3.3 (FP8 mixed-precision
                training: the GEMMs run in FP8), section 4.2-4.3 (pre-training at 4K context).
   [Epoch]      Epoch AI, "Notable AI Models" database: GPT-4 training compute estimate 2.1e25 FLOPs.
-  [BACKGROUND] /work/shared/BACKGROUND.md: GPT-4 "an estimated 2.15e25 FLOPs"; a hypothetical 2026
-               frontier run on 32,000 B200 GPUs for three to four months.
+  [BACKGROUND] efflab's starting claims (the report's claims table): GPT-4 "an estimated 2.15e25
+               FLOPs"; a hypothetical 2026 frontier run on 32,000 B200 GPUs for three to four months.
 """
 
 from __future__ import annotations
@@ -825,7 +825,7 @@ _add(
 
 
 def _frontier_2026() -> Preset:
-    # Derived, not published: BACKGROUND.md sketches 32,000 B200 GPUs for three to four months (we take
+    # Derived, not published: efflab's starting claims sketch 32,000 B200 GPUs for three to four months (we take
     # 3.5). FLOPs = GPUs x dense BF16 peak x default MFU x seconds.
     from efflab.accounting import hardware
 

@@ -1,7 +1,7 @@
 """The one pricing rule: which FLOP count `efflab flops` and `efflab cost` price, for any model.
 
     architecture known (a preset with a config, a config.json, an efflab YAML):
-        efflab's detailed count (DESIGN.md section 5) x tokens, stage by stage over the preset's
+        efflab's detailed count (docs/conventions.md section 2) x tokens, stage by stage over the preset's
         context schedule, plus any multi-token-prediction modules trained beside the model;
     a published run with a shape but no transformers architecture (Chinchilla, Gopher):
         the same count, from the shape;
@@ -180,7 +180,7 @@ def appendix_f_flops_per_token(shape: dict, seq_len: int | None = None) -> float
 
 
 def shape_train_flops_per_token(shape: dict, seq_len: int | None = None, causal: bool = False) -> float:
-    """efflab's convention (DESIGN.md section 5) on a published shape: 3 x [2 x matmul params (LM head
+    """efflab's convention (docs/conventions.md section 2) on a published shape: 3 x [2 x matmul params (LM head
     included, embedding lookup excluded) + 4 x L x T x H*kv attention (halved when causal)]."""
     d, L, H, kv, ffw, V = (
         shape[k] for k in ("d_model", "n_layer", "n_head", "kv_size", "ffw_size", "vocab_size")

@@ -1,7 +1,7 @@
 """efflab's FLOP ledger for `transformers.Trainer`, TRL's `SFTTrainer`, or any Trainer subclass.
 
 Trainer's own `total_flos` is 6 x tokens x non-embedding parameters: no attention, every MoE expert
-as if active, 6N for a frozen LoRA base, padding charged. efflab's count (DESIGN conventions, printed
+as if active, 6N for a frozen LoRA base, padding charged. efflab's count (docs/conventions.md, printed
 in the ledger) has attention at the batch's context length, only routed experts, LoRA's frozen base
 without weight gradients, and skips padding (attention_mask = 0)::
 

@@ -36,7 +36,7 @@ keeps most of a trained teacher's mass for a cache. The teacher must be clearly 
 student will get on its own: with a teacher only 0.17 nats below the student's final loss, the
 distilled student ended worse than the plain one.
 
-Costs it adds to the ledger (DESIGN.md section 6).
+Costs it adds to the ledger (docs/conventions.md section 3).
 - `teacher_forward`: the teacher's forward pass over every token the student trains on,
   accounting.flops.forward_flops_per_token(teacher.config, T) x tokens (online, per rank); or, with a
   logit cache, one forward over the whole training split, charged once to the run that builds the
