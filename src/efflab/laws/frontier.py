@@ -6,8 +6,8 @@ is either compute-optimal (`ratio=None`) or trained at a fixed tokens-per-parame
 M at budget C is (compute the same kind of baseline needs to reach the technique's loss) / C: the
 compute-equivalent gain (Davidson et al. 2023, arXiv:2312.07413).
 
-Scenarios carry one measured number to other budgets under a stated mechanism (docs/conventions.md section 5;
-the mechanisms): a constant M; a constant loss difference delta-L (nats); a constant fraction f of the
+Scenarios carry one measured number to other budgets under a stated mechanism (docs/conventions.md
+section 5): a constant M; a constant loss difference delta-L (nats); a constant fraction f of the
 reducible loss L - E; an effective-parameter multiplier k (N -> kN); an effective-data multiplier
 k (D -> kD). At compute-optimal allocation the last three give M = (1 - f)^(-1/gamma) and M = k at
 every budget (gamma = alpha beta / (alpha + beta)); a constant delta-L gives an M that grows as the
