@@ -101,9 +101,10 @@ def _technique_config(run_dir: Path, info: dict, recipe: str, reference: dict) -
     return {k: v for k, v in out.items() if v is not None}
 
 
-def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
-    from efflab.suite import CONTROL_ARMS
+CONTROL_ARMS = ("aa", "oversized")  # the controls every suite runs beside its techniques
 
+
+def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     excluded = []
     runs: dict[str, dict] = {}
     eval_hash = {}
@@ -233,11 +234,10 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     return out
 
 
-def compare_suite(sdir, sc, state: dict | None = None) -> dict:
-    from efflab.suite import plan
-
+def compare_suite(sdir, sc, state: dict | None = None, *, tasks) -> dict:
+    """compare.json for a suite directory; `tasks`: the suite's plan (efflab.suite.plan), which names
+    every run and its role."""
     sdir = Path(sdir)
-    tasks = plan(sc, sdir, extra_seeds=(state or {}).get("extra_seeds") or {})
     per_scale = {s.name: compare_scale(sdir, sc, s, tasks) for s in sc.scales}
     primary = per_scale[sc.primary_scale().name]
     doc = {"schema": "efflab.compare/2", "suite": sc.name, "conventions": CONVENTIONS,

@@ -437,11 +437,11 @@ def estimate_config(cfg, *, tokens: float | None = None, split_tokens: float | N
 def _resolve(cfg_or_recipe_and_config, overrides):
     if isinstance(cfg_or_recipe_and_config, (tuple, list)):
         recipe, path = cfg_or_recipe_and_config
-        from efflab.commands.run import resolve_config_path
+        from efflab.paths import resolve_config_path
 
         return load_run_config(resolve_config_path(str(path)), overrides, recipe=recipe)
     if isinstance(cfg_or_recipe_and_config, (str, Path)):
-        from efflab.commands.run import resolve_config_path
+        from efflab.paths import resolve_config_path
 
         return load_run_config(resolve_config_path(str(cfg_or_recipe_and_config)), overrides)
     return cfg_or_recipe_and_config

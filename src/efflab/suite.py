@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from efflab.compare_suite import CONTROL_ARMS, compare_suite
 from efflab.config import (
     DataConfig,
     EvalConfig,
@@ -60,7 +61,6 @@ from efflab.io import atomic_write_json, atomic_write_text, read_json
 
 # config keys of the recipes that consume the shared model, filled in by the suite
 SHARED_USERS = {"distill": "teacher", "synthetic": "generator"}
-CONTROL_ARMS = ("aa", "oversized")
 
 
 def _count(v):
@@ -776,10 +776,8 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         ad = sc.adaptive_seeds
         if ad.max <= sc.seeds or failed:
             return {}
-        from efflab.compare_suite import compare_suite
-
         state["extra_seeds"] = extra
-        doc = compare_suite(sdir, sc, state)
+        doc = compare_suite(sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=extra))
         want = {t: row["n_pairs"] + 1 for t, row in (doc.get("techniques") or {}).items()
                 if row.get("primary") and row.get("verdict") == "inconclusive" and row["n_pairs"] < ad.max}
         r = rate()
@@ -862,7 +860,7 @@ def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = N
     from efflab.extrapolate import extrapolate_suite
     from efflab.report import write_report
 
-    comparison = compare_suite(sdir, sc, state)
+    comparison = compare_suite(sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=state.get("extra_seeds") or {}))
     atomic_write_json(sdir / "compare.json", comparison)
     files = {"compare": sdir / "compare.json"}
     if not comparison.get("reference") or not (comparison.get("frontier") or {}).get("fit"):

@@ -516,7 +516,7 @@ def select(only: list[str] | None) -> list[Case]:
 
 
 def config_dir(gpu: bool = False) -> Path:
-    from efflab.commands.run import configs_root
+    from efflab.paths import configs_root
 
     return configs_root() / "validate" / ("gpu" if gpu else "")
 

@@ -356,7 +356,7 @@ def test_curriculum_case_from_synthetic_run_directories(tmp_path):
     for name, m, want in (("null", 1.0, "pass"), ("ordering_matters", 1.6, "fail")):
         sdir = tmp_path / name
         write_runs(sdir, sc, world(m))
-        doc = compare_suite(sdir, sc)
+        doc = compare_suite(sdir, sc, tasks=plan(sc, sdir))
         assert doc["techniques"]["curriculum"]["vs_control"]["n_pairs"] == 3
         r = VA.eval_curriculum(doc)
         assert r["status"] == want, (name, r["measured"])

@@ -135,7 +135,7 @@ def _model_arg(problems: Problems, spec: str):
 
 def _config_path(spec: str) -> str:
     try:  # `configs/moe/tiny.yaml` resolves to the shipped configs from any directory
-        from efflab.commands.run import resolve_config_path
+        from efflab.paths import resolve_config_path
 
         return resolve_config_path(spec) or spec
     except ImportError:

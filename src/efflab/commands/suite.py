@@ -77,7 +77,7 @@ def _serve(values) -> list[float] | None:
 # =============================================================================================
 def cmd_suite(args) -> int:
     from efflab.cli import emit_json
-    from efflab.commands.run import resolve_config_path
+    from efflab.paths import resolve_config_path
     from efflab.suite import run_suite
 
     path = resolve_config_path(args.file)
