@@ -187,13 +187,39 @@ def _anchor(law_name: str, cfg: dict, c_ref: float, budgets: dict) -> dict:
         row["note"] = "prior, not a law: " + law.notes
         return row
     if law.name == "krajewski2024":
-        E = _num(cfg.get("experts"))
-        row["note"] = (
-            "not evaluated: constants not yet checked against the paper (Table 2); fitted at 64 experts"
-            + (f", this configuration has {E:g}" if E is not None else "")
-        )
-        return row
+        return _anchor_krajewski(law, row, cfg, c_ref, budgets)
     row["note"] = f"not evaluated ({law.status}): {law.notes}"
+    return row
+
+
+def _anchor_krajewski(law, row: dict, cfg: dict, c_ref: float, budgets: dict) -> dict:
+    """Krajewski et al. 2024: the compute-optimal MoE (E = 64, the configuration's G; N and D chosen
+    for each budget under the paper's Eq. 10 FLOPs) over the same paper's compute-optimal dense law."""
+    from efflab.laws.moe import EXPANSION, moe_multiplier
+
+    E, G, k = _num(cfg.get("experts")), _num(cfg.get("granularity")), _num(cfg.get("top_k"))
+    G = 1.0 if G is None else G
+    why = []
+    if E != EXPANSION:
+        why.append(f"fitted at 64 experts, this configuration has {'none stated' if E is None else f'{E:g}'}")
+    if G < 1:
+        why.append(f"granularity {G:g} < 1 is outside the law (G >= 1)")
+    if k is not None and k != G:
+        why.append(f"the law routes each token to G = {G:g} experts, this configuration to top-{k:g}")
+    if why:
+        row["note"] = "not evaluated: " + "; ".join(why)
+        return row
+    points = {REFERENCE: c_ref, **{b: v["flops"] for b, v in budgets.items()}}
+    for name, C in points.items():
+        r = moe_multiplier(law, C, G)
+        row["multiplier"][name] = r["multiplier"]
+        row["in_range_by_budget"][name] = law.in_range(r["moe"]["params"], r["moe"]["tokens"])
+    row["in_range"] = all(row["in_range_by_budget"].values())
+    row["granularity"] = G
+    row["note"] = (
+        f"compute-optimal MoE (E = 64, G = {G:g}, FLOPs by the paper's Eq. 10, routing counted) over "
+        "the same paper's compute-optimal dense law (6ND); both fitted on C4 below 4B parameters"
+    )
     return row
 
 

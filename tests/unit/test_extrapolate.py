@@ -196,3 +196,18 @@ def test_suite_file_settings_are_the_defaults(tmp_path, cmp):
     )
     r = X.extrapolate_suite(tmp_path, mfu=0.3)  # an explicit setting wins
     assert r["hardware"]["mfu"] == 0.3 and r["hardware"]["gpu"] == "b200"
+
+
+def test_krajewski_anchors_a_64_expert_configuration(cmp):
+    # at E = 64 with the law's routing (top-k = G) the verified law gives M at every budget: the
+    # compute-optimal MoE over the same paper's dense law, > 1 and growing with compute
+    c = copy.deepcopy(cmp)
+    c["techniques"]["moe"]["config"] = {"experts": 64, "top_k": 8, "granularity": 8}
+    a = X.extrapolate(c, to=["gpt3-175b", "gpt4-estimate"])["techniques"]["moe"]["anchored"][0]
+    assert a["law"] == "krajewski2024" and a["status"] == "verified" and a["granularity"] == 8
+    m = a["multiplier"]
+    assert 1 < m["reference"] < m["gpt3-175b"] < m["gpt4-estimate"] < 100
+    assert a["in_range"] is False and not any(a["in_range_by_budget"].values())  # fitted below 4B params
+    c["techniques"]["moe"]["config"] = {"experts": 64, "top_k": 2, "granularity": 8}
+    a = X.extrapolate(c, to=["gpt3-175b"])["techniques"]["moe"]["anchored"][0]
+    assert a["multiplier"]["gpt3-175b"] is None and "top-2" in a["note"]

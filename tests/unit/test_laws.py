@@ -22,6 +22,14 @@ from efflab.laws import (
     scenario_multipliers,
     size_multiplier,
 )
+from efflab.laws.moe import (
+    dense_flops_for_loss,
+    moe_flops,
+    moe_multiplier,
+    moe_shape,
+    optimal_dense,
+    optimal_moe,
+)
 from efflab.laws.published import Law, _chinchilla
 
 CHINCHILLA_BUDGET = 5.76e23  # Hoffmann et al. 2022, Table 3: Chinchilla and Gopher's budget
@@ -209,3 +217,63 @@ def test_oversized_model_costs_what_the_chinchilla_form_predicts(k, lo, hi):
             M = size_multiplier(law, k, C)
             assert M == pytest.approx(expected, rel=1e-4)
             assert lo <= M <= hi, (name, k, M)
+
+
+# Krajewski et al. 2024, Table 2: (N_act, D, G, FLOPs, loss) of the compute-optimal MoE at E = 64
+KRAJEWSKI_TABLE2 = [
+    (100e6, 4.37e9, 8, 2.95e18, 3.133),
+    (1e9, 28.94e9, 16, 1.93e20, 2.491),
+    (3e9, 72.90e9, 16, 1.41e21, 2.245),
+    (7e9, 137.60e9, 32, 6.46e21, 2.076),
+    (70e9, 941.07e9, 32, 4.16e23, 1.694),
+    (300e9, 2.96e12, 64, 5.69e24, 1.503),
+    (1e12, 7.94e12, 64, 4.97e25, 1.367),
+]
+
+
+def test_krajewski_constants_are_table1_and_n_counts_all_experts():
+    law = get_law("krajewski2024")
+    assert law.status == "verified"
+    assert law.constants["moe"] == {
+        "a": 18.1, "alpha": 0.115, "b": 30.8, "beta": 0.147, "g": 2.1, "gamma": 0.58, "c": 0.47
+    }  # fmt: skip
+    assert law.constants["dense"] == {"a": 16.3, "alpha": 0.126, "b": 26.7, "beta": 0.127, "c": 0.47}
+    # Appendix A, Table 3: 64 x 25M is d_model 512, 8 blocks; the fitted 129M-3.7B are total parameters
+    s = moe_shape(512)
+    assert s["n_blocks"] == 8 and s["active_params"] == pytest.approx(25e6, rel=0.01)
+    # Section 5: "models with sizes ranging from 129M to 3.7B parameters" = 64 x 3M ... 64 x 85M
+    assert moe_shape(256)["params"] == pytest.approx(129e6, rel=0.05)
+    assert moe_shape(768)["params"] == pytest.approx(3.7e9, rel=0.02)
+
+
+@pytest.mark.parametrize("n_act,D,G,F,L", KRAJEWSKI_TABLE2)
+def test_krajewski_reproduces_table2_compute_optimal_configurations(n_act, D, G, F, L):
+    law = get_law("krajewski2024")
+    # Eq. 10 FLOPs of the printed configuration (d_model = 64 n_blocks, N_act = 12 d^2 n_blocks)
+    d = (n_act / 12 * 64) ** (1 / 3)
+    assert moe_flops(d, D, G) == pytest.approx(F, rel=0.005)
+    # the law minimised at the printed budget (Section 6.2): G exact, N_act and D to 3%
+    o = optimal_moe(law, F)
+    assert o["granularity"] == G
+    assert o["active_params"] == pytest.approx(n_act, rel=0.03)
+    assert o["tokens"] == pytest.approx(D, rel=0.03)
+    assert o["flops"] == F and moe_flops(o["d_model"], o["tokens"], G) == pytest.approx(F, rel=1e-9)
+    # the printed loss, to the rounding of Table 1's constants (0.011-0.024 nats low)
+    assert 0.005 < L - o["loss"] < 0.025
+    assert optimal(law, F, granularity=G)["loss"] == pytest.approx(o["loss"], rel=1e-9)
+
+
+def test_krajewski_moe_beats_the_dense_law_at_equal_flops_not_at_equal_n():
+    law = get_law("krajewski2024")
+    # at equal total N and D the dense law is lower (it uses all its parameters on every token)
+    assert law.loss(1e9, 30e9, granularity=8) > law.loss(1e9, 30e9)
+    # at equal FLOPs the compute-optimal MoE wins, more so with budget; Section 1: "a compute-optimal
+    # MoE model trained with a budget of 10^20 FLOPs will achieve the same quality as a dense
+    # Transformer trained with a 20x greater computing budget" (the rounded constants give 21x)
+    ms = [moe_multiplier(law, C)["multiplier"] for C in (1e18, 1e20, 1e22, 1e25)]
+    assert ms[1] == pytest.approx(20, rel=0.10)
+    assert 1 < ms[0] < ms[1] < ms[2] < ms[3]
+    # the multiplier inverts: the dense law at M x C reaches the MoE's loss
+    r = moe_multiplier(law, 1e20)
+    assert optimal_dense(law, r["dense_flops"])["loss"] == pytest.approx(r["moe"]["loss"], abs=1e-9)
+    assert dense_flops_for_loss(law, 0.47) is None  # the floor c

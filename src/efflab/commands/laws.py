@@ -200,7 +200,7 @@ def cmd_optimal(args) -> int:
         **cfg,
         "in_range": law.in_range(o["params"], o["tokens"]),
         "notes": notes,
-        "convention": "C = 6ND",
+        "convention": o.get("convention", "C = 6ND"),
     }
     if args.json:
         from efflab.cli import emit_json
@@ -208,9 +208,11 @@ def cmd_optimal(args) -> int:
         emit_json(res)
         return 0
     print(
-        f"{law.name}, C = {C:.4g} FLOPs (C = 6ND): N = {o['params']:.4g} parameters, D = {o['tokens']:.4g} "
+        f"{law.name}, C = {C:.4g} FLOPs ({res['convention']}): N = {o['params']:.4g} parameters, D = {o['tokens']:.4g} "
         f"tokens ({o['tokens_per_param']:.1f} tokens/parameter), L = {o['loss']:.4f} nats/token"
     )
+    if "active_params" in o:
+        print(f"  MoE: {o['active_params']:.4g} active parameters, granularity G = {o['granularity']:g}")
     for n in notes:
         print(f"note: {n}")
     return 0
