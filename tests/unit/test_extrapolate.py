@@ -80,6 +80,11 @@ def test_anchors_by_technique(res):
     assert all(v is None for a in t["moe"]["anchored"] for v in a["multiplier"].values())
     assert "64 experts" in t["moe"]["anchored"][0]["note"] and "8" in t["moe"]["anchored"][0]["note"]
     assert [a["law"] for a in t["distill"]["anchored"]] == ["busbridge2025"]
+    bb = t["distill"]["anchored"][0]
+    assert bb["status"] == "verified" and bb["teacher_ratio"] == pytest.approx(400000 / 98304)
+    for b in X.DEFAULT_BUDGETS:  # the teacher exists: > 1; charging its training too: < 1 (Section 5.3)
+        assert bb["multiplier"][b] > 1 > bb["multiplier_total"][b] > 0
+    assert bb["in_range"] is False
     assert [a["law"] for a in t["seqlen_warmup"]["anchored"]] == ["li2022"]
     assert t["curriculum"]["anchored"][0]["multiplier"]["gpt4-estimate"] == 1.0  # Wu et al. prior
     syn = t["synthetic"]["anchored"][0]

@@ -277,3 +277,64 @@ def test_krajewski_moe_beats_the_dense_law_at_equal_flops_not_at_equal_n():
     r = moe_multiplier(law, 1e20)
     assert optimal_dense(law, r["dense_flops"])["loss"] == pytest.approx(r["moe"]["loss"], abs=1e-9)
     assert dense_flops_for_loss(law, 0.47) is None  # the floor c
+
+
+def _busbridge_best_teacher(law, N, D):
+    """min over the teacher loss L_T of the student loss (Eq. 8), bounded search."""
+    from scipy import optimize
+
+    r = optimize.minimize_scalar(
+        lambda lt: law.loss(N, D, teacher_loss=lt),
+        bounds=(1.25, 6.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    return float(r.fun), float(r.x)
+
+
+def test_busbridge_constants_reproduce_table6_allocation_exponents():
+    # Busbridge et al. 2025, Table 6: a = beta/(alpha+beta) = 0.513, b = 0.486 (supervised);
+    # a' = 0.664, b' = 0.335 (distillation), from the transcribed exponents
+    law = get_law("busbridge2025")
+    assert law.status == "verified"
+    sup, dist = law.constants["supervised"], law.constants["distillation"]
+    assert sup == {"E": 1.220, "A": 3355.0, "B": 18186.0, "alpha": 0.408, "beta": 0.431, "gamma": 0.452}
+    assert (dist["c0"], dist["c1"], dist["f1"], dist["d1"]) == (2.549, 522.6, 0.090, 1.315)
+    a, b = _allocation_exponents(sup)
+    assert (round(a, 3), round(b, 3)) == (0.514, 0.486)  # printed 0.513 (0.5137 from the rounded alpha, beta)
+    assert a == pytest.approx(0.513, abs=0.001)
+    a2, b2 = _allocation_exponents(dist)
+    assert (round(a2, 3), round(b2, 3)) == (0.665, 0.335)  # printed 0.664 (0.6649)
+    assert a2 == pytest.approx(0.664, abs=0.001)
+    # without a teacher loss the law is the paper's supervised Eq. 1
+    N, D = 1.82e9, 36.4e9
+    assert law.loss(N, D) == pytest.approx(1.220 + (3355 / N**0.408 + 18186 / D**0.431) ** 0.452, rel=1e-12)
+
+
+@pytest.mark.parametrize("N", [1e8, 1e9, 1e10, 1e11])
+def test_busbridge_infinite_data_student_matches_the_supervised_bound(N):
+    # Appendix E.6 (Eqs. 35-37, Figure 40): with the optimal teacher, a student with unlimited
+    # distillation data reaches the supervised lower bound E + (A N^-alpha)^gamma, N in 100M-100B
+    law = get_law("busbridge2025")
+    sup = law.constants["supervised"]
+    bound = sup["E"] + (sup["A"] / N ** sup["alpha"]) ** sup["gamma"]
+    best, lt = _busbridge_best_teacher(law, N, 1e30)  # D_S -> infinity: the data term vanishes
+    assert best == pytest.approx(bound, rel=0.01)  # within 0.8% with the rounded Table 6 constants
+    assert lt < best  # the optimal teacher is better than its student
+
+
+def test_busbridge_eq8_properties_capacity_gap_and_when_distillation_wins():
+    law = get_law("busbridge2025")
+    # Section 4.3, properties 1 and 2: an unlimited student reaches its teacher; a random teacher
+    # (L_T -> infinity) gives a student at L_T
+    assert law.loss(1e15, 1e18, teacher_loss=2.0) == pytest.approx(2.0, abs=0.01)
+    assert law.loss(1e9, 20e9, teacher_loss=50.0) == pytest.approx(50.0, rel=1e-3)
+    # property 3, the capacity gap: for a fixed student the loss is U-shaped in the teacher's loss
+    N, D = 1.82e9, 36.4e9
+    best, lt = _busbridge_best_teacher(law, N, D)
+    assert law.loss(N, D, teacher_loss=lt - 0.3) > best + 0.01 < law.loss(N, D, teacher_loss=lt + 0.3)
+    # Section 5.1: the best-teacher student beats supervised training at a modest token budget,
+    # and supervised training wins given enough tokens
+    for n in (1e9, 3e9, 1e10):
+        assert _busbridge_best_teacher(law, n, 20 * n)[0] < law.loss(n, 20 * n) - 0.01
+        assert _busbridge_best_teacher(law, n, 1e14)[0] > law.loss(n, 1e14)
