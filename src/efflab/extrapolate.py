@@ -199,13 +199,16 @@ def _anchor_krajewski(law, row: dict, cfg: dict, c_ref: float, budgets: dict) ->
     for each budget under the paper's Eq. 10 FLOPs) over the same paper's compute-optimal dense law."""
     from efflab.laws.moe import EXPANSION, moe_multiplier
 
-    E, G, k = _num(cfg.get("experts")), _num(cfg.get("granularity")), _num(cfg.get("top_k"))
+    n_exp, G, k = _num(cfg.get("experts")), _num(cfg.get("granularity")), _num(cfg.get("top_k"))
     G = 1.0 if G is None else G
     why = []
-    if E != EXPANSION:
-        why.append(f"fitted at 64 experts, this configuration has {'none stated' if E is None else f'{E:g}'}")
     if G < 1:
         why.append(f"granularity {G:g} < 1 is outside the law (G >= 1)")
+        G = 1.0
+    E = None if n_exp is None else n_exp / G  # expansion rate: N_expert = G E (the paper's Eq. 3)
+    if E != EXPANSION:
+        have = "none stated" if E is None else f"{E:g} ({n_exp:g} experts at G = {G:g})"
+        why.append(f"fitted at expansion rate E = 64 experts, this configuration has {have}")
     if k is not None and k != G:
         why.append(f"the law routes each token to G = {G:g} experts, this configuration to top-{k:g}")
     if why:
@@ -230,8 +233,9 @@ def _anchor_busbridge(law, row: dict, cfg: dict, c_ref: float, budgets: dict, re
     (C = 6ND), the teacher k times its size trained at 20 tokens per parameter (the paper's fixed-M
     teachers), k = the configuration's teacher/student parameter ratio; M = supervised FLOPs to reach
     the distilled loss / C. The teacher's pretraining and logits are not charged (it exists)."""
-    t = _num(cfg.get("teacher_params"))
-    s = _num(ref.get("non_embedding_params")) or _num(ref.get("params"))
+    t, s = _num(cfg.get("teacher_non_embedding_params")), _num(ref.get("non_embedding_params"))
+    if t is None or s is None:  # the paper's N is non-embedding; total counts only when that is all there is
+        t, s = _num(cfg.get("teacher_params")), _num(ref.get("params"))
     if t is None or s is None or t <= 0 or s <= 0:
         row["note"] = (
             "not evaluated: needs config.teacher_params and the reference's (non-embedding) parameters "
@@ -255,8 +259,7 @@ def _anchor_busbridge(law, row: dict, cfg: dict, c_ref: float, budgets: dict, re
     row["in_range"] = all(row["in_range_by_budget"].values())
     row["teacher_ratio"] = k
     row["note"] = (
-        f"a compute-optimal student distilled from a teacher {k:.3g}x its size (non-embedding "
-        "parameters) trained at 20 tokens per parameter, over the paper's supervised law at equal "
+        f"a compute-optimal student distilled from a teacher {k:.3g}x its size trained at 20 tokens per parameter, over the paper's supervised law at equal "
         "student compute (6ND); the teacher's pretraining and logits are not charged (it exists); "
         "multiplier_total charges both (Eq. 9, 6 N_T D_T + 2 N_T D_S)"
     )

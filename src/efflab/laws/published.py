@@ -279,15 +279,21 @@ _add(
         title="Unified scaling laws for routed language models (expert count)",
         kind="moe",
         status="form only",
-        form="log L = a log N + b log E^ + c log N log E^ + d, with a saturating expert-count transform E^",
-        source="Clark et al. 2022, arXiv:2202.01169, Eq. 1 and the per-routing-method fits (S-BASE, "
-        "RL-R, Hash)",
-        n_counts="dense-equivalent parameters of the base model; E = experts",
+        form="log L(N, E) = a log N + b log E^ + c log N log E^ + d, with 1/E^ = 1/(E - 1 + (1/E_start - "
+        "1/E_max)^-1) + 1/E_max (saturating expert count); without the saturation, L = (10^(d/a)/N)^a "
+        "(1/E)^(b + c log N) (as Krajewski et al. 2024, Eq. 2, restate it)",
+        source="Clark et al. 2022, arXiv:2202.01169 (law and per-routing-method fits: S-BASE, RL-R, Hash)",
+        n_counts="dense-equivalent parameters N of the base model (15M-1.3B); E = experts; fixed 130B "
+        "training tokens",
         fitted_range={"params": (15e6, 1.3e9)},
         printed_check="none: constants not transcribed",
-        notes="Constants per routing method were not checked against the paper in this version, so the "
-        "law does not evaluate. Its qualitative result: gains from more experts shrink as the base "
-        "model grows.",
+        notes="Not evaluated: the fitted a, b, c, d, E_start, E_max per routing method could not be "
+        "read from the paper or a faithful transcription of it in the sources efflab searched (the "
+        "form above is as Krajewski et al. 2024 Eq. 2 and later papers quote it, not checked against "
+        "Clark et al.'s own equation numbers). Fitted at a fixed 130B tokens, so it says nothing about "
+        "compute-optimal training; Krajewski et al. 2024 (Section 6.3) trace its predicted loss of "
+        "the MoE advantage with size to that fixed D. Qualitative result: gains from more experts "
+        "shrink as the base model grows.",
     )
 )
 _add(
