@@ -221,6 +221,7 @@ def _anchor_krajewski(law, row: dict, cfg: dict, c_ref: float, budgets: dict) ->
         row["in_range_by_budget"][name] = law.in_range(r["moe"]["params"], r["moe"]["tokens"])
     row["in_range"] = all(row["in_range_by_budget"].values())
     row["granularity"] = G
+    row["scope"] = f"a compute-optimal E = 64, G = {G:g} MoE vs the paper's dense law"
     row["note"] = (
         f"compute-optimal MoE (E = 64, G = {G:g}, FLOPs by the paper's Eq. 10, routing counted) over "
         "the same paper's compute-optimal dense law (6ND); both fitted on C4 below 4B parameters"
@@ -258,6 +259,7 @@ def _anchor_busbridge(law, row: dict, cfg: dict, c_ref: float, budgets: dict, re
         row["in_range_by_budget"][name] = law.in_range(o["params"], o["tokens"]) and law.in_range(n_t)
     row["in_range"] = all(row["in_range_by_budget"].values())
     row["teacher_ratio"] = k
+    row["scope"] = "an existing teacher (its training and logits not charged)"
     row["note"] = (
         f"a compute-optimal student distilled from a teacher {k:.3g}x its size trained at 20 tokens per parameter, over the paper's supervised law at equal "
         "student compute (6ND); the teacher's pretraining and logits are not charged (it exists); "
