@@ -39,7 +39,10 @@ def test_eval_with_granularity_and_unique_tokens(capsys):
     )
     assert rc == 0
     d = json.loads(out)
-    assert d["granularity"] == 8 and any("unverified" in n for n in d["notes"])
+    assert d["granularity"] == 8 and d["in_range"] is True and d["notes"] == []
+    c = {"a": 18.1, "alpha": 0.115, "b": 30.8, "beta": 0.147, "g": 2.1, "gamma": 0.58, "c": 0.47}
+    expected = c["c"] + (c["g"] / 8 ** c["gamma"] + c["a"]) / 1e9 ** c["alpha"] + c["b"] / 20e9 ** c["beta"]
+    assert d["loss"] == pytest.approx(expected, rel=1e-12)
     rc, out, _ = _run(
         capsys,
         "eval",
@@ -81,5 +84,47 @@ def test_bad_input_names_every_problem(capsys):
         capsys, "eval", "besiroglu2024", "--params", "1e9", "--tokens", "1e10", "--granularity", "2"
     )
     assert rc == 2 and "--granularity does not apply" in err
-    rc, _, err = _run(capsys, "optimal", "busbridge2025", "--flops", "1e20")
+    rc, _, err = _run(capsys, "optimal", "clark2022", "--flops", "1e20")
     assert rc == 2 and "does not evaluate" in err
+    rc, _, err = _run(
+        capsys, "eval", "busbridge2025", "--params", "1e9", "--tokens", "2e10", "--teacher-loss", "x"
+    )
+    assert rc == 2 and "--teacher-loss" in err and "Traceback" not in err
+
+
+def test_optimal_krajewski_uses_the_papers_flop_count(capsys):
+    # Krajewski et al. 2024, Table 2, first row: 64 x 100M, 4.37B tokens, G = 8 at 2.95e18 FLOPs (Eq. 10)
+    rc, out, err = _run(
+        capsys, "optimal", "krajewski2024", "--flops", "2.95e18", "--granularity", 8, "--json"
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["active_params"] == pytest.approx(100e6, rel=0.05)
+    assert d["tokens"] == pytest.approx(4.37e9, rel=0.05)
+    assert "Eq. 10" in d["convention"] and "6ND" not in d["convention"]
+    rc, out, _ = _run(capsys, "optimal", "krajewski2024", "--flops", "2.95e18", "--granularity", 8)
+    assert rc == 0 and "active parameters" in out and "Eq. 10" in out
+
+
+def test_eval_busbridge_with_a_teacher_loss(capsys):
+    # Eq. 8 at a 1.82B student on 36.4B tokens from a teacher of cross-entropy 2.0 (C4 nats)
+    rc, out, err = _run(
+        capsys,
+        "eval",
+        "busbridge2025",
+        "--params",
+        "1.82e9",
+        "--tokens",
+        "36.4e9",
+        "--teacher-loss",
+        "2.0",
+        "--json",
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["teacher_loss"] == 2.0 and d["notes"] == []
+    sup = 1.220 + (3355 / 1.82e9**0.408 + 18186 / 36.4e9**0.431) ** 0.452
+    gap = (1 + (2.0 / (sup * 1.315)) ** (1 / 0.090)) ** (-522.6 * 0.090)
+    mimic = (2243 / 1.82e9**0.321 + 24181 / 36.4e9**0.637) ** 0.764
+    assert d["loss"] == pytest.approx(2.0 + gap * mimic / 2.0**2.549, rel=1e-12)
+    assert 2.0 < d["loss"] < sup  # between the teacher and the supervised student

@@ -80,6 +80,11 @@ def test_anchors_by_technique(res):
     assert all(v is None for a in t["moe"]["anchored"] for v in a["multiplier"].values())
     assert "64 experts" in t["moe"]["anchored"][0]["note"] and "8" in t["moe"]["anchored"][0]["note"]
     assert [a["law"] for a in t["distill"]["anchored"]] == ["busbridge2025"]
+    bb = t["distill"]["anchored"][0]
+    assert bb["status"] == "verified" and bb["teacher_ratio"] == pytest.approx(400000 / 139584)  # total/total
+    for b in X.DEFAULT_BUDGETS:  # the teacher exists: > 1; charging its training too: < 1 (Section 5.3)
+        assert bb["multiplier"][b] > 1 > bb["multiplier_total"][b] > 0
+    assert bb["in_range"] is False
     assert [a["law"] for a in t["seqlen_warmup"]["anchored"]] == ["li2022"]
     assert t["curriculum"]["anchored"][0]["multiplier"]["gpt4-estimate"] == 1.0  # Wu et al. prior
     syn = t["synthetic"]["anchored"][0]
@@ -196,3 +201,25 @@ def test_suite_file_settings_are_the_defaults(tmp_path, cmp):
     )
     r = X.extrapolate_suite(tmp_path, mfu=0.3)  # an explicit setting wins
     assert r["hardware"]["mfu"] == 0.3 and r["hardware"]["gpu"] == "b200"
+
+
+def test_krajewski_anchors_a_64_expert_configuration(cmp):
+    # at E = 64 with the law's routing (top-k = G) the verified law gives M at every budget: the
+    # compute-optimal MoE over the same paper's dense law, > 1 and growing with compute
+    c = copy.deepcopy(cmp)
+    c["techniques"]["moe"]["config"] = {"experts": 512, "top_k": 8, "granularity": 8}  # E = 512 / 8
+    a = X.extrapolate(c, to=["gpt3-175b", "gpt4-estimate"])["techniques"]["moe"]["anchored"][0]
+    assert a["law"] == "krajewski2024" and a["status"] == "verified" and a["granularity"] == 8
+    m = a["multiplier"]
+    assert 1 < m["reference"] < m["gpt3-175b"] < m["gpt4-estimate"] < 100
+    assert a["in_range"] is False and not any(a["in_range_by_budget"].values())  # fitted below 4B params
+    c["techniques"]["moe"]["config"] = {"experts": 512, "top_k": 2, "granularity": 8}
+    a = X.extrapolate(c, to=["gpt3-175b"])["techniques"]["moe"]["anchored"][0]
+    assert a["multiplier"]["gpt3-175b"] is None and "top-2" in a["note"]
+    c["techniques"]["moe"]["config"] = {"experts": 64, "top_k": 8, "granularity": 8}  # E = 8
+    a = X.extrapolate(c, to=["gpt3-175b"])["techniques"]["moe"]["anchored"][0]
+    assert a["multiplier"]["gpt3-175b"] is None and "E = 64" in a["note"] and "has 8" in a["note"]
+    # the paper's non-embedding counts when the suite has them (compare_suite writes both)
+    c["techniques"]["distill"]["config"] = {"teacher_params": 400000, "teacher_non_embedding_params": 393216}
+    a = X.extrapolate(c, to=["gpt3-175b"])["techniques"]["distill"]["anchored"][0]
+    assert a["teacher_ratio"] == pytest.approx(393216 / 98304)

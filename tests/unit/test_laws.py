@@ -22,6 +22,14 @@ from efflab.laws import (
     scenario_multipliers,
     size_multiplier,
 )
+from efflab.laws.moe import (
+    dense_flops_for_loss,
+    moe_flops,
+    moe_multiplier,
+    moe_shape,
+    optimal_dense,
+    optimal_moe,
+)
 from efflab.laws.published import Law, _chinchilla
 
 CHINCHILLA_BUDGET = 5.76e23  # Hoffmann et al. 2022, Table 3: Chinchilla and Gopher's budget
@@ -209,3 +217,124 @@ def test_oversized_model_costs_what_the_chinchilla_form_predicts(k, lo, hi):
             M = size_multiplier(law, k, C)
             assert M == pytest.approx(expected, rel=1e-4)
             assert lo <= M <= hi, (name, k, M)
+
+
+# Krajewski et al. 2024, Table 2: (N_act, D, G, FLOPs, loss) of the compute-optimal MoE at E = 64
+KRAJEWSKI_TABLE2 = [
+    (100e6, 4.37e9, 8, 2.95e18, 3.133),
+    (1e9, 28.94e9, 16, 1.93e20, 2.491),
+    (3e9, 72.90e9, 16, 1.41e21, 2.245),
+    (7e9, 137.60e9, 32, 6.46e21, 2.076),
+    (70e9, 941.07e9, 32, 4.16e23, 1.694),
+    (300e9, 2.96e12, 64, 5.69e24, 1.503),
+    (1e12, 7.94e12, 64, 4.97e25, 1.367),
+]
+
+
+def test_krajewski_constants_are_table1_and_n_counts_all_experts():
+    law = get_law("krajewski2024")
+    assert law.status == "verified"
+    assert law.constants["moe"] == {
+        "a": 18.1, "alpha": 0.115, "b": 30.8, "beta": 0.147, "g": 2.1, "gamma": 0.58, "c": 0.47
+    }  # fmt: skip
+    assert law.constants["dense"] == {"a": 16.3, "alpha": 0.126, "b": 26.7, "beta": 0.127, "c": 0.47}
+    # Appendix A, Table 3: 64 x 25M is d_model 512, 8 blocks; the fitted 129M-3.7B are total parameters
+    s = moe_shape(512)
+    assert s["n_blocks"] == 8 and s["active_params"] == pytest.approx(25e6, rel=0.01)
+    # Section 5: "models with sizes ranging from 129M to 3.7B parameters" = 64 x 3M ... 64 x 85M
+    assert moe_shape(256)["params"] == pytest.approx(129e6, rel=0.05)
+    assert moe_shape(768)["params"] == pytest.approx(3.7e9, rel=0.02)
+
+
+@pytest.mark.parametrize("n_act,D,G,F,L", KRAJEWSKI_TABLE2)
+def test_krajewski_reproduces_table2_compute_optimal_configurations(n_act, D, G, F, L):
+    law = get_law("krajewski2024")
+    # Eq. 10 FLOPs of the printed configuration (d_model = 64 n_blocks, N_act = 12 d^2 n_blocks)
+    d = (n_act / 12 * 64) ** (1 / 3)
+    assert moe_flops(d, D, G) == pytest.approx(F, rel=0.005)
+    # the law minimised at the printed budget (Section 6.2): G exact, N_act and D to 3%
+    o = optimal_moe(law, F)
+    assert o["granularity"] == G
+    assert o["active_params"] == pytest.approx(n_act, rel=0.03)
+    assert o["tokens"] == pytest.approx(D, rel=0.03)
+    assert o["flops"] == F and moe_flops(o["d_model"], o["tokens"], G) == pytest.approx(F, rel=1e-9)
+    # the printed loss, to the rounding of Table 1's constants (0.011-0.024 nats low)
+    assert 0.005 < L - o["loss"] < 0.025
+    assert optimal(law, F, granularity=G)["loss"] == pytest.approx(o["loss"], rel=1e-9)
+
+
+def test_krajewski_moe_beats_the_dense_law_at_equal_flops_not_at_equal_n():
+    law = get_law("krajewski2024")
+    # at equal total N and D the dense law is lower (it uses all its parameters on every token)
+    assert law.loss(1e9, 30e9, granularity=8) > law.loss(1e9, 30e9)
+    # at equal FLOPs the compute-optimal MoE wins, more so with budget; Section 1: "a compute-optimal
+    # MoE model trained with a budget of 10^20 FLOPs will achieve the same quality as a dense
+    # Transformer trained with a 20x greater computing budget" (the rounded constants give 21x)
+    ms = [moe_multiplier(law, C)["multiplier"] for C in (1e18, 1e20, 1e22, 1e25)]
+    assert ms[1] == pytest.approx(20, rel=0.10)
+    assert 1 < ms[0] < ms[1] < ms[2] < ms[3]
+    # the multiplier inverts: the dense law at M x C reaches the MoE's loss
+    r = moe_multiplier(law, 1e20)
+    assert optimal_dense(law, r["dense_flops"])["loss"] == pytest.approx(r["moe"]["loss"], abs=1e-9)
+    assert dense_flops_for_loss(law, 0.47) is None  # the floor c
+
+
+def _busbridge_best_teacher(law, N, D):
+    """min over the teacher loss L_T of the student loss (Eq. 8), bounded search."""
+    from scipy import optimize
+
+    r = optimize.minimize_scalar(
+        lambda lt: law.loss(N, D, teacher_loss=lt),
+        bounds=(1.25, 6.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    return float(r.fun), float(r.x)
+
+
+def test_busbridge_constants_reproduce_table6_allocation_exponents():
+    # Busbridge et al. 2025, Table 6: a = beta/(alpha+beta) = 0.513, b = 0.486 (supervised);
+    # a' = 0.664, b' = 0.335 (distillation), from the transcribed exponents
+    law = get_law("busbridge2025")
+    assert law.status == "verified"
+    sup, dist = law.constants["supervised"], law.constants["distillation"]
+    assert sup == {"E": 1.220, "A": 3355.0, "B": 18186.0, "alpha": 0.408, "beta": 0.431, "gamma": 0.452}
+    assert (dist["c0"], dist["c1"], dist["f1"], dist["d1"]) == (2.549, 522.6, 0.090, 1.315)
+    a, b = _allocation_exponents(sup)
+    assert (round(a, 3), round(b, 3)) == (0.514, 0.486)  # printed 0.513 (0.5137 from the rounded alpha, beta)
+    assert a == pytest.approx(0.513, abs=0.001)
+    a2, b2 = _allocation_exponents(dist)
+    assert (round(a2, 3), round(b2, 3)) == (0.665, 0.335)  # printed 0.664 (0.6649)
+    assert a2 == pytest.approx(0.664, abs=0.001)
+    # without a teacher loss the law is the paper's supervised Eq. 1
+    N, D = 1.82e9, 36.4e9
+    assert law.loss(N, D) == pytest.approx(1.220 + (3355 / N**0.408 + 18186 / D**0.431) ** 0.452, rel=1e-12)
+
+
+@pytest.mark.parametrize("N", [1e8, 1e9, 1e10, 1e11])
+def test_busbridge_infinite_data_student_matches_the_supervised_bound(N):
+    # Appendix E.6 (Eqs. 35-37, Figure 40): with the optimal teacher, a student with unlimited
+    # distillation data reaches the supervised lower bound E + (A N^-alpha)^gamma, N in 100M-100B
+    law = get_law("busbridge2025")
+    sup = law.constants["supervised"]
+    bound = sup["E"] + (sup["A"] / N ** sup["alpha"]) ** sup["gamma"]
+    best, lt = _busbridge_best_teacher(law, N, 1e30)  # D_S -> infinity: the data term vanishes
+    assert best == pytest.approx(bound, rel=0.01)  # within 0.8% with the rounded Table 6 constants
+    assert lt < best  # the optimal teacher is better than its student
+
+
+def test_busbridge_eq8_properties_capacity_gap_and_when_distillation_wins():
+    law = get_law("busbridge2025")
+    # Section 4.3, properties 1 and 2: an unlimited student reaches its teacher; a random teacher
+    # (L_T -> infinity) gives a student at L_T
+    assert law.loss(1e15, 1e18, teacher_loss=2.0) == pytest.approx(2.0, abs=0.01)
+    assert law.loss(1e9, 20e9, teacher_loss=50.0) == pytest.approx(50.0, rel=1e-3)
+    # property 3, the capacity gap: for a fixed student the loss is U-shaped in the teacher's loss
+    N, D = 1.82e9, 36.4e9
+    best, lt = _busbridge_best_teacher(law, N, D)
+    assert law.loss(N, D, teacher_loss=lt - 0.3) > best + 0.01 < law.loss(N, D, teacher_loss=lt + 0.3)
+    # Section 5.1: the best-teacher student beats supervised training at a modest token budget,
+    # and supervised training wins given enough tokens
+    for n in (1e9, 3e9, 1e10):
+        assert _busbridge_best_teacher(law, n, 20 * n)[0] < law.loss(n, 20 * n) - 0.01
+        assert _busbridge_best_teacher(law, n, 1e14)[0] > law.loss(n, 1e14)

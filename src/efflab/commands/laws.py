@@ -4,6 +4,7 @@
     efflab laws eval besiroglu2024 --params 70e9 --tokens 1.4e12
     efflab laws eval krajewski2024 --params 1e9 --tokens 20e9 --granularity 8 --json
     efflab laws eval muennighoff2023 --params 1e9 --tokens 400e9 --unique-tokens 100e9
+    efflab laws eval busbridge2025 --params 1.82e9 --tokens 36.4e9 --teacher-loss 2.0
     efflab laws optimal besiroglu2024 --flops 5.76e23
 
 Losses are in nats/token on each paper's own corpus and tokenizer; budgets use C = 6ND.
@@ -32,6 +33,11 @@ def register(sub) -> None:
     ep.add_argument("--experts", metavar="E", help="experts (MoE laws; krajewski2024 is fitted at 64)")
     ep.add_argument("--granularity", metavar="G", help="expert granularity G (krajewski2024)")
     ep.add_argument("--unique-tokens", metavar="U", help="unique tokens U <= D (muennighoff2023)")
+    ep.add_argument(
+        "--teacher-loss",
+        metavar="L_T",
+        help="teacher cross-entropy, nats on the paper's corpus (busbridge2025)",
+    )
     ep.add_argument("--json", action="store_true", help="print one JSON object on stdout (key `loss`)")
     ep.set_defaults(func=cmd_eval)
 
@@ -82,6 +88,7 @@ def _config(problems: Problems, law, args) -> dict:
     given = {
         "granularity": getattr(args, "granularity", None),
         "unique_tokens": getattr(args, "unique_tokens", None),
+        "teacher_loss": getattr(args, "teacher_loss", None),
     }
     for key, text in given.items():
         if text is None:
@@ -200,7 +207,7 @@ def cmd_optimal(args) -> int:
         **cfg,
         "in_range": law.in_range(o["params"], o["tokens"]),
         "notes": notes,
-        "convention": "C = 6ND",
+        "convention": o.get("convention", "C = 6ND"),
     }
     if args.json:
         from efflab.cli import emit_json
@@ -208,9 +215,11 @@ def cmd_optimal(args) -> int:
         emit_json(res)
         return 0
     print(
-        f"{law.name}, C = {C:.4g} FLOPs (C = 6ND): N = {o['params']:.4g} parameters, D = {o['tokens']:.4g} "
+        f"{law.name}, C = {C:.4g} FLOPs ({res['convention']}): N = {o['params']:.4g} parameters, D = {o['tokens']:.4g} "
         f"tokens ({o['tokens_per_param']:.1f} tokens/parameter), L = {o['loss']:.4f} nats/token"
     )
+    if "active_params" in o:
+        print(f"  MoE: {o['active_params']:.4g} active parameters, granularity G = {o['granularity']:g}")
     for n in notes:
         print(f"note: {n}")
     return 0

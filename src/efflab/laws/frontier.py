@@ -57,11 +57,14 @@ def optimal(law: Law, flops: float, **config) -> dict:
 
     Closed form for E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, Eq. 4): N = G (C/6)^a with
     a = beta/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)). Other evaluable laws: a bounded
-    one-dimensional search over log N.
+    one-dimensional search over log N. A law with its own FLOP count (`Law._optimal`, e.g.
+    krajewski2024 with a granularity) uses it instead; its result carries `convention`.
     """
     C = float(flops)
     if not (math.isfinite(C) and C > 0):
         raise ValueError(f"flops must be a positive number, got {flops!r}")
+    if law._optimal is not None and config:  # the paper's own FLOP count (krajewski2024: Eq. 10)
+        return law._optimal(law, C, **config)
     if law.kind == "dense" and not config:
         c = _dense_constants(law)
         s = c["alpha"] + c["beta"]
