@@ -289,12 +289,14 @@ class BlockSampler:
 # optimizer, schedule, horizon
 # =============================================================================================
 def make_optimizer(model, cfg, device) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only; fused on GPU (switchable)."""
+    """AdamW; weight decay on matrices only; fused (switchable) on GPU and CPU: on a CPU the fused
+    kernel halves clip + AdamW time for tiny models (3.3 vs 7.6 ms a step for the reference shape, one
+    thread, load 10) and matches the for-loop AdamW to 1e-7."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    fused = {"on": True, "off": False, "auto": device.type == "cuda"}[cfg.train.fused_optimizer]
+    fused = {"on": True, "off": False, "auto": device.type in ("cuda", "cpu")}[cfg.train.fused_optimizer]
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kw = {"fused": True} if fused else {}
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), **kw)

@@ -175,29 +175,47 @@ def test_efflab_grouped_flops_match_the_analytic_count_with_the_grouped_mm_formu
     assert plain.get_total_flops() < 0.8 * fc.get_total_flops()  # without the formula: experts uncounted
 
 
+def _grouped_and_eager_counts(tokens: int, drop: float, device: str) -> tuple[dict, int]:
+    torch.manual_seed(tokens)
+    _, model = _model({"n_experts": 4, "top_k": 2})
+    model.to(device)
+    ex = model.model.layers[0].mlp.experts
+    x = torch.randn(tokens, 64, device=device, requires_grad=True)
+    idx = torch.rand(tokens, 4).topk(2, dim=-1).indices
+    idx = idx.masked_fill(torch.rand(tokens, 2) < drop, 4).to(device)
+    w = torch.rand(tokens, 2, device=device, requires_grad=True)
+    counts = {}
+    for impl in ("eager", "efflab_grouped"):
+        model.set_experts_implementation(impl)
+        # CUDA's grouped GEMM runs in bf16 (as efflab trains there: autocast); the CPU one in fp32
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            with FlopCounterMode(display=False, custom_mapping=measure._custom_mapping()) as fc:
+                y = ex(x, idx, w)
+                fwd = fc.get_total_flops()
+                y.float().square().sum().backward()
+        counts[impl] = (fwd, fc.get_total_flops())
+        if impl == "efflab_grouped":
+            assert torch.ops.aten._grouped_mm in fc.get_flop_counts()["Global"]  # the kernel that trains
+    return counts, int((idx < 4).sum())
+
+
 @pytest.mark.parametrize("tokens,drop", [(10, 0.0), (33, 0.3), (64, 0.6)])
 def test_grouped_mm_formula_agrees_with_eager_counting(tokens, drop):
     """The aten._grouped_mm formula (accounting/measure.py) counts forward and backward exactly as
     FlopCounterMode counts the eager loop of matmuls, dropped assignments (id n_experts) skipped."""
-    torch.manual_seed(tokens)
-    _, model = _model({"n_experts": 4, "top_k": 2})
-    ex = model.model.layers[0].mlp.experts
-    x = torch.randn(tokens, 64, requires_grad=True)
-    idx = torch.rand(tokens, 4).topk(2, dim=-1).indices
-    idx = idx.masked_fill(torch.rand(tokens, 2) < drop, 4)
-    w = torch.rand(tokens, 2, requires_grad=True)
-    counts = {}
-    for impl in ("eager", "efflab_grouped"):
-        model.set_experts_implementation(impl)
-        with FlopCounterMode(display=False, custom_mapping=measure._custom_mapping()) as fc:
-            y = ex(x, idx, w)
-            fwd = fc.get_total_flops()
-            y.square().sum().backward()
-        counts[impl] = (fwd, fc.get_total_flops())
-        if impl == "efflab_grouped":
-            assert torch.ops.aten._grouped_mm in fc.get_flop_counts()["Global"]  # the kernel that trains
-    kept = int((idx < 4).sum())
+    counts, kept = _grouped_and_eager_counts(tokens, drop, "cpu")
     assert counts["eager"][0] == 2 * kept * (64 * 2 * 96 + 96 * 64)  # [n, 64] x [64, 192], [n, 96] x [96, 64]
+    assert counts["efflab_grouped"] == counts["eager"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("tokens,drop", [(64, 0.0), (256, 0.3)])
+def test_grouped_mm_formula_agrees_with_eager_counting_on_cuda(tokens, drop):
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("torch's CUDA grouped GEMM needs compute capability >= 8.0")
+    counts, kept = _grouped_and_eager_counts(tokens, drop, "cuda")
+    assert counts["eager"][0] == 2 * kept * (64 * 2 * 96 + 96 * 64)
     assert counts["efflab_grouped"] == counts["eager"]
 
 
