@@ -33,6 +33,8 @@ all against the dense model at equal active FLOPs.
 
 from __future__ import annotations
 
+import copy
+import statistics
 import time
 
 import torch
@@ -181,9 +183,6 @@ def time_experts_implementations(experts: nn.Module, tokens: int, top_k: int, ca
     """Median seconds of forward + backward of one layer's experts (a copy of `experts`) on `tokens`
     random tokens routed uniformly to `top_k` distinct experts, per implementation; rounds interleave
     the implementations so drifting machine load hits them alike."""
-    import copy
-    import statistics
-
     dev = _device(device)
     ex = copy.deepcopy(experts).to(dev).train()  # its own config: the model's is untouched
     E, d = ex.num_experts, ex.gate_up_proj.shape[-1]
