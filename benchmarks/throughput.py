@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,16 +66,16 @@ def load_cfg(config: str, overrides: list[str]):
     return load_config(config, overrides)
 
 
-def matmul_seconds(a: torch.Tensor, b: torch.Tensor, reps: int = 3) -> float:
-    """Best-of wall seconds of one a @ b."""
-    best = float("inf")
+def matmul_seconds(a: torch.Tensor, b: torch.Tensor, reps: int = 3) -> tuple[float, float]:
+    """Best-of wall seconds and best-of CPU seconds (this process) of one a @ b."""
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(reps):
         _sync(a.device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         a @ b
         _sync(a.device)
-        best = min(best, time.perf_counter() - t)
-    return best
+        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
+    return best, best_cpu
 
 
 def _sync(device: torch.device) -> None:
@@ -111,14 +112,14 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         return float(loss.detach())  # the loop reads the loss every step too
 
-    def timed(self, steps: int) -> float:
-        """Mean seconds per step over `steps` steps."""
+    def timed(self, steps: int) -> tuple[float, float]:
+        """Mean wall and CPU seconds (this process, all its threads) per step over `steps` steps."""
         _sync(self.acc.device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.step()
         _sync(self.acc.device)
-        return (time.perf_counter() - t) / steps
+        return (time.perf_counter() - t) / steps, (time.process_time() - c) / steps
 
 
 def make_accelerator(device: torch.device):
@@ -142,7 +143,7 @@ def compile_probe(a) -> dict:
     tr.step()
     _sync(dev)
     first = time.perf_counter() - t
-    steady = statistics.median(tr.timed(1) for _ in range(5))
+    steady = statistics.median(tr.timed(1)[0] for _ in range(5))
     return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady}
 
 
@@ -169,10 +170,17 @@ def compile_cost(a) -> dict:
     out = {"cache_dir": cache}
     for kind in ("cold", "warm"):
         load = load_average()
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"compile probe failed:\n{r.stderr[-3000:]}")
-        out[kind] = {**json.loads(r.stdout.strip().splitlines()[-1]), "load_average": load}
+        ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and its compile workers / gcc
+        cpu = ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime
+        out[kind] = {
+            **json.loads(r.stdout.strip().splitlines()[-1]),
+            "load_average": load,
+            "process_cpu_s": cpu,
+        }
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # this process's own compile is then served warm
     return out
 
@@ -201,14 +209,20 @@ def measure(a) -> dict:
             tr.step()
     matmul_seconds(ma, mb)
     step_s: dict[str, list[float]] = {k: [] for k in variants}
+    step_cpu: dict[str, list[float]] = {k: [] for k in variants}
     mm_rate: list[float] = []
+    mm_rate_cpu: list[float] = []
     loads = [load_average()]
     for _ in range(a.rounds):
         for k, tr in variants.items():
-            step_s[k].append(tr.timed(a.steps))
-        mm_rate.append(2 * n**3 / matmul_seconds(ma, mb))
+            w, c = tr.timed(a.steps)
+            step_s[k].append(w)
+            step_cpu[k].append(c)
+        w, c = matmul_seconds(ma, mb)
+        mm_rate.append(2 * n**3 / w)
+        mm_rate_cpu.append(2 * n**3 / max(c, 1e-9))
         loads.append(load_average())
-    mm = statistics.median(mm_rate)
+    mm, mm_cpu = statistics.median(mm_rate), statistics.median(mm_rate_cpu)
     res = {
         "config": a.config,
         "overrides": a.overrides,
@@ -227,6 +241,7 @@ def measure(a) -> dict:
             "max": max(x for x in loads if x is not None) if loads[0] is not None else None,
         },
         "matmul_flops_per_s": mm,
+        "matmul_flops_per_cpu_s": mm_cpu,
         "matmul": f"{n} x {n} x {n} {str(mm_dtype).split('.')[-1]}, best of 3 per round, median of rounds",
         "variants": {},
     }
@@ -240,10 +255,17 @@ def measure(a) -> dict:
             "model_flops_per_s": fps,
             "ratio_to_matmul": fps / mm,
             "mfu": fps / peak if peak else None,
+            # per CPU second of this process: what an idle machine would give (one thread); with
+            # several threads it counts their spin-waiting too
+            "cpu_step_s": statistics.median(step_cpu[k]),
+            "ratio_to_matmul_cpu": B * T * fpt / statistics.median(step_cpu[k]) / mm_cpu,
         }
     if "compiled" in step_s:  # the ratio within each round, then the median: robust to drift
         res["compiled_over_eager_step"] = statistics.median(
             c / e for c, e in zip(step_s["compiled"], step_s["eager"])
+        )
+        res["compiled_over_eager_cpu"] = statistics.median(
+            c / e for c, e in zip(step_cpu["compiled"], step_cpu["eager"])
         )
     if costs:
         res["compile_cost"] = costs
@@ -271,29 +293,33 @@ def show(res: dict) -> None:
     print(f"FLOPs       {res['train_flops_per_token']:.4g} train FLOPs/token ({res['flop_convention']})")
     print(
         f"method      median of {res['rounds']} interleaved rounds of {res['steps_per_round']} steps; "
-        f"load average {la['min']}-{la['max']} on {os.cpu_count()} CPUs"
+        f"load average {la['min']:.1f}-{la['max']:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"matmul      {res['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s ({res['matmul']})")
     print(
-        f"{'variant':<10}{'step ms':>9}{'tokens/s':>11}{'GFLOP/s':>9}{'/matmul':>9}"
+        f"matmul      {res['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s wall, "
+        f"{res['matmul_flops_per_cpu_s'] / 1e9:,.1f} GFLOP per CPU second ({res['matmul']})"
+    )
+    print(
+        f"{'variant':<10}{'step ms':>9}{'tokens/s':>11}{'GFLOP/s':>9}{'/matmul':>9}{'cpu ms':>9}{'/matmul':>9}"
         + ("   MFU" if res["device"].startswith("cuda") else "")
     )
     for k, v in res["variants"].items():
         mfu = f"{v['mfu']:>7.3f}" if v.get("mfu") else ""
         print(
             f"{k:<10}{v['step_s'] * 1e3:>9.1f}{v['tokens_per_s']:>11,.0f}{v['model_flops_per_s'] / 1e9:>9.1f}"
-            f"{v['ratio_to_matmul']:>9.3f}{mfu}"
+            f"{v['ratio_to_matmul']:>9.3f}{v['cpu_step_s'] * 1e3:>9.1f}{v['ratio_to_matmul_cpu']:>9.3f}{mfu}"
         )
     if "compiled_over_eager_step" in res:
         print(
-            f"compiled / eager step time: {res['compiled_over_eager_step']:.3f} (median of per-round ratios)"
+            f"compiled / eager: {res['compiled_over_eager_step']:.3f} wall, {res['compiled_over_eager_cpu']:.3f} "
+            "CPU time (medians of per-round ratios)"
         )
     c = res.get("compile_cost")
     if c:
         for kind in ("cold", "warm"):
             print(
                 f"compile     {kind}: {c[kind]['compile_s']:.1f} s (first step {c[kind]['first_step_s']:.1f} s; "
-                f"load {c[kind]['load_average']:.2f})"
+                f"the probe process {c[kind]['process_cpu_s']:.1f} CPU s in all; load {c[kind]['load_average']:.2f})"
             )
         p = res["pays_off"]
         if p["break_even_eager_run_s_warm"] is not None:
