@@ -14,8 +14,9 @@ from the accounting layer). Variants, all with the same weights:
   copy per token-assignment; skipped with the memory it would need when that exceeds half of what is
   free, which at batch 16 x 256 on a CPU is the case);
 - `efflab/<impl>`: efflab's block as the recipe trains it (router losses added to the loss, routing
-  statistics recorded) with the implementation `auto` picks on this device (efflab on a CPU,
-  efflab_grouped on an sm80+ GPU) and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
+  statistics recorded) with the implementation `auto` chooses here, as the recipe does (a short
+  measurement of one layer's experts at this batch, thread count and precision: moe_model.py; its
+  times are printed), and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
 Each step is forward + backward of the LM loss (no optimizer: the same for both models). Rounds
 interleave the variants (the dense model measured twice per round) and the median of the rounds is
 reported, so drifting machine load hits every variant alike. The machine's load average is printed:
