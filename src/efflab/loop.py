@@ -312,9 +312,22 @@ def compile_model(model, cache_dir: str | os.PathLike | None = None):
     eager one (benchmarks/throughput.py). So a lone ~50 s run only breaks even; a suite's later runs
     gain. The cache lives in $TORCHINDUCTOR_CACHE_DIR, by default `cache_dir` (efflab's cache
     directory + /inductor) rather than /tmp, so it survives reboots."""
-    if cache_dir is not None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    if cache_dir is not None and not _user_inductor_cache_dir():
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir) / "inductor")
     return torch.compile(model)
+
+
+def _user_inductor_cache_dir() -> bool:
+    """Whether $TORCHINDUCTOR_CACHE_DIR was chosen by the user (importing torch._dynamo writes
+    inductor's default, /tmp/torchinductor_<user>, into it)."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not current:
+        return False
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return True
+    return os.path.abspath(current) != os.path.abspath(default_cache_dir())
 
 
 def lr_lambda(total_steps: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
