@@ -52,6 +52,7 @@ SENTINEL_IMPLEMENTATIONS = ("efflab", "efflab_grouped", "eager")
 # =============================================================================================
 # the efflab experts implementation
 # =============================================================================================
+@torch.compiler.disable  # per-expert sizes are data (.tolist()): traced, every new split recompiled
 def efflab_experts_forward(
     self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
