@@ -14,8 +14,9 @@ from the accounting layer). Variants, all with the same weights:
   copy per token-assignment; skipped with the memory it would need when that exceeds half of what is
   free, which at batch 16 x 256 on a CPU is the case);
 - `efflab/<impl>`: efflab's block as the recipe trains it (router losses added to the loss, routing
-  statistics recorded) with the implementation `auto` picks on this device (efflab on a CPU,
-  efflab_grouped on an sm80+ GPU) and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
+  statistics recorded) with the implementation `auto` chooses here, as the recipe does (a short
+  measurement of one layer's experts at this batch, thread count and precision: moe_model.py; its
+  times are printed), and any named by --impls (e.g. --impls efflab_grouped,grouped_mm).
 Each step is forward + backward of the LM loss (no optimizer: the same for both models). Rounds
 interleave the variants (the dense model measured twice per round) and the median of the rounds is
 reported, so drifting machine load hits every variant alike. The machine's load average is printed:
@@ -61,7 +62,7 @@ def batched_mm_bytes(config, tokens: int, bytes_per_el: int) -> float:
     return 2.0 * L * tokens * k * 3 * inner * d * bytes_per_el
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs/moe/small.yaml"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -80,8 +81,11 @@ def main() -> None:
     ap.add_argument("--impls", default="", help="extra implementations for the efflab block, comma-separated")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. moe.n_experts=16")
-    a = ap.parse_args()
+    return ap
 
+
+def run_benchmark(a) -> dict:
+    """The measurement for parsed arguments `a`; returns the result printed by --json."""
     from transformers import AutoModelForCausalLM
 
     from efflab.accounting.flops import train_flops_per_token
@@ -90,9 +94,9 @@ def main() -> None:
     from efflab.moe_model import (
         available_experts_implementations,
         build_moe_config,
+        choose_experts_implementation,
         install_blocks,
         moe_blocks,
-        pick_experts_implementation,
     )
     from efflab.techniques import moe as M
 
@@ -100,7 +104,9 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     precision = a.precision if a.precision != "auto" else ("autocast" if dev.type == "cuda" else "fp32")
-    cfg = load_config(a.config, a.overrides, recipe="moe")
+    batch = [f"train.batch_size={a.batch}", "train.micro_batch_size=null"] if a.batch else []
+    prec = {"fp32": ["train.precision=fp32"], "bf16": ["train.precision=bf16"]}.get(precision, [])
+    cfg = load_config(a.config, [*a.overrides, *batch, *prec], recipe="moe")
     dense_cfg = M.dense_config_for(cfg)
     V, T, B = cfg.data.vocab_size, cfg.data.seq_len, a.batch or cfg.train.batch_size
     attn = "sdpa"
@@ -142,7 +148,9 @@ def main() -> None:
 
         return step
 
-    choice = pick_experts_implementation(cfg.moe.experts_implementation, dev)
+    # efflab's choice, as the recipe makes it (for auto: a short measurement at this batch and threads)
+    choice_record = choose_experts_implementation(efflab, cfg, dev)
+    choice = choice_record["chosen"]
     variants: dict[str, tuple] = {"dense": (dense, None)}
     skipped: dict[str, str] = {}
     tokens = B * T
@@ -200,12 +208,15 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "batch": B,
         "seq_len": T,
+        "d_model": moe_config.hidden_size,
+        "n_layer": moe_config.num_hidden_layers,
         "n_experts": cfg.moe.n_experts,
         "top_k": cfg.moe.top_k,
         "expert_width": M.moe_shape(cfg).expert_width,
         "dense_ffn": M.moe_shape(cfg).active_ffn,
         "train_flops_per_token": {"dense": fpt_dense, "moe": fpt_moe, "ratio": fpt_moe / fpt_dense},
         "efflab_choice": f"efflab/{choice}",
+        "efflab_choice_record": choice_record,
         "rounds": a.rounds,
         "median_step_s": med,
         "ratio_vs_dense": {n: med[n] / med["dense"] for n in med if n != "dense"},
@@ -213,28 +224,44 @@ def main() -> None:
         "cpu_ratio_vs_dense": {n: cpu[n] / cpu["dense"] for n in cpu if n != "dense"},
         "skipped": skipped,
     }
-    if a.json:
-        print(json.dumps(result, indent=2))
-        return
+    return result
+
+
+def show(result: dict) -> None:
+    med, cpu = result["median_step_s"], result["median_step_cpu_s"]
+    fpt = result["train_flops_per_token"]
     print(
-        f"config      {a.config}: d={moe_config.hidden_size}, {moe_config.num_hidden_layers} layers, "
-        f"{cfg.moe.n_experts} experts of {result['expert_width']}, top-{cfg.moe.top_k}; dense FFN "
+        f"config      {result['config']}: d={result['d_model']}, {result['n_layer']} layers, "
+        f"{result['n_experts']} experts of {result['expert_width']}, top-{result['top_k']}; dense FFN "
         f"{result['dense_ffn']}"
     )
     print(
-        f"step        forward+backward, batch {B} x {T} tokens, {dev.type} ({precision}), "
-        f"{torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds; load average "
-        f"{result['load_average']:.1f} on {os.cpu_count()} CPUs"
+        f"step        forward+backward, batch {result['batch']} x {result['seq_len']} tokens, {result['device']} "
+        f"({result['precision']}), {result['threads']} threads, median of {result['rounds']} interleaved rounds; "
+        f"load average {result['load_average']:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"train FLOPs/token  dense {fpt_dense:.4g}, moe {fpt_moe:.4g} (x{fpt_moe / fpt_dense:.4f}: router)")
+    print(f"train FLOPs/token  dense {fpt['dense']:.4g}, moe {fpt['moe']:.4g} (x{fpt['ratio']:.4f}: router)")
+    rec = result["efflab_choice_record"]
+    if rec.get("by") == "measurement":
+        times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in rec["step_s"].items())
+        print(f"auto choice  {rec['chosen']} (one layer's experts, {rec['tokens']} tokens: {times})")
     print(f"{'variant':<22}{'wall (s)':>10}{'vs dense':>10}{'cpu (s)':>10}{'vs dense':>10}")
-    for n in variants:
+    for n in med:
         mark = "  <- efflab's choice" if n == result["efflab_choice"] else ""
         print(
             f"{n:<22}{med[n]:>10.3f}{med[n] / med['dense']:>10.3f}{cpu[n]:>10.3f}{cpu[n] / cpu['dense']:>10.3f}{mark}"
         )
-    for n, why in skipped.items():
+    for n, why in result["skipped"].items():
         print(f"{n:<22}{'skipped':>10}  {why}")
+
+
+def main() -> None:
+    a = parser().parse_args()
+    result = run_benchmark(a)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(result)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,20 @@ efflab's two are registered with transformers at import of this module):
 - transformers' own: `eager` (a loop over experts with per-expert masks), `grouped_mm` (grouped
   GEMMs; under autocast in the fp32 of the master weights), `batched_mm` (gathers a weight copy per
   token-assignment: memory-bound and very large at training batch sizes).
-`auto` picks `efflab_grouped` on CUDA with compute capability >= 8.0 and `efflab` elsewhere (on this
-2-core CPU `efflab` measured fastest; benchmarks/moe.py measures them all against the dense model at
-equal active FLOPs).
+`auto` measures, when the model is built, forward + backward of one layer's experts at the training
+micro-batch, thread count and autocast dtype for efflab, efflab_grouped and eager, and takes the
+fastest (ties within 5% go to efflab, or to efflab_grouped on an sm80+ GPU); the times and the choice
+go to the run's manifest (`moe.experts_choice`). Why measure: on a 2-core CPU the best kernel
+changes with thread count and machine load (one thread: efflab 1.11x the dense step, grouped 1.11x,
+eager 1.20x; two threads under load: efflab 1.91x, grouped 0.98x). benchmarks/moe.py measures them
+all against the dense model at equal active FLOPs.
 """
 
 from __future__ import annotations
+
+import copy
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +52,7 @@ SENTINEL_IMPLEMENTATIONS = ("efflab", "efflab_grouped", "eager")
 # =============================================================================================
 # the efflab experts implementation
 # =============================================================================================
+@torch.compiler.disable  # per-expert sizes are data (.tolist()): traced, every new split recompiled
 def efflab_experts_forward(
     self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
@@ -135,20 +144,111 @@ def available_experts_implementations() -> list[str]:
 
 
 def pick_experts_implementation(requested: str = "auto", device: str | torch.device | None = None) -> str:
-    """The implementation to run: `requested`, or for "auto" efflab_grouped on CUDA with compute
-    capability >= 8.0 (torch's grouped GEMM in bf16) and efflab (a loop of matmuls) elsewhere."""
+    """The implementation to run without measuring: `requested`, or for "auto" the first of
+    `candidate_implementations(device)` (efflab_grouped on CUDA sm80+, else efflab)."""
     if requested != "auto":
         return requested
-    dev = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    return candidate_implementations(device)[0]
+
+
+def _device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def candidate_implementations(device: str | torch.device | None = None) -> tuple[str, ...]:
+    """What "auto" chooses among on `device`, in order of preference on a tie: efflab's (a loop of
+    matmuls, the most portable), efflab_grouped (torch's grouped GEMM, transformers' `grouped_mm`
+    kernel, in the autocast dtype and skipping dropped assignments) and eager (transformers' loop over
+    experts). On CUDA with compute capability >= 8.0 the grouped GEMM comes first."""
+    dev = _device(device)
+    grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
+    if dev.type == "cuda" and grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
+        return ("efflab_grouped", "efflab", "eager")
     if dev.type == "cuda":
-        grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
-        if grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
-            return "efflab_grouped"
-    return "efflab"
+        return ("efflab", "eager")
+    return ("efflab", "efflab_grouped", "eager") if grouped else ("efflab", "eager")
+
+
+def decide_implementation(step_s: dict[str, float], preference: tuple[str, ...], margin: float = 0.05) -> str:
+    """The choice, a pure function of the measurement: the first implementation in `preference` whose
+    median step time is within `margin` of the fastest (so noise between near-equals cannot flip it)."""
+    best = min(step_s.values())
+    return next(n for n in preference if n in step_s and step_s[n] <= best * (1 + margin))
+
+
+def time_experts_implementations(experts: nn.Module, tokens: int, top_k: int, candidates: tuple[str, ...], *,
+                                 device=None, autocast_dtype: torch.dtype | None = None, rounds: int = 3,
+                                 seed: int = 0) -> dict[str, float]:
+    """Median seconds of forward + backward of one layer's experts (a copy of `experts`) on `tokens`
+    random tokens routed uniformly to `top_k` distinct experts, per implementation; rounds interleave
+    the implementations so drifting machine load hits them alike."""
+    dev = _device(device)
+    ex = copy.deepcopy(experts).to(dev).train()  # its own config: the model's is untouched
+    E, d = ex.num_experts, ex.gate_up_proj.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, d, generator=g).to(dev).requires_grad_(True)  # [N, d]
+    index = torch.rand(tokens, E, generator=g).topk(top_k, dim=-1).indices.to(dev)  # [N, k] distinct
+    weights = torch.rand(tokens, top_k, generator=g).softmax(-1).to(dev)  # [N, k]
+
+    def once(impl: str) -> float:
+        ex.config._experts_implementation = impl
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t = time.perf_counter()
+        with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            y = ex(x, index, weights)
+        y.float().square().mean().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        ex.zero_grad(set_to_none=True)
+        x.grad = None
+        return time.perf_counter() - t
+
+    for impl in candidates:  # warm-up (kernel selection, allocator)
+        once(impl)
+    times: dict[str, list[float]] = {n: [] for n in candidates}
+    for r in range(rounds):
+        for impl in candidates if r % 2 == 0 else reversed(candidates):
+            times[impl].append(once(impl))
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def choose_experts_implementation(model, cfg, device=None) -> dict:
+    """Set the model's experts implementation for `cfg.moe.experts_implementation`; return the record
+    of the choice (logged in the run's manifest). "auto" measures forward + backward of one layer's
+    experts at the training micro-batch (per process), thread count and autocast dtype for each of
+    `candidate_implementations` (a second or two) and takes `decide_implementation` of the medians.
+    With several processes rank 0 measures and broadcasts, so every rank runs the same kernel."""
+    requested = cfg.moe.experts_implementation
+    dev = _device(device)
+    record: dict = {"requested": requested, "device": dev.type, "threads": torch.get_num_threads()}
+    if requested != "auto":
+        record.update(chosen=requested, by="config")
+    else:
+        import torch.distributed as dist
+
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        per_rank = max(1, cfg.train.batch_size // world)
+        micro = min(cfg.train.micro_batch_size or per_rank, per_rank)
+        tokens = min(micro * cfg.data.seq_len, 8192)  # capped: the ranking, not the time, matters
+        precision = cfg.train.precision if cfg.train.precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)  # as the loop trains
+        candidates = candidate_implementations(dev)
+        if world == 1 or dist.get_rank() == 0:
+            block = moe_blocks(model)[0]
+            step_s = time_experts_implementations(block.experts, tokens, block.top_k, candidates, device=dev,
+                                                  autocast_dtype=autocast, seed=cfg.train.seed)
+            record.update(by="measurement", tokens=tokens, autocast=str(autocast).replace("torch.", "") if autocast
+                          else None, step_s=step_s, preference=list(candidates), margin=0.05,
+                          chosen=decide_implementation(step_s, candidates))
+        if world > 1:
+            box = [record]
+            dist.broadcast_object_list(box, src=0)
+            record = box[0]
+    model.set_experts_implementation(record["chosen"])
+    return record
 
 
 # =============================================================================================
@@ -381,7 +481,7 @@ def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
         config = config or build_moe_config(cfg, vocab_size)
         model = AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
     install_blocks(model, cfg.moe.effective_capacity_factor)
-    model.set_experts_implementation(pick_experts_implementation(cfg.moe.experts_implementation, device))
+    model.efflab_experts_choice = choose_experts_implementation(model, cfg, device)
     return model
 
 

@@ -15,6 +15,7 @@ from efflab.accounting.ledger import Ledger
 from efflab.cli import main as cli
 from efflab.config import config_from_dict, load_config
 from efflab.io import read_jsonl
+from efflab.moe_model import decide_implementation
 from efflab.recipes import baseline, moe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,12 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     assert led.flops("train") == pytest.approx(train_flops_per_token(model.config, 64) * tokens, rel=1e-9)
     assert led.marginal == led.total == res["flops_marginal"]
     m = json.loads((d / "manifest.json").read_text())
-    assert m["status"] == "complete" and m["moe"]["experts_implementation"] == "efflab"
+    assert m["status"] == "complete"
+    # auto chose by measurement, logged: the choice is the decision rule applied to the logged times
+    choice = m["moe"]["experts_choice"]
+    assert choice["by"] == "measurement" and set(choice["step_s"]) == set(choice["preference"])
+    assert m["moe"]["experts_implementation"] == choice["chosen"] == decide_implementation(
+        choice["step_s"], tuple(choice["preference"]), choice["margin"])
     assert 1.0 < m["moe"]["active_flops_ratio_vs_dense"] < 1.01
     # the stock model (dropless, transformers' default experts) reproduces the run's final eval loss
     run = loop.Run(cfg, d, __import__("accelerate").Accelerator(cpu=True), Ledger(), {})

@@ -16,6 +16,7 @@ from efflab.moe_model import (
     SparseMoeBlock,
     available_experts_implementations,
     build_moe_config,
+    decide_implementation,
     moe_blocks,
     pick_experts_implementation,
     upcycle_,
@@ -162,34 +163,96 @@ def test_dropped_assignments_skip_work_and_match_zero_weights():
     assert seen == 3
 
 
-def _grouped_mm_flops(a, b, *args, out_shape=None, **kwargs) -> int:
-    """FlopCounterMode formula for aten._grouped_mm, which torch's table lacks (it counts zero).
-    [S, K] x [E, K, N] -> [S, N]: each row meets one group; [K, S] x [S, N] -> [E, K, N] (the weight
-    gradient): the S rows split among the groups. Belongs in accounting/measure.py."""
-    if len(out_shape) == 2:
-        return 2 * out_shape[0] * out_shape[1] * a[-1]
-    return 2 * a[0] * a[1] * b[-1]
-
-
-def test_efflab_grouped_flops_match_the_count_with_a_grouped_mm_formula():
+def test_efflab_grouped_flops_match_the_analytic_count_with_the_grouped_mm_formula():
     cfg, model = _model({"n_experts": 4, "top_k": 2, "experts_implementation": "efflab_grouped"})
     ids = torch.randint(0, 256, (2, 32))
-    mapping = {**measure._custom_mapping(), torch.ops.aten._grouped_mm: _grouped_mm_flops}
     with FlopCounterMode(display=False) as plain:
         model(input_ids=ids, labels=ids).loss.backward()
-    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
+    with FlopCounterMode(display=False, custom_mapping=measure._custom_mapping()) as fc:
         model(input_ids=ids, labels=ids).loss.backward()
     analytic = count_flops(model.config, 32).train_flops_per_token
     assert fc.get_total_flops() / ids.numel() == pytest.approx(analytic, rel=0.02)
     assert plain.get_total_flops() < 0.8 * fc.get_total_flops()  # without the formula: experts uncounted
 
 
-def test_auto_picks_efflab_on_cpu():
-    assert pick_experts_implementation("auto", "cpu") == "efflab"
+def _grouped_and_eager_counts(tokens: int, drop: float, device: str) -> tuple[dict, int]:
+    torch.manual_seed(tokens)
+    _, model = _model({"n_experts": 4, "top_k": 2})
+    model.to(device)
+    ex = model.model.layers[0].mlp.experts
+    x = torch.randn(tokens, 64, device=device, requires_grad=True)
+    idx = torch.rand(tokens, 4).topk(2, dim=-1).indices
+    idx = idx.masked_fill(torch.rand(tokens, 2) < drop, 4).to(device)
+    w = torch.rand(tokens, 2, device=device, requires_grad=True)
+    counts = {}
+    for impl in ("eager", "efflab_grouped"):
+        model.set_experts_implementation(impl)
+        # CUDA's grouped GEMM runs in bf16 (as efflab trains there: autocast); the CPU one in fp32
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            with FlopCounterMode(display=False, custom_mapping=measure._custom_mapping()) as fc:
+                y = ex(x, idx, w)
+                fwd = fc.get_total_flops()
+                y.float().square().sum().backward()
+        counts[impl] = (fwd, fc.get_total_flops())
+        if impl == "efflab_grouped":
+            assert torch.ops.aten._grouped_mm in fc.get_flop_counts()["Global"]  # the kernel that trains
+    return counts, int((idx < 4).sum())
+
+
+@pytest.mark.parametrize("tokens,drop", [(10, 0.0), (33, 0.3), (64, 0.6)])
+def test_grouped_mm_formula_agrees_with_eager_counting(tokens, drop):
+    """The aten._grouped_mm formula (accounting/measure.py) counts forward and backward exactly as
+    FlopCounterMode counts the eager loop of matmuls, dropped assignments (id n_experts) skipped."""
+    counts, kept = _grouped_and_eager_counts(tokens, drop, "cpu")
+    assert counts["eager"][0] == 2 * kept * (64 * 2 * 96 + 96 * 64)  # [n, 64] x [64, 192], [n, 96] x [96, 64]
+    assert counts["efflab_grouped"] == counts["eager"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("tokens,drop", [(64, 0.0), (256, 0.3)])
+def test_grouped_mm_formula_agrees_with_eager_counting_on_cuda(tokens, drop):
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("torch's CUDA grouped GEMM needs compute capability >= 8.0")
+    counts, kept = _grouped_and_eager_counts(tokens, drop, "cuda")
+    assert counts["eager"][0] == 2 * kept * (64 * 2 * 96 + 96 * 64)
+    assert counts["efflab_grouped"] == counts["eager"]
+
+
+def test_grouped_mm_formula_layouts():
+    """Weight-gradient ([K, S] x [S, N] -> [E, K, N]) and batched ([E, M, K] x [E, K, N]) layouts."""
+    a, b = torch.randn(8, 12), torch.randn(12, 5)
+    offs = torch.tensor([4, 4, 10], dtype=torch.int32)  # rows 10, 11 belong to no group
+    assert measure._grouped_mm_flops(a, b, offs) == 2 * 8 * 10 * 5
+    assert measure._grouped_mm_flops(torch.randn(12, 8), torch.randn(3, 8, 5), offs) == 2 * 10 * 8 * 5
+    assert measure._grouped_mm_flops(torch.randn(3, 4, 8), torch.randn(3, 8, 5)) == 2 * 3 * 4 * 8 * 5
+
+
+def test_auto_chooses_by_measurement_and_records_it():
+    assert pick_experts_implementation("auto", "cpu") == "efflab"  # without a measurement
     assert pick_experts_implementation("eager", "cpu") == "eager"
     cfg, model = _model({"experts_implementation": "grouped_mm"})
     assert model.config._experts_implementation == "grouped_mm"
-    assert _model()[1].config._experts_implementation == "efflab"
+    assert model.efflab_experts_choice == {"requested": "grouped_mm", "device": "cpu",
+                                           "threads": torch.get_num_threads(), "chosen": "grouped_mm", "by": "config"}
+    cfg, model = _model()
+    rec = model.efflab_experts_choice
+    assert rec["by"] == "measurement" and rec["tokens"] == cfg.train.batch_size * cfg.data.seq_len
+    assert set(rec["step_s"]) == set(rec["preference"]) == {"efflab", "efflab_grouped", "eager"}
+    assert all(t > 0 for t in rec["step_s"].values())
+    assert model.config._experts_implementation == rec["chosen"] == decide_implementation(
+        rec["step_s"], tuple(rec["preference"]), rec["margin"])
+
+
+def test_choice_is_a_deterministic_function_of_the_measurement():
+    pref = ("efflab", "efflab_grouped", "eager")
+    assert decide_implementation({"efflab": 1.0, "efflab_grouped": 0.5, "eager": 2.0}, pref) == "efflab_grouped"
+    # within the 5% margin the preferred one wins, whatever the order of the dict
+    assert decide_implementation({"eager": 0.97, "efflab_grouped": 0.98, "efflab": 1.0}, pref) == "efflab"
+    assert decide_implementation({"efflab": 1.06, "efflab_grouped": 1.04, "eager": 1.0}, pref) == "efflab_grouped"
+    assert decide_implementation({"efflab": 1.2, "efflab_grouped": 1.2, "eager": 1.0}, pref) == "eager"
+    times = {"efflab": 0.31, "efflab_grouped": 0.30, "eager": 0.5}
+    assert len({decide_implementation(dict(times), pref) for _ in range(5)}) == 1
 
 
 # ---- accounting: analytic count vs FlopCounterMode on the implementation that runs ----------------
@@ -202,8 +265,7 @@ def test_auto_picks_efflab_on_cpu():
     ],
 )
 def test_flop_count_matches_flopcountermode_on_efflab_experts(moe):
-    cfg, model = _model(moe)
-    assert model.config._experts_implementation == "efflab"  # what runs on a CPU
+    cfg, model = _model({**moe, "experts_implementation": "efflab"})
     ids = torch.randint(0, 256, (2, 32))
     model.train()
     with FlopCounterMode(display=False, custom_mapping=measure._custom_mapping()) as fc:
@@ -219,7 +281,7 @@ def test_flop_count_matches_flopcountermode_on_efflab_experts(moe):
     root = type(model).__name__
     experts = [v for k, v in by_module.items() if k.startswith(root) and k.endswith("mlp.experts")]
     assert len(experts) == 2 and all(v > 0 for v in experts)  # the experts' matmuls are counted
-    if "shared_expert_width" not in moe:  # and through the shared measurement (transformers' eager loop)
+    if "shared_expert_width" not in moe:  # and through the shared measurement (the kernel that trains)
         r = measure.measure_train_flops(model, ids)
         assert r["per_token"] == pytest.approx(analytic, rel=0.02) and not r["uncounted"]
 

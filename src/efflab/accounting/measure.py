@@ -8,8 +8,10 @@ cross-check can pass or fail by accident. Two such gaps matter for transformers 
   table. We run attention in eager mode (plain bmm's, counted), and also register a formula for
   the CPU kernel (full attention, like the table's CUDA formulas) in case eager is unavailable.
 - MoE experts: the default `grouped_mm` experts path (`aten._grouped_mm`) is not in the table. We
-  switch the model to the `eager` experts implementation (a loop of F.linear over the experts that
-  were hit; transformers selects it with `model.set_experts_implementation("eager")`, the
+  register a formula for it (counting only the rows the kernel computes), so the implementations
+  efflab trains with (`efflab`, `efflab_grouped`, `grouped_mm`, `eager`) are measured as they run;
+  any other (`batched_mm`) is switched to `eager` (a loop of F.linear over the experts that were
+  hit; transformers selects it with `model.set_experts_implementation("eager")`, the
   `experts_implementation=` kwarg of from_config/from_pretrained, or `config._experts_implementation`).
 
 Both switches are undone afterwards. Each result also lists `uncounted`: every module holding a
@@ -36,18 +38,26 @@ def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, out_shape=None,
     return 2 * _cpu_sdpa_flops(query, key, value)  # dQ, dK (scores) and dP, dV (values)
 
 
-def _grouped_mm_flops(a, b, *args, out_shape=None, **kwargs) -> int:
-    # torch._grouped_mm (transformers' default MoE experts path, and the one that runs on the meta
-    # device): groups split one dimension, so the FLOPs follow from shapes alone, whatever the routing.
-    # a [M, K] x b [E, K, N] -> [M, N]: each routed row meets one expert; a [K, M] x b [M, N] -> [E, K, N]
-    # (the weight gradient): the M rows are split between experts; 3-D x 3-D: a batched matmul.
-    if len(a) == 2 and len(b) == 3:
-        return 2 * a[0] * a[1] * b[2]
-    if len(a) == 2 and len(b) == 2:
-        return 2 * a[0] * a[1] * b[1]
-    if len(a) == 3 and len(b) == 2:  # a [E, M, K] x b [K, N]: groups split N
-        return 2 * a[1] * a[2] * b[1]
-    return 2 * a[0] * a[1] * a[2] * b[2]
+def _grouped_mm_flops(a, b, offs=None, *args, out_val=None, **kwargs) -> int:
+    """aten._grouped_mm (torch's grouped GEMM, the `grouped_mm`/`efflab_grouped` MoE experts): 2 FLOPs
+    per multiply-add on the rows the kernel computes. With `offs` (cumulative group ends along the
+    grouped dimension) only the first offs[-1] of those rows are computed: assignments sorted past it
+    (dropped, an id of n_experts) cost nothing. Layouts: [S, K] x [E, K, N] -> [S, N] (forward, input
+    gradient); [K, S] x [S, N] -> [E, K, N] (weight gradient, S split among the groups); [E, M, K] x
+    [K, S] -> [M, S]; [E, M, K] x [E, K, N] -> [E, M, N] (batched, no offs). Reads offs (a host sync):
+    registered raw, as FlopCounterMode lets a formula see values, for measurement only."""
+    # on the meta device (counting a model without weights) there are no values: every row counts
+    used = int(offs[-1]) if offs is not None and offs.numel() and offs.device.type != "meta" else None
+    if a.dim() == 2 and b.dim() == 3:
+        return 2 * (a.shape[0] if used is None else used) * a.shape[1] * b.shape[-1]
+    if a.dim() == 2 and b.dim() == 2:
+        return 2 * a.shape[0] * (a.shape[1] if used is None else used) * b.shape[1]
+    if a.dim() == 3 and b.dim() == 2:
+        return 2 * a.shape[1] * a.shape[2] * (b.shape[1] if used is None else used)
+    return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[-1]
+
+
+_grouped_mm_flops._get_raw = True  # FlopCounterMode passes tensors (not shapes) to a raw formula
 
 
 def _custom_mapping() -> dict:
@@ -55,12 +65,12 @@ def _custom_mapping() -> dict:
 
     mapping = {}
     ops = torch.ops.aten
+    if hasattr(ops, "_grouped_mm"):
+        mapping[ops._grouped_mm] = _grouped_mm_flops
     if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu"):
         mapping[ops._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
     if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu_backward"):
         mapping[ops._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward_flops
-    if hasattr(ops, "_grouped_mm"):
-        mapping[ops._grouped_mm] = _grouped_mm_flops
     return mapping
 
 
@@ -72,9 +82,14 @@ def _hf_model(model):
     return inner if hasattr(inner, "config") else None
 
 
+# experts implementations whose every matmul FlopCounterMode counts (grouped GEMMs by
+# `_grouped_mm_flops`), so the cross-check runs the kernel that trains; others are measured as eager
+COUNTED_EXPERTS = ("eager", "efflab", "efflab_grouped", "grouped_mm")
+
+
 @contextlib.contextmanager
 def counted_implementations(model):
-    """Run `model` with eager attention and eager MoE experts (every matmul counted), then restore."""
+    """Run `model` with eager attention and counted MoE experts (every matmul counted), then restore."""
     hf = _hf_model(model)
     restore = []
     if hf is not None and hasattr(hf, "set_attn_implementation"):
@@ -84,7 +99,7 @@ def counted_implementations(model):
             restore.append(lambda: hf.set_attn_implementation(old))
     if hf is not None and hasattr(hf, "get_experts_implementation") and hf._can_set_experts_implementation():
         old_e = hf.get_experts_implementation()
-        if any(v != "eager" for v in old_e.values()):
+        if any(v not in COUNTED_EXPERTS for v in old_e.values()):
             hf.set_experts_implementation("eager")
             restore.append(lambda: hf.set_experts_implementation(old_e))
     try:

@@ -86,6 +86,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     # ---- one-time costs, charged before training (never twice: see `resumed`) -----------------
     info = {
         "experts_implementation": impl,
+        "experts_choice": getattr(model, "efflab_experts_choice", None),  # how auto chose (its measurement)
         "active_flops_ratio_vs_dense": dense_ratio,
         "dense_partner_ffn": None if cfg.model.pretrained else M.moe_shape(cfg).active_ffn,
     }
