@@ -420,10 +420,12 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
 HORIZON_KEYS = ("budget_flops", "budget_tokens", "steps")
 
 
-def _cli_horizon_replaces_file(raw: dict, keys: list[str]) -> None:
+def _cli_horizon_replaces_file(raw: dict, pairs: list[tuple[str, object]]) -> None:
     """A horizon given on the command line (train.steps=10) replaces the file's (budget_tokens: ...):
-    the file's other horizon keys are dropped, so exactly one horizon remains."""
-    given = {k.split(".", 1)[1] for k in keys if k.startswith("train.") and k.split(".", 1)[1] in HORIZON_KEYS}
+    the file's other horizon keys are dropped, so exactly one horizon remains (`train.steps=null`
+    removes a horizon and gives none: the file's others stay)."""
+    given = {k.split(".", 1)[1] for k, v in pairs
+             if v is not None and k.startswith("train.") and k.split(".", 1)[1] in HORIZON_KEYS}
     train = raw.get("train")
     if given and isinstance(train, dict):
         for k in HORIZON_KEYS:
@@ -449,7 +451,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
             raise UserError(f"{p}: the top level must be a mapping of sections")
     pairs, bad = parse_overrides(overrides or [])
     problems.extend(bad)
-    _cli_horizon_replaces_file(raw, [k for k, _ in pairs])
+    _cli_horizon_replaces_file(raw, pairs)
     for k, v in pairs:
         _set_dotted(raw, k, v, problems)
     try:

@@ -65,7 +65,7 @@ def load_run_config(path, overrides: list[str] | None = None, recipe: str | None
     if recipe is None:
         try:
             raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             raw = {}  # load_config reports the problem
         if isinstance(raw, dict) and ("scales" in raw or "techniques" in raw) and "model" not in raw:
             raise UserError(f"{path} is a suite plan, not a run config: use `efflab suite {path} --dry-run`")

@@ -439,6 +439,10 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
                 name = f"{scale.name}-sweep-{arm_name}-x{_fmt_mult(f)}"
                 raw = arm_raw(arm_name, spec, name, sc.lr_sweep.budget * c_ref, 0, valid=True)
                 raw["train"]["lr"] = float(raw["train"].get("lr", 3e-3)) * f
+                if spec.recipe == "synthetic" and isinstance(raw.get("synthetic"), dict):
+                    # the corpus is generated once for the arm; at a fraction of C_ref its one-off cost
+                    # could exceed the sweep's whole budget: a sweep run's budget pays training only
+                    raw["synthetic"]["budget_includes"] = "train"
                 # synthetic arms share one generated corpus: the first run generates it, the others reuse
                 d = deps_of(spec) + (chain[:1] if spec.recipe == "synthetic" else [])
                 tasks.append(Task(name, "sweep", scale.name, arm_name, 0, spec.recipe, raw, f"runs/{name}",
@@ -504,7 +508,7 @@ def chosen_lr(sdir: Path, tasks: list[Task], scale: str, arm: str, default_lr: f
             "edge": best in (min(losses), max(losses)) and len(losses) > 1}
 
 
-def describe_plan(sc: SuiteConfig) -> dict:
+def describe_plan(sc: SuiteConfig, *, measure: bool = False) -> dict:
     """What a suite will train: runs and train-phase FLOPs by kind and scale (validated, nothing trained)."""
     tasks = plan(sc, "PLAN")
     rows = {}
@@ -520,7 +524,41 @@ def describe_plan(sc: SuiteConfig) -> dict:
         lines.append(f"  {r['scale']:<8} {r['kind']:<9} {r['runs']:>4} runs  {r['flops']:.3g} FLOPs")
     lines.append("")
     lines.append(f"  {sc.workers} worker(s); every run config above validated.")
-    return {"runs": len(tasks), "flops": total, "by_kind": list(rows.values()), "text": "\n".join(lines)}
+    out = {"runs": len(tasks), "flops": total, "by_kind": list(rows.values())}
+    if measure:
+        out["wall_seconds_here"] = _predict_wall(sc, log=lambda m: None)
+        w = out["wall_seconds_here"]
+        lines.append(f"  wall time here: about {_fmt_s(w['total'])} ({w['runs_seconds']:.0f} s of runs over "
+                     f"{sc.workers} worker(s), {w['per_run_overhead']:.0f} s start-up per run, timed from a few "
+                     f"steps of each shape at load {_load_average()})")
+    out["text"] = "\n".join(lines)
+    return out
+
+
+def _predict_wall(sc: SuiteConfig, log=print) -> dict:
+    """Wall time of the suite on this machine: each run's compute timed from a few steps of its shape
+    (efflab.estimate, cached per shape), spread over the workers, plus start-up per run."""
+    from efflab.estimate import estimate_run
+
+    tasks = plan(sc, "PLAN", validate_only=True)
+    runs_s = 0.0
+    for t in tasks:
+        raw = copy.deepcopy(t.raw)
+        for sec in ("distill", "synthetic"):  # the shared model: its training is one task of its own
+            if isinstance(raw.get(sec), dict):
+                raw[sec].pop("teacher_train", None)
+        try:
+            cfg = config_from_dict(raw, recipe=t.recipe, source=t.name)
+            e = estimate_run(cfg, measure=True)
+            runs_s += float(e["wall_seconds_here"]["marginal"])
+        except UserError as ex:  # a run whose model does not exist yet: priced as a baseline of its shape
+            log(f"[suite] {t.name}: timed as a baseline ({ex.message.splitlines()[0]})")
+            raw = {k: raw[k] for k in ("model", "data", "train", "eval", "log") if k in raw}
+            e = estimate_run(config_from_dict(raw, recipe="baseline", source=t.name), measure=True)
+            runs_s += float(e["wall_seconds_here"]["marginal"])
+    overhead = 4.0  # per run: model build, eval set, save (data are read once per worker)
+    total = (runs_s + overhead * len(tasks)) / max(1, sc.workers)
+    return {"total": total, "runs_seconds": runs_s, "per_run_overhead": overhead, "runs": len(tasks)}
 
 
 # =============================================================================================

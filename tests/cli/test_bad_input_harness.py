@@ -358,11 +358,13 @@ def corpus_case(files: dict[str, bytes | str], needles, fmt="text", field=None):
 
 SUITE_OK = {
     "name": "h",
-    "seeds": [0],
+    "seeds": 2,
     "data": {"corpus": "stdlib", "max_chars": 1.0e5, "vocab_size": 300, "seq_len": 32},
     "train": {"batch_size": 4, "threads": 1},
     "scales": [{"name": "s1", "model": {"depth": 1, "aspect": 16, "head_dim": 8}, "budget_flops": 1.5e9}],
-    "techniques": {"moe": {}},
+    "lr_sweep": {"enabled": False},
+    "controls": {"aa": False, "oversized": {"enabled": False}},
+    "techniques": {"moe": {"recipe": "moe"}},
 }
 
 
@@ -918,7 +920,8 @@ case(
     "suite",
     "technique config problem",
     suite_case(
-        lambda r: r["techniques"].update(moe={"config": {"moe": {"top_k": 9, "n_experts": 4}}}), ["moe.top_k"]
+        lambda r: r["techniques"].update(moe={"recipe": "moe", "config": {"moe": {"top_k": 9, "n_experts": 4}}}),
+        ["moe.top_k"],
     ),
 )
 case(

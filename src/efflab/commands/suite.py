@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the suite summary as one JSON object")
     p.add_argument("--plan", action="store_true", help="validate every run config and print the plan "
                    "(runs by kind, FLOPs); trains nothing")
+    p.add_argument("--dry-run", action="store_true", help="--plan, and the wall time on this machine, timed "
+                   "from a few steps of each shape; trains nothing")
     p.add_argument("--workers", type=int, help="runs in parallel processes (default: the file's `workers`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the suite file")
     p.set_defaults(func=cmd_suite)
@@ -83,11 +85,11 @@ def cmd_suite(args) -> int:
     path = resolve_config_path(args.file)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if args.plan:
+    if args.plan or args.dry_run:
         from efflab.suite import describe_plan, load_suite
 
         sc, _ = load_suite(path, args.overrides)
-        summary = describe_plan(sc)
+        summary = describe_plan(sc, measure=args.dry_run)
         if args.json:
             emit_json(summary)
         else:
