@@ -65,19 +65,38 @@ def _save_tiny_pretrained(root, cache_dir):
 
     corpus = load_corpus(DataConfig(max_chars=2e5))
     tok = train_tokenizer(corpus.texts, 384, root / "tok")
-    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     torch.manual_seed(0)
     dirs = {}
     for name, layers, width in (("llama", 2, 64), ("llama-small", 1, 32)):
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=160, num_hidden_layers=layers,
-                          num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=width,
+            intermediate_size=160,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            max_position_embeddings=256,
+        )
         dirs[name] = root / name
         LlamaForCausalLM(cfg).save_pretrained(dirs[name])
-    cfg = Qwen2MoeConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, moe_intermediate_size=64,
-                         shared_expert_intermediate_size=64, num_experts=4, num_experts_per_tok=2,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=256)
+    cfg = Qwen2MoeConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=160,
+        moe_intermediate_size=64,
+        shared_expert_intermediate_size=64,
+        num_experts=4,
+        num_experts_per_tok=2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+    )
     dirs["qwen-moe"] = root / "qwen-moe"
     Qwen2MoeForCausalLM(cfg).save_pretrained(dirs["qwen-moe"])
     for d in dirs.values():

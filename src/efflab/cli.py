@@ -35,8 +35,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser; with `only`, just the module that defines that subcommand is imported, so
     `efflab flops ...` does not pay for the imports of the training commands."""
-    parser = _Parser(prog="efflab", description="Measure which efficiency technique saves training compute, "
-                     "and what it is worth at frontier scale. Exit status: 0 done, 2 bad input, 1 failure.")
+    parser = _Parser(
+        prog="efflab",
+        description="Measure which efficiency technique saves training compute, "
+        "and what it is worth at frontier scale. Exit status: 0 done, 2 bad input, 1 failure.",
+    )
     from efflab import __version__
 
     parser.add_argument("--version", action="version", version=f"efflab {__version__}")
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.overrides = list(args.overrides or []) + extra
             else:
                 target = getattr(parser, "subcommands", {}).get(getattr(args, "command", None), parser)
-                target.error(f"unrecognized arguments: {' '.join(x for x in extra if x.startswith('-')) or ' '.join(extra)}")
+                target.error(
+                    f"unrecognized arguments: {' '.join(x for x in extra if x.startswith('-')) or ' '.join(extra)}"
+                )
     except SystemExit as e:  # --help, --version, argparse errors (status 2)
         return int(e.code or 0)
     if not getattr(args, "func", None):

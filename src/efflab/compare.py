@@ -194,7 +194,9 @@ def run_problems(path: Path) -> list[str]:
         )
     if "final_eval_loss" not in man.get("result", {}):
         out.append(f"{p}: the manifest has no final eval loss")
-    return out or check_run(p)  # damaged files (efflab.runs): garbled or duplicate metrics, ledger mismatch, ...
+    return out or check_run(
+        p
+    )  # damaged files (efflab.runs): garbled or duplicate metrics, ledger mismatch, ...
 
 
 def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> RunRecord:

@@ -64,8 +64,12 @@ def _params(run_dir: Path, seq_len: int) -> dict:
     from efflab.accounting.flops import count_flops
 
     c = count_flops(str(run_dir / "model" / "config.json"), seq_len)
-    return {"params": c.params_total, "active": c.params_active, "embedding": c.params_embedding,
-            "non_embedding": c.params_active - c.params_embedding}
+    return {
+        "params": c.params_total,
+        "active": c.params_active,
+        "embedding": c.params_embedding,
+        "non_embedding": c.params_active - c.params_embedding,
+    }
 
 
 def _technique_config(run_dir: Path, info: dict, recipe: str, reference: dict) -> dict:
@@ -77,24 +81,35 @@ def _technique_config(run_dir: Path, info: dict, recipe: str, reference: dict) -
     out: dict = {}
     if recipe == "moe":
         mo = m.get("moe") or {}
-        out.update(experts=mo.get("n_experts"), top_k=mo.get("top_k"), expert_width=mo.get("expert_width"),
-                   dense_ffn=mo.get("dense_ffn"))
+        out.update(
+            experts=mo.get("n_experts"),
+            top_k=mo.get("top_k"),
+            expert_width=mo.get("expert_width"),
+            dense_ffn=mo.get("dense_ffn"),
+        )
         if mo.get("expert_width") and mo.get("dense_ffn"):
             out["granularity"] = mo["dense_ffn"] / mo["expert_width"]  # Krajewski et al. 2024's G
         p = _params(run_dir, reference["seq_len"])
         out.update(total_params=p["params"], active_params=p["active"])
     elif recipe == "distill":
         d = m.get("distill") or {}
-        out.update(teacher_loss=d.get("teacher_eval_loss"), alpha=d.get("alpha"), loss=d.get("loss"),
-                   temperature=d.get("temperature"))
+        out.update(
+            teacher_loss=d.get("teacher_eval_loss"),
+            alpha=d.get("alpha"),
+            loss=d.get("loss"),
+            temperature=d.get("temperature"),
+        )
         teacher = (cfg.get("distill") or {}).get("teacher")
         if teacher and (Path(teacher) / "model" / "config.json").is_file():
             tp = _params(Path(teacher), reference["seq_len"])
             out.update(teacher_params=tp["params"], teacher_non_embedding_params=tp["non_embedding"])
     elif recipe == "synthetic":
         s = m.get("synthetic") or {}
-        out.update(synthetic_fraction=(cfg.get("synthetic") or {}).get("mix_ratio"),
-                   synthetic_epochs=s.get("synthetic_epochs"), synthetic_tokens=s.get("kept_tokens"))
+        out.update(
+            synthetic_fraction=(cfg.get("synthetic") or {}).get("mix_ratio"),
+            synthetic_epochs=s.get("synthetic_epochs"),
+            synthetic_tokens=s.get("kept_tokens"),
+        )
     elif recipe == "curriculum":
         c = cfg.get("curriculum") or {}
         out.update({k: c.get(k) for k in ("scorer", "order", "pacing", "seq_len_warmup") if k in c})
@@ -123,7 +138,9 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
         for h, names in eval_hash.items():
             if h != major:
                 for n in names:
-                    excluded.append({"run": n, "reason": "evaluated on another eval set (eval_set_hash differs)"})
+                    excluded.append(
+                        {"run": n, "reason": "evaluated on another eval set (eval_set_hash differs)"}
+                    )
                     runs.pop(n)
 
     c_ref = scale.budget_flops
@@ -141,18 +158,26 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     tokens = float(np.mean([r["ledger"]["phases"]["train"]["tokens"] for r in base_runs.values()]))
     shape = scale.model.resolved()
     out["reference"] = {
-        "flops": c_ref, "params": p["params"], "non_embedding_params": p["non_embedding"],
-        "embedding_params": p["embedding"], "tokens": tokens,
-        "tokens_per_param": tokens / p["non_embedding"], "tokens_per_total_param": tokens / p["params"],
-        "seq_len": seq_len, "vocab_size": (any_base["manifest"].get("data") or {}).get("vocab_size"),
+        "flops": c_ref,
+        "params": p["params"],
+        "non_embedding_params": p["non_embedding"],
+        "embedding_params": p["embedding"],
+        "tokens": tokens,
+        "tokens_per_param": tokens / p["non_embedding"],
+        "tokens_per_total_param": tokens / p["params"],
+        "seq_len": seq_len,
+        "vocab_size": (any_base["manifest"].get("data") or {}).get("vocab_size"),
         "description": f"{shape['n_layer']} layers x {shape['width']}, {shape['n_head']} heads, "
         f"{'tied' if scale.model.tie_embeddings else 'untied'} embeddings, T = {seq_len}",
     }
     budgets = sorted({r["task"].budget_mult * c_ref for r in frontier})
     out["frontier"] = {
-        "budgets": budgets, "seeds": sc.frontier.seeds,
-        "points": [{"flops": c, "loss": loss, "seed": r["task"].seed, "run": r["task"].name}
-                   for (c, loss), r in zip(points, frontier)],
+        "budgets": budgets,
+        "seeds": sc.frontier.seeds,
+        "points": [
+            {"flops": c, "loss": loss, "seed": r["task"].seed, "run": r["task"].name}
+            for (c, loss), r in zip(points, frontier)
+        ],
     }
     try:
         fr = V.fit_frontier(points, c_ref)
@@ -167,8 +192,11 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     arm_specs = sc.arms()
     arms = {}
     for a in arm_specs:
-        got = {r["task"].seed: V.RunResult(r["task"].name, r["task"].seed, r["loss"], r["ledger"])
-               for r in runs.values() if r["task"].kind == "arm" and r["task"].arm == a}
+        got = {
+            r["task"].seed: V.RunResult(r["task"].name, r["task"].seed, r["loss"], r["ledger"])
+            for r in runs.values()
+            if r["task"].kind == "arm" and r["task"].arm == a
+        }
         if got:
             arms[a] = got
     primary = [a for a, s in arm_specs.items() if s.primary and a in arms]
@@ -176,9 +204,11 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     sigma = V.sigma_loss(list(base.values()))
     sd_dl = res["pooled"]["delta_loss"]["sd"]
     out["noise"] = {
-        "sigma_loss": sigma, "n": len(base),
+        "sigma_loss": sigma,
+        "n": len(base),
         "rho": (1 - sd_dl**2 / (2 * sigma**2)) if sigma and math.isfinite(sd_dl) else None,
-        "sd_delta_loss_pooled": sd_dl, "df": res["pooled"]["delta_loss"]["df"],
+        "sd_delta_loss_pooled": sd_dl,
+        "df": res["pooled"]["delta_loss"]["df"],
         "note": "rho: the correlation within a pair that pairing buys, from the pooled delta-L variance "
         "(var = 2 sigma^2 (1 - rho))",
     }
@@ -187,10 +217,15 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
     out["techniques"], out["controls"] = {}, {}
     for a, r in res["arms"].items():
         spec = arm_specs[a]
-        row = {"label": spec.label or a, "recipe": spec.recipe, **r,
-               "wallclock_multiplier": V.wallclock_multiplier(fr, base, arms[a]),
-               "primary": spec.primary, "control_of": spec.control_of,
-               "runs": sorted(x.name for x in arms[a].values())}
+        row = {
+            "label": spec.label or a,
+            "recipe": spec.recipe,
+            **r,
+            "wallclock_multiplier": V.wallclock_multiplier(fr, base, arms[a]),
+            "primary": spec.primary,
+            "control_of": spec.control_of,
+            "runs": sorted(x.name for x in arms[a].values()),
+        }
         if row["n_pairs"] < 2:
             row["verdict"] = "inconclusive"
             row["note"] = (row.get("note", "") + " one seed pair: no interval, no verdict").strip()
@@ -198,7 +233,9 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
             out["controls"][a] = row
         else:
             first = next(iter(arms[a].values())).name
-            row["config"] = _technique_config(sdir / "runs" / first, runs[first], spec.recipe, out["reference"])
+            row["config"] = _technique_config(
+                sdir / "runs" / first, runs[first], spec.recipe, out["reference"]
+            )
             out["techniques"][a] = row
     for c, spec in arm_specs.items():  # a technique against its own control (e.g. ordering vs random pacing)
         t = spec.control_of
@@ -210,10 +247,15 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
             lo, hi = V.t_interval(float(np.mean(d)) if d else float("nan"), sd, len(d), len(d) - 1, sc.level)
             m = float(np.mean(d)) if d else float("nan")
             out["techniques"][t]["vs_control"] = {
-                "control": c, "n_pairs": len(d),
-                "multiplier": {"value": math.exp(m) if d else None, "lo": math.exp(lo) if math.isfinite(lo) else None,
-                               "hi": math.exp(hi) if math.isfinite(hi) else None},
-                "note": f"M of {t} over M of {c}, paired by seed; t-interval on its own {len(d) - 1} df"}
+                "control": c,
+                "n_pairs": len(d),
+                "multiplier": {
+                    "value": math.exp(m) if d else None,
+                    "lo": math.exp(lo) if math.isfinite(lo) else None,
+                    "hi": math.exp(hi) if math.isfinite(hi) else None,
+                },
+                "note": f"M of {t} over M of {c}, paired by seed; t-interval on its own {len(d) - 1} df",
+            }
     aa = out["controls"].get("aa")
     if aa:
         m = aa["multiplier"]
@@ -224,13 +266,18 @@ def compare_scale(sdir: Path, sc, scale, tasks) -> dict:
         po = _params(sdir / "runs" / first, seq_len)
         k = po["non_embedding"] / p["non_embedding"]
         pred = V.oversized_prediction(k, "fixed")
-        ov.update(size_ratio=k, predicted={"lo": pred["lo"], "hi": pred["hi"]}, prediction=pred,
-                  prediction_envelope=V.oversized_prediction(k, "optimal"),
-                  detected=bool(ov["multiplier"]["hi"] is not None and ov["multiplier"]["hi"] < 1))
+        ov.update(
+            size_ratio=k,
+            predicted={"lo": pred["lo"], "hi": pred["hi"]},
+            prediction=pred,
+            prediction_envelope=V.oversized_prediction(k, "optimal"),
+            detected=bool(ov["multiplier"]["hi"] is not None and ov["multiplier"]["hi"] < 1),
+        )
         ov["prediction_note"] = (
             f"a model {k:.2f}x the reference's non-embedding parameters at the same compute, read off a "
             "frontier of the reference shape, under L = E + A/N^alpha + B/D^beta with Hoffmann et al. 2022 "
-            "(approach 3) and Besiroglu et al. 2024 exponents; assumes the reference is compute-optimal")
+            "(approach 3) and Besiroglu et al. 2024 exponents; assumes the reference is compute-optimal"
+        )
     return out
 
 
@@ -240,10 +287,16 @@ def compare_suite(sdir, sc, state: dict | None = None, *, tasks) -> dict:
     sdir = Path(sdir)
     per_scale = {s.name: compare_scale(sdir, sc, s, tasks) for s in sc.scales}
     primary = per_scale[sc.primary_scale().name]
-    doc = {"schema": "efflab.compare/2", "suite": sc.name, "conventions": CONVENTIONS,
-           "views": V.VIEW_HELP, "reference_scale": sc.primary_scale().name, **primary,
-           "lr": (state or {}).get("lr", {}),
-           "excluded": [e for s in per_scale.values() for e in s.get("excluded", [])]}
+    doc = {
+        "schema": "efflab.compare/2",
+        "suite": sc.name,
+        "conventions": CONVENTIONS,
+        "views": V.VIEW_HELP,
+        "reference_scale": sc.primary_scale().name,
+        **primary,
+        "lr": (state or {}).get("lr", {}),
+        "excluded": [e for s in per_scale.values() for e in s.get("excluded", [])],
+    }
     if len(per_scale) > 1:
         doc["scales"] = per_scale
     return _finite(doc)
@@ -300,12 +353,16 @@ def sentence(name: str, row: dict, c_ref: float) -> str:
         s, lo, hi = (1 - 1 / m["value"]), 1 - 1 / m["lo"], 1 - 1 / m["hi"]
         txt = f"{label}: saves {s:.0%} of compute [{lo:.0%}, {hi:.0%}] {where} (M = {_ci(m)})"
     elif v == "costs":
-        txt = (f"{label}: costs compute: M = {_ci(m)} {where}; the baseline reaches its loss with "
-               f"{m['value']:.2f}x the compute it spent")
+        txt = (
+            f"{label}: costs compute: M = {_ci(m)} {where}; the baseline reaches its loss with "
+            f"{m['value']:.2f}x the compute it spent"
+        )
     else:
         det = row.get("detectable_multiplier")
-        txt = (f"{label}: inconclusive: M = {_ci(m)} {where}; this design detects M >= {_m(det)} "
-               f"(or <= {_m(1 / det) if det else 'n/a'}) with 80% power")
+        txt = (
+            f"{label}: inconclusive: M = {_ci(m)} {where}; this design detects M >= {_m(det)} "
+            f"(or <= {_m(1 / det) if det else 'n/a'}) with 80% power"
+        )
     if row.get("in_frontier") is False:
         txt += " [outside the frontier: extrapolated]"
     return txt
@@ -329,16 +386,36 @@ def format_verdicts(doc: dict) -> str:
         f"{', '.join(doc.get('holm_family', []))}.",
         "",
     ]
-    head = ("arm", "M (marginal) [90% CI]", "delta-L nats [90% CI]", "pairs", "p Holm", "verdict",
-            "detects M>=", "wall-clock M", "total K=1", "total K=inf")
+    head = (
+        "arm",
+        "M (marginal) [90% CI]",
+        "delta-L nats [90% CI]",
+        "pairs",
+        "p Holm",
+        "verdict",
+        "detects M>=",
+        "wall-clock M",
+        "total K=1",
+        "total K=inf",
+    )
     rows = []
-    for name, row in list(doc.get("techniques", {}).items()) + [(f"control: {k}", v) for k, v in
-                                                                doc.get("controls", {}).items()]:
-        rows.append((name, _ci(row.get("multiplier")), _ci(row.get("delta_loss"), _nats), str(row.get("n_pairs")),
-                     "-" if row.get("p_holm") is None else f"{row['p_holm']:.3g}", row.get("verdict", "-"),
-                     _m(row.get("detectable_multiplier")), _m(row.get("wallclock_multiplier")),
-                     _m((row.get("views") or {}).get("total_k1", {}).get("value")),
-                     _m((row.get("views") or {}).get("total_kinf", {}).get("value"))))
+    for name, row in list(doc.get("techniques", {}).items()) + [
+        (f"control: {k}", v) for k, v in doc.get("controls", {}).items()
+    ]:
+        rows.append(
+            (
+                name,
+                _ci(row.get("multiplier")),
+                _ci(row.get("delta_loss"), _nats),
+                str(row.get("n_pairs")),
+                "-" if row.get("p_holm") is None else f"{row['p_holm']:.3g}",
+                row.get("verdict", "-"),
+                _m(row.get("detectable_multiplier")),
+                _m(row.get("wallclock_multiplier")),
+                _m((row.get("views") or {}).get("total_k1", {}).get("value")),
+                _m((row.get("views") or {}).get("total_kinf", {}).get("value")),
+            )
+        )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, tuple("-" * w for w in widths), *rows]:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -347,16 +424,27 @@ def format_verdicts(doc: dict) -> str:
         lines.append("- " + sentence(name, row, ref["flops"]))
     aa, ov = doc.get("controls", {}).get("aa"), doc.get("controls", {}).get("oversized")
     if aa:
-        lines.append(f"- A/A control: M = {_ci(aa['multiplier'])}: "
-                     + ("covers 1, as it must" if aa.get("covers_one") else "DOES NOT cover 1: the intervals "
-                        "are too narrow for this noise; treat every verdict above with suspicion"))
+        lines.append(
+            f"- A/A control: M = {_ci(aa['multiplier'])}: "
+            + (
+                "covers 1, as it must"
+                if aa.get("covers_one")
+                else "DOES NOT cover 1: the intervals "
+                "are too narrow for this noise; treat every verdict above with suspicion"
+            )
+        )
     if ov:
         p = ov.get("predicted") or {}
-        lines.append(f"- Oversized control ({ov.get('size_ratio', float('nan')):.2f}x parameters at C_ref): "
-                     f"M = {_ci(ov['multiplier'])}, predicted {p.get('lo', float('nan')):.2f}-"
-                     f"{p.get('hi', float('nan')):.2f} by the Chinchilla form: "
-                     + ("detected as costing compute" if ov.get("detected") else
-                        "NOT detected as costing compute: this design cannot see an effect of that size"))
+        lines.append(
+            f"- Oversized control ({ov.get('size_ratio', float('nan')):.2f}x parameters at C_ref): "
+            f"M = {_ci(ov['multiplier'])}, predicted {p.get('lo', float('nan')):.2f}-"
+            f"{p.get('hi', float('nan')):.2f} by the Chinchilla form: "
+            + (
+                "detected as costing compute"
+                if ov.get("detected")
+                else "NOT detected as costing compute: this design cannot see an effect of that size"
+            )
+        )
     for e in doc.get("excluded", []):
         lines.append(f"- left out: {e['run']}: {e['reason']}")
     return "\n".join(lines)

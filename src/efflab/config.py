@@ -29,8 +29,13 @@ TECHNIQUE_SECTIONS = {
     "synthetic": "efflab.techniques.synthetic:SyntheticConfig",
 }
 # which technique sections each recipe uses
-RECIPE_SECTIONS = {"baseline": (), "moe": ("moe",), "distill": ("distill",),
-                   "curriculum": ("curriculum",), "synthetic": ("synthetic",)}
+RECIPE_SECTIONS = {
+    "baseline": (),
+    "moe": ("moe",),
+    "distill": ("distill",),
+    "curriculum": ("curriculum",),
+    "synthetic": ("synthetic",),
+}
 
 
 class Section(BaseModel):
@@ -70,13 +75,20 @@ class ModelConfig(Section):
     ffn_width: int | None = Field(default=None, ge=1)
     tie_embeddings: bool = False
     rope_theta: float = Field(default=10000.0, gt=0, description="rotary base; > 0")
-    init_std: float = Field(default=0.02, gt=0, le=1, description="transformers accepts initializer_range in [0, 1]")
+    init_std: float = Field(
+        default=0.02, gt=0, le=1, description="transformers accepts initializer_range in [0, 1]"
+    )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    pretrained: str | None = Field(default=None, description="local directory written by save_pretrained, "
-                                   "or a hub id (owner/name, fetched through huggingface_hub)")
+    pretrained: str | None = Field(
+        default=None,
+        description="local directory written by save_pretrained, "
+        "or a hub id (owner/name, fetched through huggingface_hub)",
+    )
     trust_remote_code: bool = False
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        default="auto", description="pretrained weights: auto = bf16 on a GPU (fp32 for fully trained weights), fp32 on CPU")
+        default="auto",
+        description="pretrained weights: auto = bf16 on a GPU (fp32 for fully trained weights), fp32 on CPU",
+    )
     load_in_4bit: bool = Field(default=False, description="QLoRA: 4-bit NF4 base + LoRA (CUDA, bitsandbytes)")
 
     def resolved(self) -> dict:
@@ -86,8 +98,14 @@ class ModelConfig(Section):
         n_head = self.n_head or (max(1, width // self.head_dim) if width else None)
         head_dim = width // n_head if (width and n_head) else self.head_dim
         ffn = self.ffn_width or (int(-(-(self.ffn_mult * width) // 32) * 32) if width else None)
-        return {"n_layer": n_layer, "width": width, "n_head": n_head, "n_kv_head": self.n_kv_head or n_head,
-                "head_dim": head_dim, "ffn_width": ffn}
+        return {
+            "n_layer": n_layer,
+            "width": width,
+            "n_head": n_head,
+            "n_kv_head": self.n_kv_head or n_head,
+            "head_dim": head_dim,
+            "ffn_width": ffn,
+        }
 
     @model_validator(mode="after")
     def _shape(self):
@@ -118,14 +136,25 @@ class DataConfig(Section):
     corpus: str = "stdlib"
     text_field: str = "text"
     split: str = "train"
-    max_chars: float | None = Field(default=None, description="cap on corpus characters (documents kept whole)")
-    tokenizer: str = Field(default="train", description="'train' (BPE on the train split) or a local tokenizer dir")
+    max_chars: float | None = Field(
+        default=None, description="cap on corpus characters (documents kept whole)"
+    )
+    tokenizer: str = Field(
+        default="train", description="'train' (BPE on the train split) or a local tokenizer dir"
+    )
     vocab_size: int = Field(default=4096, ge=260, le=1_000_000)
     seq_len: int = Field(default=256, ge=8, le=1_048_576)
     eval_fraction: float = Field(default=0.05, gt=0, lt=0.5)
-    valid_fraction: float = Field(default=0.0, ge=0, lt=0.5, description="documents carved out of training "
-                                  "for a validation split (eval.split=valid), never the eval set")
-    format: Literal["text", "chat"] = Field(default="text", description="chat: prompt/response or messages JSONL, loss on responses")
+    valid_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="documents carved out of training "
+        "for a validation split (eval.split=valid), never the eval set",
+    )
+    format: Literal["text", "chat"] = Field(
+        default="text", description="chat: prompt/response or messages JSONL, loss on responses"
+    )
     cache_dir: str | None = Field(default=None, description="default: $EFFLAB_CACHE or ~/.cache/efflab")
 
     _c = field_validator("max_chars", mode="before")(_count)
@@ -134,14 +163,20 @@ class DataConfig(Section):
 class TrainConfig(Section):
     """Optimization and the horizon. Exactly one of budget_flops / budget_tokens / steps."""
 
-    budget_flops: float | None = Field(default=None, description="train-phase FLOPs (docs/conventions.md section 2)")
+    budget_flops: float | None = Field(
+        default=None, description="train-phase FLOPs (docs/conventions.md section 2)"
+    )
     budget_tokens: float | None = None
     steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1, description="global sequences per optimizer step")
-    micro_batch_size: int | None = Field(default=None, ge=1, description="per process per forward; default batch_size")
+    micro_batch_size: int | None = Field(
+        default=None, ge=1, description="per process per forward; default batch_size"
+    )
     lr: float = Field(default=3e-3, gt=0, lt=1)
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    warmup_steps: int | float = Field(default=0.05, ge=0, description="int steps, or a fraction of the horizon if < 1")
+    warmup_steps: int | float = Field(
+        default=0.05, ge=0, description="int steps, or a fraction of the horizon if < 1"
+    )
     weight_decay: float = Field(default=0.1, ge=0)
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.95, ge=0, lt=1)
@@ -150,12 +185,19 @@ class TrainConfig(Section):
     fused_optimizer: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
     gradient_checkpointing: bool = False
-    checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = only at the end")
-    keep_checkpoint: bool = Field(default=False, description="keep the last checkpoint when the run completes "
-                                  "(default: removed; model/ holds the result)")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="steps between checkpoints; 0 = only at the end"
+    )
+    keep_checkpoint: bool = Field(
+        default=False,
+        description="keep the last checkpoint when the run completes "
+        "(default: removed; model/ holds the result)",
+    )
     seed: int = 0
-    init_seed: int | None = Field(default=None, description="seed of the initial weights; default train.seed "
-                                  "(which also orders the data)")
+    init_seed: int | None = Field(
+        default=None,
+        description="seed of the initial weights; default train.seed (which also orders the data)",
+    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
 
     _c = field_validator("budget_flops", "budget_tokens", "steps", mode="before")(_count)
@@ -171,7 +213,9 @@ class TrainConfig(Section):
     def _horizon(self):
         given = [k for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})")
+            raise ValueError(
+                f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})"
+            )
         mb = self.micro_batch_size
         if mb is not None and self.batch_size % mb:
             raise ValueError(f"micro_batch_size={mb} does not divide batch_size={self.batch_size}")
@@ -182,8 +226,11 @@ class EvalConfig(Section):
     every: int = Field(default=50, ge=1, description="steps between evaluations (and at the end)")
     max_blocks: int = Field(default=64, ge=1, description="held-out blocks evaluated (fixed, hashed)")
     batch_size: int = Field(default=16, ge=1)
-    split: Literal["eval", "valid"] = Field(default="eval", description="valid: score on data.valid_fraction's "
-                                            "documents (hyperparameter sweeps), not the eval set")
+    split: Literal["eval", "valid"] = Field(
+        default="eval",
+        description="valid: score on data.valid_fraction's "
+        "documents (hyperparameter sweeps), not the eval set",
+    )
 
 
 class LoraConfig(Section):
@@ -196,8 +243,11 @@ class LoraConfig(Section):
 
 class LogConfig(Section):
     tensorboard: bool = False
-    trackers: list[str] = Field(default_factory=list, description="accelerate trackers: tensorboard, wandb, "
-                                "trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab")
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="accelerate trackers: tensorboard, wandb, "
+        "trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab",
+    )
     progress: bool = True
     every: int = Field(default=10, ge=1, description="steps between metrics.jsonl rows")
 
@@ -269,7 +319,11 @@ def _known_keys(cls, loc) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        cands = [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        cands = [
+            a
+            for a in (ann, *getattr(ann, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not cands:
             return []
         cls = cands[0]
@@ -318,9 +372,13 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         if recipe not in RECIPES:
             from efflab.errors import suggest
 
-            raise UserError(f"unknown recipe {recipe!r}{suggest(recipe, RECIPES)}; recipes: {', '.join(RECIPES)}")
+            raise UserError(
+                f"unknown recipe {recipe!r}{suggest(recipe, RECIPES)}; recipes: {', '.join(RECIPES)}"
+            )
         if raw.get("recipe") not in (None, recipe):
-            problems.add(f"recipe: the config is for {raw['recipe']!r} but the {recipe!r} recipe was asked for")
+            problems.add(
+                f"recipe: the config is for {raw['recipe']!r} but the {recipe!r} recipe was asked for"
+            )
         raw["recipe"] = recipe
     rec = raw.get("recipe", "baseline")
     sections = {}
@@ -329,7 +387,9 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         if val is None:
             continue
         if rec in RECIPE_SECTIONS and sec not in RECIPE_SECTIONS[rec]:
-            problems.add(f"{sec}: section not used by the {rec!r} recipe (a typo here would silently switch a technique off)")
+            problems.add(
+                f"{sec}: section not used by the {rec!r} recipe (a typo here would silently switch a technique off)"
+            )
             continue
         if not isinstance(val, dict):
             problems.add(f"{sec}: must be a mapping")
@@ -347,16 +407,22 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         # sections (heads dividing the width, one budget) are reported in the same message
         # (only sections that lost nothing but unknown keys: a dropped bad value would invent errors)
         pruned = copy.deepcopy(raw)
-        tainted = {str(err["loc"][0]) for err in e.errors() if err["type"] != "extra_forbidden" and err["loc"]}
+        tainted = {
+            str(err["loc"][0]) for err in e.errors() if err["type"] != "extra_forbidden" and err["loc"]
+        }
         for err in e.errors():
             _drop(pruned, [x for x in err["loc"] if not str(x).startswith("function-")])
         try:
             RunConfig.model_validate(pruned)
         except ValidationError as e2:
             # (a message naming no section comes from the default of a dropped section: not a problem)
-            problems.extend(m for m in _validation_messages(e2)
-                            if m not in problems.items and m.split(".")[0].split(":")[0] not in tainted
-                            and m.split(".")[0].split(":")[0] in RunConfig.model_fields)
+            problems.extend(
+                m
+                for m in _validation_messages(e2)
+                if m not in problems.items
+                and m.split(".")[0].split(":")[0] not in tainted
+                and m.split(".")[0].split(":")[0] in RunConfig.model_fields
+            )
     if cfg is not None:
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:
@@ -376,7 +442,9 @@ def section_problems(raw: dict, prefix: str = "") -> list[str]:
     on its own, so a file whose outer schema failed (a suite file) still reports every section's
     problems in the same message. A train section without a horizon is checked as if it had one."""
     out = []
-    classes = {k: RunConfig.model_fields[k].annotation for k in ("model", "data", "train", "eval", "lora", "log")}
+    classes = {
+        k: RunConfig.model_fields[k].annotation for k in ("model", "data", "train", "eval", "lora", "log")
+    }
     for name, val in (raw or {}).items():
         if not isinstance(val, dict) or name not in (*classes, *TECHNIQUE_SECTIONS):
             continue
@@ -392,7 +460,9 @@ def section_problems(raw: dict, prefix: str = "") -> list[str]:
 
 def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     out = []
-    if cfg.model.pretrained:  # a local directory: weights, config and (unless given) tokenizer, checked up front
+    if (
+        cfg.model.pretrained
+    ):  # a local directory: weights, config and (unless given) tokenizer, checked up front
         from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
 
         out += [f"model.pretrained: {p}" for p in check_pretrained_dir(cfg.model.pretrained)]
@@ -424,8 +494,11 @@ def _cli_horizon_replaces_file(raw: dict, pairs: list[tuple[str, object]]) -> No
     """A horizon given on the command line (train.steps=10) replaces the file's (budget_tokens: ...):
     the file's other horizon keys are dropped, so exactly one horizon remains (`train.steps=null`
     removes a horizon and gives none: the file's others stay)."""
-    given = {k.split(".", 1)[1] for k, v in pairs
-             if v is not None and k.startswith("train.") and k.split(".", 1)[1] in HORIZON_KEYS}
+    given = {
+        k.split(".", 1)[1]
+        for k, v in pairs
+        if v is not None and k.startswith("train.") and k.split(".", 1)[1] in HORIZON_KEYS
+    }
     train = raw.get("train")
     if given and isinstance(train, dict):
         for k in HORIZON_KEYS:
@@ -433,7 +506,9 @@ def _cli_horizon_replaces_file(raw: dict, pairs: list[tuple[str, object]]) -> No
                 train.pop(k, None)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, *, recipe: str | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, *, recipe: str | None = None
+) -> RunConfig:
     """Read a YAML config (safe loader), apply dotted overrides, validate; UserError lists all problems."""
     raw: dict = {}
     problems = Problems(header="invalid configuration")

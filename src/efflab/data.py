@@ -36,8 +36,19 @@ from efflab.errors import UserError
 from efflab.hub import local_dir
 
 EOS = "<|endoftext|>"
-STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_bundled",
-               "encodings", "lib2to3", "turtledemo", "pydoc_data"}
+STDLIB_SKIP = {
+    "test",
+    "tests",
+    "idle_test",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "_bundled",
+    "encodings",
+    "lib2to3",
+    "turtledemo",
+    "pydoc_data",
+}
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -51,7 +62,9 @@ def sha256(*parts) -> str:
 
 
 def cache_root(data_cfg) -> Path:
-    root = data_cfg.cache_dir or os.environ.get("EFFLAB_CACHE") or os.path.join(Path.home(), ".cache", "efflab")
+    root = (
+        data_cfg.cache_dir or os.environ.get("EFFLAB_CACHE") or os.path.join(Path.home(), ".cache", "efflab")
+    )
     p = Path(root).expanduser()
     p.mkdir(parents=True, exist_ok=True)
     return p
@@ -143,7 +156,9 @@ def _check_table_files(files: list[Path], kind: str) -> None:
 
 def _dataset_documents(ds, field_: str, prefix: str) -> list[tuple[str, str]]:
     if field_ not in ds.column_names:
-        raise UserError(f"corpus: no text field {field_!r}; columns are {ds.column_names} (set data.text_field)")
+        raise UserError(
+            f"corpus: no text field {field_!r}; columns are {ds.column_names} (set data.text_field)"
+        )
     return [(f"{prefix}#{i}", t) for i, t in enumerate(ds[field_]) if isinstance(t, str) and t.strip()]
 
 
@@ -161,7 +176,9 @@ def load_corpus(data_cfg) -> Corpus:
         try:
             ds = datasets.load_dataset(parts[0], parts[1] if len(parts) > 1 else None, split=data_cfg.split)
         except Exception as e:  # network, unknown dataset: a user problem, not a bug
-            raise UserError(f"corpus {spec}: could not load the hub dataset ({type(e).__name__}: {e})") from None
+            raise UserError(
+                f"corpus {spec}: could not load the hub dataset ({type(e).__name__}: {e})"
+            ) from None
         pairs = _dataset_documents(ds, data_cfg.text_field, parts[0])
         name = spec
     else:
@@ -189,7 +206,9 @@ def load_corpus(data_cfg) -> Corpus:
                     text = f.read_text(encoding="utf-8")
                 except UnicodeDecodeError:
                     raise UserError(f"corpus: {f} is not UTF-8 text") from None
-                pairs += _split_text_file(rel, text) if (len(texts) == 1 and len(pairs) == 0) else [(rel, text)]
+                pairs += (
+                    _split_text_file(rel, text) if (len(texts) == 1 and len(pairs) == 0) else [(rel, text)]
+                )
             if not files:
                 raise UserError(f"corpus {spec}: the directory holds no files")
         name = str(p)
@@ -222,7 +241,9 @@ def load_chat_records(data_cfg) -> tuple[list[str], list[dict], str]:
     """Instruction/chat JSONL: each line {"prompt": ..., "response": ...} or {"messages": [{"role",
     "content"}, ...]}. Returns ids, records and a content hash. Problems name the line."""
     p = Path(data_cfg.corpus).expanduser()
-    files = sorted(f for f in (p.rglob("*.jsonl") if p.is_dir() else [p]) if f.is_file()) if p.exists() else []
+    files = (
+        sorted(f for f in (p.rglob("*.jsonl") if p.is_dir() else [p]) if f.is_file()) if p.exists() else []
+    )
     if not files:
         raise UserError(f"chat corpus {data_cfg.corpus}: no .jsonl file found")
     ids, recs, bad = [], [], []
@@ -240,11 +261,20 @@ def load_chat_records(data_cfg) -> tuple[list[str], list[dict], str]:
             except json.JSONDecodeError:
                 bad.append(f"{f}:{n}: not JSON")
                 continue
-            ok_pr = isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("response"), str)
+            ok_pr = (
+                isinstance(r, dict)
+                and isinstance(r.get("prompt"), str)
+                and isinstance(r.get("response"), str)
+            )
             msgs = r.get("messages") if isinstance(r, dict) else None
-            ok_msg = isinstance(msgs, list) and msgs and all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs) and any(
-                m.get("role") == "assistant" for m in msgs)
+            ok_msg = (
+                isinstance(msgs, list)
+                and msgs
+                and all(
+                    isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs
+                )
+                and any(m.get("role") == "assistant" for m in msgs)
+            )
             if not (ok_pr or ok_msg):
                 bad.append(f"{f.name}:{n}: needs prompt+response strings, or messages with an assistant turn")
                 continue
@@ -252,8 +282,10 @@ def load_chat_records(data_cfg) -> tuple[list[str], list[dict], str]:
             recs.append(r)
             h.update(line.encode())
     if bad:
-        raise UserError(bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
-                        header=f"chat corpus {data_cfg.corpus}: {len(bad)} bad record(s)")
+        raise UserError(
+            bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else []),
+            header=f"chat corpus {data_cfg.corpus}: {len(bad)} bad record(s)",
+        )
     if not recs:
         raise UserError(f"chat corpus {data_cfg.corpus}: no records")
     return ids, recs, h.hexdigest()
@@ -281,8 +313,11 @@ def encode_chat(rec: dict, tok) -> tuple[list[int], list[int]]:
     record ends with EOS (trained), which separates records in the packed blocks.
     """
     eos = tok.eos_token_id
-    turns = rec["messages"] if "messages" in rec else [
-        {"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
+    turns = (
+        rec["messages"]
+        if "messages" in rec
+        else [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
+    )
     template = getattr(tok, "chat_template", None)
     if isinstance(template, dict):  # several named templates: transformers uses "default"
         template = template.get("default")
@@ -307,9 +342,11 @@ _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 def _template_problem(tok, what: str) -> UserError:
     name = getattr(tok, "name_or_path", "") or type(tok).__name__
-    return UserError(f"chat template of tokenizer {name}: {what}; efflab cannot tell which tokens are the "
-                     "assistant's, so it will not guess (fix the template, add {% generation %} blocks around "
-                     "assistant content, or use prompt/response records without a template)")
+    return UserError(
+        f"chat template of tokenizer {name}: {what}; efflab cannot tell which tokens are the "
+        "assistant's, so it will not guess (fix the template, add {% generation %} blocks around "
+        "assistant content, or use prompt/response records without a template)"
+    )
 
 
 def _encode_with_assistant_mask(turns: list[dict], tok) -> tuple[list[int], list[int]]:
@@ -333,14 +370,19 @@ def _encode_by_location(turns: list[dict], tok) -> tuple[list[int], list[int]]:
         text = tok.apply_chat_template(turns, tokenize=False)
     except Exception as e:  # templates raise for roles they do not support (Gemma: no system role)
         raise _template_problem(tok, f"rendering failed ({type(e).__name__}: {e})") from None
-    specials = sorted({t for t in tok.all_special_tokens + list(tok.get_added_vocab()) if t}, key=len, reverse=True)
+    specials = sorted(
+        {t for t in tok.all_special_tokens + list(tok.get_added_vocab()) if t}, key=len, reverse=True
+    )
     spans: list[tuple[int, int]] = []
     pos = 0
     for k, m in enumerate(turns):
         c = m["content"]
         if not c.strip():
             continue
-        if m["role"] not in ("user", "assistant"):  # system/tool text may be moved (Mistral: into a user turn)
+        if m["role"] not in (
+            "user",
+            "assistant",
+        ):  # system/tool text may be moved (Mistral: into a user turn)
             if c.strip() not in text:
                 raise _template_problem(tok, f"the rendered conversation lacks the {m['role']} turn {k + 1}")
             continue
@@ -348,16 +390,22 @@ def _encode_by_location(turns: list[dict], tok) -> tuple[list[int], list[int]]:
         if at < 0:  # templates may trim turns (Llama 3, Gemma)
             at, n = text.find(c.strip(), pos), len(c.strip())
         if at < 0:
-            raise _template_problem(tok, f"{m['role']} turn {k + 1} does not appear verbatim, in order, in the "
-                                         f"rendered conversation (the template drops or rewrites it)")
+            raise _template_problem(
+                tok,
+                f"{m['role']} turn {k + 1} does not appear verbatim, in order, in the "
+                f"rendered conversation (the template drops or rewrites it)",
+            )
         end = at + n
         if m["role"] == "assistant":  # the end-of-turn token that follows the content is trained too
             end += next((len(sp) for sp in specials if text.startswith(sp, end)), 0)
             spans.append((at, end))
         pos = end
     if not getattr(tok, "is_fast", False):
-        raise _template_problem(tok, "locating the assistant turns needs a fast tokenizer (character offsets); "
-                                     "this one is a slow (Python) tokenizer")
+        raise _template_problem(
+            tok,
+            "locating the assistant turns needs a fast tokenizer (character offsets); "
+            "this one is a slow (Python) tokenizer",
+        )
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     labels = []
@@ -382,10 +430,16 @@ def _prepare_chat(data_cfg, eval_max_blocks: int, tok, root: Path, log) -> DataB
     if not ev_idx and len(ids) >= 2:
         ev_idx, tr_idx = tr_idx[-1:], tr_idx[:-1]
     if not tr_idx or not ev_idx:
-        raise UserError(f"chat corpus {data_cfg.corpus}: {len(ids)} record(s); need one to train and one held out")
+        raise UserError(
+            f"chat corpus {data_cfg.corpus}: {len(ids)} record(s); need one to train and one held out"
+        )
     if tok is None:
         if data_cfg.tokenizer == "train":
-            tdir = root / "tokenizers" / sha256("bpe-chat-v1", chash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+            tdir = (
+                root
+                / "tokenizers"
+                / sha256("bpe-chat-v1", chash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+            )
             if not (tdir / "tokenizer.json").exists():
                 train_tokenizer([_chat_text(recs[i]) for i in tr_idx], data_cfg.vocab_size, tdir)
             tok = load_tokenizer(str(tdir))
@@ -403,25 +457,40 @@ def _prepare_chat(data_cfg, eval_max_blocks: int, tok, root: Path, log) -> DataB
     train, train_lab = packed(tr_idx)
     held, held_lab = packed(ev_idx)
     if len(train) < 1 or len(held) < 1:
-        raise UserError(f"chat corpus {data_cfg.corpus} is too small for blocks of seq_len={T} "
-                        f"(train blocks {len(train)}, held-out blocks {len(held)})")
+        raise UserError(
+            f"chat corpus {data_cfg.corpus} is too small for blocks of seq_len={T} "
+            f"(train blocks {len(train)}, held-out blocks {len(held)})"
+        )
     held, held_lab = held[:eval_max_blocks], held_lab[:eval_max_blocks]
     thash = tokenizer_hash(tok)
     # bits per byte over the trained (response) tokens the eval loss predicts
-    eval_bytes = sum(len(tok.decode([int(t) for t, lab in zip(b[1:], lb[1:]) if lab != IGNORE]).encode("utf-8"))
-                     for b, lb in zip(held, held_lab))
+    eval_bytes = sum(
+        len(tok.decode([int(t) for t, lab in zip(b[1:], lb[1:]) if lab != IGNORE]).encode("utf-8"))
+        for b, lb in zip(held, held_lab)
+    )
     meta = {
-        "corpus": str(data_cfg.corpus), "format": "chat", "corpus_hash": chash, "corpus_docs": len(ids),
-        "tokenizer_hash": thash, "tokenization_cached": False, "vocab_size": len(tok), "seq_len": T,
-        "train_blocks": int(len(train)), "train_tokens": int(train.size),
+        "corpus": str(data_cfg.corpus),
+        "format": "chat",
+        "corpus_hash": chash,
+        "corpus_docs": len(ids),
+        "tokenizer_hash": thash,
+        "tokenization_cached": False,
+        "vocab_size": len(tok),
+        "seq_len": T,
+        "train_blocks": int(len(train)),
+        "train_tokens": int(train.size),
         "train_trained_tokens": int((train_lab[:, 1:] != IGNORE).sum()),
-        "eval_blocks": int(len(held)), "eval_tokens": int(held.size),
+        "eval_blocks": int(len(held)),
+        "eval_tokens": int(held.size),
         "eval_set_hash": sha256(thash, held.tobytes(), held_lab.tobytes())[:32],
         "eval_text_hash": sha256(*(json.dumps(recs[i], sort_keys=True) for i in ev_idx))[:32],
-        "eval_docs": len(ev_idx), "eval_bytes": int(eval_bytes),
+        "eval_docs": len(ev_idx),
+        "eval_bytes": int(eval_bytes),
         "unigram_entropy_nats": unigram_entropy(train, len(tok)),
     }
-    return DataBundle(tok, train, held, max(1, int(eval_bytes)), meta, train_labels=train_lab, eval_labels=held_lab)
+    return DataBundle(
+        tok, train, held, max(1, int(eval_bytes)), meta, train_labels=train_lab, eval_labels=held_lab
+    )
 
 
 def split_ids(ids: list[str], eval_fraction: float) -> tuple[list[int], list[int]]:
@@ -433,8 +502,9 @@ def split_ids(ids: list[str], eval_fraction: float) -> tuple[list[int], list[int
     return train, held
 
 
-def split_valid(ids: list[str], train_idx: list[int], eval_fraction: float,
-                valid_fraction: float) -> tuple[list[int], list[int]]:
+def split_valid(
+    ids: list[str], train_idx: list[int], eval_fraction: float, valid_fraction: float
+) -> tuple[list[int], list[int]]:
     """Carve a validation split out of the training documents: those whose hash falls in
     [eval_fraction, eval_fraction + valid_fraction). Returns (train, valid); never touches eval."""
     if valid_fraction <= 0:
@@ -459,10 +529,17 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=None, pad_token=EOS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=None, pad_token=EOS
+    )
     tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     fast.save_pretrained(str(tmp))
     os.replace(tmp, out_dir) if not out_dir.exists() else None
@@ -478,7 +555,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code)
     except Exception as e:
-        raise UserError(f"tokenizer {path}: could not load a tokenizer from it ({type(e).__name__}: {e})") from None
+        raise UserError(
+            f"tokenizer {path}: could not load a tokenizer from it ({type(e).__name__}: {e})"
+        ) from None
     if tok.eos_token_id is None:
         raise UserError(f"tokenizer {path}: has no end-of-sequence token to separate documents")
     return tok
@@ -505,7 +584,10 @@ def _tokenized(texts: list[str], ids: list[str], tok, key: str, root: Path):
 
     def encode(batch):
         enc = tok(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [e + [eos] for e in enc], "n_bytes": [len(t.encode("utf-8")) for t in batch["text"]]}
+        return {
+            "input_ids": [e + [eos] for e in enc],
+            "n_bytes": [len(t.encode("utf-8")) for t in batch["text"]],
+        }
 
     ds = ds.map(encode, batched=True, remove_columns=["text"], desc="tokenizing", keep_in_memory=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -560,7 +642,9 @@ def eval_bytes_of(blocks: np.ndarray, tok) -> int:
     return total
 
 
-def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_split: str = "eval") -> DataBundle:
+def prepare(
+    data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_split: str = "eval"
+) -> DataBundle:
     """Load corpus, tokenizer and packed blocks (all cached), and the fixed held-out eval blocks.
 
     `tokenizer`: an already-loaded tokenizer (a pretrained model's own) overriding `data.tokenizer`.
@@ -570,8 +654,12 @@ def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_s
     memo_key = None
     if tokenizer is None and data_cfg.format == "text" and data_cfg.corpus == "stdlib":
         # one process trains many runs on the same data (the suite's workers): read it once
-        memo_key = (json.dumps(data_cfg.model_dump(mode="json"), sort_keys=True), eval_max_blocks, eval_split,
-                    str(cache_root(data_cfg)))
+        memo_key = (
+            json.dumps(data_cfg.model_dump(mode="json"), sort_keys=True),
+            eval_max_blocks,
+            eval_split,
+            str(cache_root(data_cfg)),
+        )
         if memo_key in _PREPARED:
             b = _PREPARED[memo_key]
             return dataclasses.replace(b, meta=copy.deepcopy(b.meta))
@@ -589,7 +677,9 @@ def prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_s
 _PREPARED: dict = {}
 
 
-def _prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_split: str = "eval") -> DataBundle:
+def _prepare(
+    data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_split: str = "eval"
+) -> DataBundle:
     root = cache_root(data_cfg)
     if data_cfg.format == "chat":
         return _prepare_chat(data_cfg, eval_max_blocks, tokenizer, root, log)
@@ -598,23 +688,33 @@ def _prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_
     if not ev_idx and len(corpus.ids) >= 2:  # tiny corpora: hold out the last document by hash order
         ev_idx, tr_idx = tr_idx[-1:], tr_idx[:-1]
     if not tr_idx or not ev_idx:
-        raise UserError(f"corpus {data_cfg.corpus}: {len(corpus.ids)} document(s); need at least one for training "
-                        f"and one held out (eval_fraction={data_cfg.eval_fraction})")
+        raise UserError(
+            f"corpus {data_cfg.corpus}: {len(corpus.ids)} document(s); need at least one for training "
+            f"and one held out (eval_fraction={data_cfg.eval_fraction})"
+        )
     tr_idx, va_idx = split_valid(corpus.ids, tr_idx, data_cfg.eval_fraction, data_cfg.valid_fraction)
     if eval_split == "valid":
         if not va_idx:
-            raise UserError(f"eval.split=valid needs data.valid_fraction > 0 with at least one document in it "
-                            f"(data.valid_fraction={data_cfg.valid_fraction})")
+            raise UserError(
+                f"eval.split=valid needs data.valid_fraction > 0 with at least one document in it "
+                f"(data.valid_fraction={data_cfg.valid_fraction})"
+            )
         ev_idx = va_idx
     train_texts = [corpus.texts[i] for i in tr_idx]
     if tokenizer is not None:
         tok = tokenizer
     elif data_cfg.tokenizer == "train":
-        tdir = root / "tokenizers" / sha256("bpe-v1", corpus.hash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+        tdir = (
+            root
+            / "tokenizers"
+            / sha256("bpe-v1", corpus.hash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+        )
         if (tdir / "tokenizer.json").exists():
             tok = load_tokenizer(str(tdir))
         else:
-            log(f"training a {data_cfg.vocab_size}-token BPE tokenizer on {sum(map(len, train_texts)):,} characters")
+            log(
+                f"training a {data_cfg.vocab_size}-token BPE tokenizer on {sum(map(len, train_texts)):,} characters"
+            )
             tok = train_tokenizer(train_texts, data_cfg.vocab_size, tdir)
             tok = load_tokenizer(str(tdir))
     else:
@@ -629,8 +729,10 @@ def _prepare(data_cfg, eval_max_blocks: int, *, tokenizer=None, log=print, eval_
     if len(train) < 1:
         problems.append(f"the training split has fewer tokens than one block of seq_len={data_cfg.seq_len}")
     if len(held) < 1:
-        problems.append(f"the held-out split has fewer tokens than one block of seq_len={data_cfg.seq_len} "
-                        f"(use a larger corpus, a larger data.eval_fraction or a shorter data.seq_len)")
+        problems.append(
+            f"the held-out split has fewer tokens than one block of seq_len={data_cfg.seq_len} "
+            f"(use a larger corpus, a larger data.eval_fraction or a shorter data.seq_len)"
+        )
     if problems:
         raise UserError(problems, header=f"corpus {data_cfg.corpus} is too small")
     held = held[:eval_max_blocks]

@@ -66,7 +66,9 @@ def parse_count(text: str | float | int, what: str = "value") -> float:
         try:
             v = float(s) * scale
         except ValueError:
-            raise UserError(f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 15.6T, 2M, 2000)") from None
+            raise UserError(
+                f"{what}: {text!r} is not a number (examples: 1e12, 15.6e12, 15.6T, 2M, 2000)"
+            ) from None
     if v != v or v in (float("inf"), float("-inf")):
         raise UserError(f"{what}: {text!r} is not a finite number (examples: 1e12, 15.6e12, 15.6T, 2000)")
     return v

@@ -80,7 +80,9 @@ def default_run_dir(cfg, config_path: str | None = None) -> Path:
 def _git_sha() -> str | None:
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -107,9 +109,15 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
         probs.append(foreign)
     elif run_dir.is_dir() and rd.entries() and not (resume or overwrite):
         st = rd.status()
-        why = f" (status: failed: {rd.read_manifest().get('error') or 'no reason recorded'})" if st == "failed" else ""
-        probs.append(f"run directory {run_dir} already exists{why}: pass --resume to continue it or --overwrite to "
-                     f"replace it")
+        why = (
+            f" (status: failed: {rd.read_manifest().get('error') or 'no reason recorded'})"
+            if st == "failed"
+            else ""
+        )
+        probs.append(
+            f"run directory {run_dir} already exists{why}: pass --resume to continue it or --overwrite to "
+            f"replace it"
+        )
     parent = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
     if parent != run_dir and not parent.is_dir():
         probs.append(f"output directory {run_dir} is not writable ({parent} is a file, not a directory)")
@@ -118,8 +126,15 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> list[str]:
     return probs
 
 
-def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-              config_path: str | None = None, accelerator=None) -> Run:
+def start_run(
+    cfg,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    config_path: str | None = None,
+    accelerator=None,
+) -> Run:
     """Validate the output directory, start the Accelerator, seed, and write config + manifest."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -135,13 +150,17 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
         except (UnicodeDecodeError, yaml.YAMLError):
             old = None
         if not isinstance(old, dict):
-            raise UserError(f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite")
+            raise UserError(
+                f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite"
+            )
         new = cfg.to_dict()
         diffs = _dict_diff(old, new)
         diffs = [d for d in diffs if not d.startswith("log.")]
         if diffs:
-            probs.append(f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
-                         + (" ..." if len(diffs) > 8 else ""))
+            probs.append(
+                f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
+                + (" ..." if len(diffs) > 8 else "")
+            )
     if probs:
         raise UserError(probs)
     if cfg.train.threads:
@@ -152,8 +171,13 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
         # one process may run several recipes (tests, the suite): let each choose its own precision
         AcceleratorState._reset_state(reset_partial_state=False)
         kw = trackers.accelerator_kwargs(cfg, run_dir)
-        accelerator = Accelerator(mixed_precision=_precision(cfg), gradient_accumulation_steps=1,
-                                  step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available(), **kw)
+        accelerator = Accelerator(
+            mixed_precision=_precision(cfg),
+            gradient_accumulation_steps=1,
+            step_scheduler_with_optimizer=False,
+            cpu=not torch.cuda.is_available(),
+            **kw,
+        )
     set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
     rd = RunDir(run_dir)
@@ -176,8 +200,16 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
     if resume and manifest_path.exists():
         manifest = read_json(manifest_path)
         if manifest.get("status") == "complete":
-            run = Run(cfg, run_dir, accelerator, Ledger.load(run_dir / "ledger.json"), manifest, resume=True,
-                      complete=True, rundir=rd)
+            run = Run(
+                cfg,
+                run_dir,
+                accelerator,
+                Ledger.load(run_dir / "ledger.json"),
+                manifest,
+                resume=True,
+                complete=True,
+                rundir=rd,
+            )
             run.log(f"{run_dir} is already complete; nothing to do")
             rd.unlock()
             return run
@@ -205,8 +237,10 @@ def start_run(cfg, *, out: str | os.PathLike | None = None, resume: bool = False
     for note in rd.notes:
         run.log(note)
     if run.is_main:
-        atomic_write_text(run_dir / "config.yaml", f"# resolved config: efflab run {cfg.recipe} --config this file\n"
-                          + cfg.to_yaml())
+        atomic_write_text(
+            run_dir / "config.yaml",
+            f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
+        )
         atomic_write_json(manifest_path, manifest)
         rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
     trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
@@ -252,12 +286,12 @@ def conventions(causal: bool = False) -> dict:
     return {
         "multiply_add": "2 FLOPs",
         "forward": "2 x active matmul params (LM head included, embedding lookup excluded) + attention "
-                   "scores and values 4 x n_layer x T x d_attn" + (" halved (causal)" if causal else " in full"),
+        "scores and values 4 x n_layer x T x d_attn" + (" halved (causal)" if causal else " in full"),
         "train": "3 x forward; frozen weights: backward computes input gradients only (2x, not 4x)",
         "moe": "router 2 x d_model x n_experts + top-k routed (and shared) experts only",
         "excluded": "padding, eval (its own phase, never summed), activation recomputation",
         "executed": "executed_flops and mfu_executed: causal attention halved, as flash attention runs it "
-                    "(the masked half is skipped); flops and mfu count attention in full (model FLOPs)",
+        "(the masked half is skipped); flops and mfu count attention in full (model FLOPs)",
         "distributed": "summed over every micro-batch on every rank, once",
     }
 
@@ -283,11 +317,15 @@ def prepare_data(run: Run, *, tokenizer=None):
         check_pretrained_tokenizer(cfg.model.pretrained)
         tokenizer = load_tokenizer(cfg.model.pretrained, cfg.model.trust_remote_code)
     with run.accelerator.main_process_first():
-        data = prepare(cfg.data, cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log, eval_split=cfg.eval.split)
+        data = prepare(
+            cfg.data, cfg.eval.max_blocks, tokenizer=tokenizer, log=run.log, eval_split=cfg.eval.split
+        )
     write_manifest(run, data=data.meta)
-    run.log(f"data: {data.meta['train_tokens']:,} train tokens in {data.meta['train_blocks']:,} blocks of "
-            f"{data.seq_len}; eval {data.meta['eval_tokens']:,} tokens; vocab {data.vocab_size:,}; "
-            f"unigram entropy {data.meta['unigram_entropy_nats']:.3f} nats/token")
+    run.log(
+        f"data: {data.meta['train_tokens']:,} train tokens in {data.meta['train_blocks']:,} blocks of "
+        f"{data.seq_len}; eval {data.meta['eval_tokens']:,} tokens; vocab {data.vocab_size:,}; "
+        f"unigram entropy {data.meta['unigram_entropy_nats']:.3f} nats/token"
+    )
     return data
 
 
@@ -347,7 +385,10 @@ def make_optimizer(model, cfg, device) -> torch.optim.Optimizer:
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     fused = {"on": True, "off": False, "auto": device.type in ("cuda", "cpu")}[cfg.train.fused_optimizer]
-    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     kw = {"fused": True} if fused else {}
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), **kw)
 
@@ -420,12 +461,16 @@ def horizon(cfg, source, flops_per_token: Callable[[int], float]) -> int:
         steps += 1
         if steps > 10_000_000:  # a typo (1e30) or a budget no tiny config should have: refuse, never truncate
             what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
-            raise UserError(f"train.{what}={limit:.3g} means more than 10,000,000 optimizer steps of "
-                            f"{cost:.3g}; lower it, or raise train.batch_size")
+            raise UserError(
+                f"train.{what}={limit:.3g} means more than 10,000,000 optimizer steps of "
+                f"{cost:.3g}; lower it, or raise train.batch_size"
+            )
     if steps < 1:
         what = "budget_flops" if t.budget_flops is not None else "budget_tokens"
-        raise UserError(f"train.{what}={limit:.3g} is smaller than one optimizer step "
-                        f"({cost:.3g}); raise it or lower train.batch_size")
+        raise UserError(
+            f"train.{what}={limit:.3g} is smaller than one optimizer step "
+            f"({cost:.3g}); raise it or lower train.batch_size"
+        )
     return steps
 
 
@@ -437,14 +482,16 @@ def evaluate(run: Run, model, data, batch_size: int | None = None) -> dict:
     """Held-out loss in nats/token and bits per byte over the fixed eval blocks (sharded by rank)."""
     acc = run.accelerator
     bs = batch_size or run.cfg.eval.batch_size
-    blocks = data.eval[acc.process_index:: acc.num_processes]
+    blocks = data.eval[acc.process_index :: acc.num_processes]
     was_training = model.training
     model.eval()
     nll = torch.zeros(2, dtype=torch.float64, device=acc.device)
-    labels = data.eval_labels[acc.process_index:: acc.num_processes] if data.eval_labels is not None else blocks
+    labels = (
+        data.eval_labels[acc.process_index :: acc.num_processes] if data.eval_labels is not None else blocks
+    )
     for i in range(0, len(blocks), bs):
-        ids = torch.from_numpy(blocks[i: i + bs].astype(np.int64)).to(acc.device)
-        lab = torch.from_numpy(labels[i: i + bs].astype(np.int64)).to(acc.device)
+        ids = torch.from_numpy(blocks[i : i + bs].astype(np.int64)).to(acc.device)
+        lab = torch.from_numpy(labels[i : i + bs].astype(np.int64)).to(acc.device)
         with acc.autocast():
             out = model(input_ids=ids, labels=lab)
         n = int((lab[:, 1:] != -100).sum())  # predicted (trained) positions
@@ -483,8 +530,10 @@ def save_checkpoint(run: Run, step: int, state: dict) -> None:
     path = root / f"step-{step:08d}"
     acc.wait_for_everyone()
     acc.save_state(str(path))
-    atomic_write_json(path / f"trainer_state_rank{acc.process_index}.json",
-                      {**state, "step": step, "ledger": run.ledger.to_dict()})
+    atomic_write_json(
+        path / f"trainer_state_rank{acc.process_index}.json",
+        {**state, "step": step, "ledger": run.ledger.to_dict()},
+    )
     acc.wait_for_everyone()
     if run.is_main:
         atomic_write_json(root / "latest.json", {"step": step, "dir": path.name})
@@ -501,16 +550,20 @@ def load_checkpoint(run: Run) -> dict | None:
         return None
     probs = RunDir(run.dir).checkpoint_problems()
     if probs:
-        raise UserError([f"--resume: {p}" for p in probs], header=f"--resume: the checkpoint in {root} is damaged "
-                        "(start the run again with --overwrite)")
+        raise UserError(
+            [f"--resume: {p}" for p in probs],
+            header=f"--resume: the checkpoint in {root} is damaged (start the run again with --overwrite)",
+        )
     latest = read_json(root / "latest.json")
     path = root / latest["dir"]
     try:
         run.accelerator.load_state(str(path))
     except (RuntimeError, ValueError, KeyError, EOFError, OSError, __import__("pickle").UnpicklingError) as e:
         # the files passed the header checks but their contents do not load; say which, never how to load unsafely
-        raise UserError(f"--resume: the checkpoint {path} does not load ({type(e).__name__}); it is damaged: start "
-                        f"the run again with --overwrite") from None
+        raise UserError(
+            f"--resume: the checkpoint {path} does not load ({type(e).__name__}); it is damaged: start "
+            f"the run again with --overwrite"
+        ) from None
     state = read_json(path / f"trainer_state_rank{run.accelerator.process_index}.json")
     run.ledger = Ledger.from_dict(state.pop("ledger"))
     return state
@@ -523,9 +576,18 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None,
-          flops_per_token: Callable[[int], float] | None = None, eval_fn: Callable | None = None,
-          metrics_fn: Callable | None = None, lora=None) -> dict:
+def train(
+    run: Run,
+    model,
+    data,
+    *,
+    source=None,
+    loss_fn: Callable | None = None,
+    flops_per_token: Callable[[int], float] | None = None,
+    eval_fn: Callable | None = None,
+    metrics_fn: Callable | None = None,
+    lora=None,
+) -> dict:
     """Train `model` until the budget is spent; charge the Ledger every step; eval, log, checkpoint.
 
     source: `batch(step) -> {"input_ids": [B_global, T], "labels"?}`, `seq_len_at(step)`, state_dict.
@@ -538,7 +600,9 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     from efflab.accounting import flops as F
 
     cfg, acc = run.cfg, run.accelerator
-    source = source or BlockSampler(data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels)
+    source = source or BlockSampler(
+        data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels
+    )
     loss_fn = loss_fn or default_loss
     raw_config = model.config
     if cfg.lora.r and lora is None:
@@ -548,10 +612,12 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         model = apply_lora(model, cfg.lora)
     _fpt_cache: dict[int, float] = {}
     if flops_per_token is None:
+
         def flops_per_token(T: int) -> float:  # noqa: E306
             if T not in _fpt_cache:
                 _fpt_cache[T] = F.train_flops_per_token(raw_config, T, lora=lora)
             return _fpt_cache[T]
+
     fwd_eval = F.forward_flops_per_token(raw_config, data.seq_len)
     fwd_eval_exec = F.forward_flops_per_token(raw_config, data.seq_len, causal=True)
     _exec_ratio: dict[int, float] = {}
@@ -563,6 +629,7 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
             full = F.train_flops_per_token(raw_config, T, lora=lora)
             _exec_ratio[T] = F.train_flops_per_token(raw_config, T, causal=True, lora=lora) / full
         return flops_per_token(T) * _exec_ratio[T]
+
     recompute_per_token: dict[int, float] = {}
 
     def recompute_flops_per_token(T: int) -> float:
@@ -594,7 +661,9 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model, cfg, acc.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio)
+    )
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     if cfg.train.compile:  # CPU too: pays where many runs share a shape (see compile_model)
         from efflab.data import cache_root
@@ -624,9 +693,11 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
     n_train = sum(p.numel() for p in acc.unwrap_model(model).parameters() if p.requires_grad)
     trainable = "" if n_train == n_params else f" ({n_train:,} trainable)"
-    run.log(f"training {cfg.recipe}: {n_params:,} params{trainable}, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
-            f"tokens, {flops_per_token(source.seq_len_at(start_step)):.4g} train FLOPs/token, {accum} micro-step(s) "
-            f"of {micro} per process, {world} process(es), {'fp32' if acc.mixed_precision == 'no' else acc.mixed_precision + ' autocast'}")
+    run.log(
+        f"training {cfg.recipe}: {n_params:,} params{trainable}, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
+        f"tokens, {flops_per_token(source.seq_len_at(start_step)):.4g} train FLOPs/token, {accum} micro-step(s) "
+        f"of {micro} per process, {world} process(es), {'fp32' if acc.mixed_precision == 'no' else acc.mixed_precision + ' autocast'}"
+    )
 
     def global_ledger() -> Ledger:
         return run.ledger.reduced(acc)
@@ -647,8 +718,13 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         t0 = time.perf_counter()
         # eval runs the uncompiled module: its no-grad graph and eval batch would be more compiles
         ev = (eval_fn or evaluate)(run, getattr(model, "_orig_mod", model), data)
-        run.ledger.charge("eval", fwd_eval * ev["eval_tokens"] / world, ev["eval_tokens"] / world,
-                          time.perf_counter() - t0, executed_flops=fwd_eval_exec * ev["eval_tokens"] / world)
+        run.ledger.charge(
+            "eval",
+            fwd_eval * ev["eval_tokens"] / world,
+            ev["eval_tokens"] / world,
+            time.perf_counter() - t0,
+            executed_flops=fwd_eval_exec * ev["eval_tokens"] / world,
+        )
         led = global_ledger()
         row = {"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra, **ev}
         if metrics_fn is not None:
@@ -665,8 +741,15 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
     if run.is_main and cfg.log.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_step, desc=f"{cfg.recipe}", unit="step", dynamic_ncols=True,
-                   mininterval=1.0, disable=None)
+        bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            desc=f"{cfg.recipe}",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=None,
+        )
 
     model.train()
     window_tokens, window_time, window_loss, window_n = 0.0, 0.0, 0.0, 0
@@ -677,18 +760,26 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         batch = source.batch(step - 1)
         rows, T = (int(x) for x in batch["input_ids"].shape)
         if rows % (world * accum):  # a source may return more, shorter rows (length warmup)
-            raise RuntimeError(f"source returned {rows} rows at step {step}: not divisible by {world * accum}")
+            raise RuntimeError(
+                f"source returned {rows} rows at step {step}: not divisible by {world * accum}"
+            )
         r_rank, r_micro = rows // world, rows // world // accum
-        share = {k: v[acc.process_index * r_rank:(acc.process_index + 1) * r_rank] for k, v in batch.items()}
+        share = {
+            k: v[acc.process_index * r_rank : (acc.process_index + 1) * r_rank] for k, v in batch.items()
+        }
         step_loss = torch.zeros((), device=acc.device)
         for m in range(accum):
-            mb = {k: v[m * r_micro:(m + 1) * r_micro].to(acc.device) for k, v in share.items()}
+            mb = {k: v[m * r_micro : (m + 1) * r_micro].to(acc.device) for k, v in share.items()}
             with acc.accumulate(model):
                 with acc.autocast():
                     loss, logs = loss_fn(model, mb)
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    gnorm = acc.clip_grad_norm_(model.parameters(), cfg.train.grad_clip) if cfg.train.grad_clip else None
+                    gnorm = (
+                        acc.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                        if cfg.train.grad_clip
+                        else None
+                    )
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             step_loss += loss.detach() / accum
@@ -697,7 +788,9 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         scheduler.step()
         tokens = r_rank * T
         dt = time.perf_counter() - t0
-        run.ledger.charge("train", flops_per_token(T) * tokens, tokens, dt, executed_flops=executed_per_token(T) * tokens)
+        run.ledger.charge(
+            "train", flops_per_token(T) * tokens, tokens, dt, executed_flops=executed_per_token(T) * tokens
+        )
         if "labels" in share:  # chat data: every processed token costs FLOPs; only responses train
             ex = run.ledger.extra
             ex["trained_tokens"] = ex.get("trained_tokens", 0) + int((share["labels"][:, 1:] != -100).sum())
@@ -724,11 +817,17 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
         if is_log:
             tps = window_tokens / max(window_time, 1e-9)
             fps = tps * flops_per_token(T)
-            extra = {"train_loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0],
-                     "grad_norm": float(gnorm) if gnorm is not None else None,
-                     "tokens_per_s": tps, "model_flops_per_s": fps, "mfu": fps / peak / world if peak else None,
-                     "mfu_executed": tps * executed_per_token(T) / peak / world if peak else None,
-                     "seq_len": T, **{k: v / window_n for k, v in window_logs.items()}}
+            extra = {
+                "train_loss": window_loss / window_n,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(gnorm) if gnorm is not None else None,
+                "tokens_per_s": tps,
+                "model_flops_per_s": fps,
+                "mfu": fps / peak / world if peak else None,
+                "mfu_executed": tps * executed_per_token(T) / peak / world if peak else None,
+                "seq_len": T,
+                **{k: v / window_n for k, v in window_logs.items()},
+            }
             if is_eval:
                 last_eval = do_eval(step, extra)
             else:
@@ -736,11 +835,23 @@ def train(run: Run, model, data, *, source=None, loss_fn: Callable | None = None
                 log_row({"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra})
             if run.is_main and trackers.want_lines(cfg):  # no terminal (SLURM, nohup): one line per log step
                 fl, tk = run.ledger.flops("train") * world, run.ledger.tokens("train") * world
-                run.log(trackers.progress_line(step, total_steps, extra["train_loss"], tps, fl,
-                                               trackers.budget_pct(cfg, step, total_steps, fl, tk), extra["mfu"]))
+                run.log(
+                    trackers.progress_line(
+                        step,
+                        total_steps,
+                        extra["train_loss"],
+                        tps,
+                        fl,
+                        trackers.budget_pct(cfg, step, total_steps, fl, tk),
+                        extra["mfu"],
+                    )
+                )
             if bar is not None:
-                post = {"loss": f"{extra['train_loss']:.3f}", "tok/s": f"{tps:,.0f}",
-                        "FLOPs": _fmt(run.ledger.flops("train") * world)}
+                post = {
+                    "loss": f"{extra['train_loss']:.3f}",
+                    "tok/s": f"{tps:,.0f}",
+                    "FLOPs": _fmt(run.ledger.flops("train") * world),
+                }
                 if last_eval and last_eval.get("step") == step:
                     post["eval"] = f"{last_eval['eval_loss']:.3f}"
                 bar.set_postfix(post, refresh=False)
@@ -788,7 +899,9 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
     if run.is_main:
         tmp = run.dir / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(str(tmp), safe_serialization=True, **({"state_dict": state} if sharded else {}))
+        unwrapped.save_pretrained(
+            str(tmp), safe_serialization=True, **({"state_dict": state} if sharded else {})
+        )
         data.tokenizer.save_pretrained(str(tmp))
         final = run.dir / "model"
         shutil.rmtree(final, ignore_errors=True)
@@ -810,8 +923,10 @@ def finish(run: Run, model, data, last_eval: dict, steps: int, n_params: int) ->
         shutil.rmtree(_ckpt_root(run), ignore_errors=True)
     if run.rundir is not None:
         run.rundir.unlock()
-    run.log(f"done: eval loss {result['final_eval_loss']:.4f} nats/token ({result['final_eval_bpb']:.4f} bpb), "
-            f"{result['flops_marginal']:.4g} FLOPs marginal, {result['flops_total']:.4g} total -> {run.dir}")
+    run.log(
+        f"done: eval loss {result['final_eval_loss']:.4f} nats/token ({result['final_eval_bpb']:.4f} bpb), "
+        f"{result['flops_marginal']:.4g} FLOPs marginal, {result['flops_total']:.4g} total -> {run.dir}"
+    )
     return result
 
 

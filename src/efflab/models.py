@@ -15,8 +15,13 @@ from efflab import hub
 from efflab.errors import UserError
 from efflab.runs import weights_problems
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-                "adapter_model.safetensors")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+)
 
 
 def build_model_config(cfg, vocab_size: int | None = None):
@@ -101,8 +106,10 @@ def pretrained_tokenizer_problems(path: str) -> list[str]:
     p = Path(hub.local_dir(path, weights=False)).expanduser()
     names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
     if p.is_dir() and not any((p / n).is_file() for n in names):
-        return [f"pretrained model {path}: no tokenizer files ({', '.join(names)}); save the tokenizer "
-                f"with the model, or set data.tokenizer to a tokenizer directory"]
+        return [
+            f"pretrained model {path}: no tokenizer files ({', '.join(names)}); save the tokenizer "
+            f"with the model, or set data.tokenizer to a tokenizer directory"
+        ]
     return []
 
 
@@ -124,14 +131,22 @@ def apply_lora(model, lora_cfg):
     spec = "all-linear" if targets == ["all-linear"] else list(targets)
     names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     try:
-        peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                              target_modules=spec, bias="none", task_type="CAUSAL_LM")
+        peft_cfg = LoraConfig(
+            r=lora_cfg.r,
+            lora_alpha=lora_cfg.alpha,
+            lora_dropout=lora_cfg.dropout,
+            target_modules=spec,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
         with warnings.catch_warnings():  # peft calls a transformers attribute deprecated in v5
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             return get_peft_model(model, peft_cfg)
     except ValueError as e:
-        raise UserError(f"lora.target_modules {targets} match no module of this model "
-                        f"(its linear layers: {', '.join(names)}) [{e}]") from None
+        raise UserError(
+            f"lora.target_modules {targets} match no module of this model "
+            f"(its linear layers: {', '.join(names)}) [{e}]"
+        ) from None
 
 
 def load_pretrained_config(path: str, trust_remote_code: bool = False):
@@ -181,15 +196,23 @@ def loading_problems(cfg) -> list[str]:
     if not cfg.lora.r:
         out.append("model.load_in_4bit (QLoRA) trains LoRA adapters on a frozen 4-bit base: set lora.r > 0")
     if not torch.cuda.is_available():
-        out.append("model.load_in_4bit (QLoRA) runs on a CUDA GPU only (bitsandbytes 4-bit kernels); this "
-                   "machine has none: drop it, or use plain LoRA (lora.r) with model.dtype")
+        out.append(
+            "model.load_in_4bit (QLoRA) runs on a CUDA GPU only (bitsandbytes 4-bit kernels); this "
+            "machine has none: drop it, or use plain LoRA (lora.r) with model.dtype"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         out.append("model.load_in_4bit (QLoRA) needs bitsandbytes: pip install 'efflab[qlora]'")
     return out
 
 
-def load_pretrained(path: str, *, dtype=None, trust_remote_code: bool = False, attn_implementation: str | None = None,
-                    load_in_4bit: bool = False):
+def load_pretrained(
+    path: str,
+    *,
+    dtype=None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    load_in_4bit: bool = False,
+):
     """AutoModelForCausalLM.from_pretrained on a local directory or hub id, with clear errors for bad input.
 
     dtype: a torch dtype or "auto" | "bf16" | "fp16" | "fp32" (default fp32). load_in_4bit: QLoRA's
@@ -211,8 +234,11 @@ def load_pretrained(path: str, *, dtype=None, trust_remote_code: bool = False, a
         from transformers import BitsAndBytesConfig
 
         kw["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
         kw["dtype"] = torch.bfloat16
         kw["device_map"] = {"": torch.cuda.current_device()}
     try:
@@ -231,17 +257,24 @@ def build_model(cfg, vocab_size: int, *, config=None):
         return build_moe_model(cfg, vocab_size, config=config)
     if cfg.model.pretrained:
         q4 = bool(getattr(cfg.model, "load_in_4bit", False))
-        model = load_pretrained(cfg.model.pretrained, trust_remote_code=cfg.model.trust_remote_code,
-                                attn_implementation=cfg.model.attn_implementation, load_in_4bit=q4,
-                                dtype=torch_dtype(cfg.model.dtype, trained=not cfg.lora.r))
+        model = load_pretrained(
+            cfg.model.pretrained,
+            trust_remote_code=cfg.model.trust_remote_code,
+            attn_implementation=cfg.model.attn_implementation,
+            load_in_4bit=q4,
+            dtype=torch_dtype(cfg.model.dtype, trained=not cfg.lora.r),
+        )
         if q4:  # norms to fp32, input grads on, as peft prescribes for k-bit training
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+                model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
+            )
         if model.config.vocab_size < vocab_size:
-            raise UserError(f"pretrained model {cfg.model.pretrained}: vocabulary {model.config.vocab_size} is "
-                            f"smaller than its tokenizer's {vocab_size}")
+            raise UserError(
+                f"pretrained model {cfg.model.pretrained}: vocabulary {model.config.vocab_size} is "
+                f"smaller than its tokenizer's {vocab_size}"
+            )
         return model
     config = config or build_model_config(cfg, vocab_size)
     config._attn_implementation = cfg.model.attn_implementation

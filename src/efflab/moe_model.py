@@ -178,9 +178,17 @@ def decide_implementation(step_s: dict[str, float], preference: tuple[str, ...],
     return next(n for n in preference if n in step_s and step_s[n] <= best * (1 + margin))
 
 
-def time_experts_implementations(experts: nn.Module, tokens: int, top_k: int, candidates: tuple[str, ...], *,
-                                 device=None, autocast_dtype: torch.dtype | None = None, rounds: int = 3,
-                                 seed: int = 0) -> dict[str, float]:
+def time_experts_implementations(
+    experts: nn.Module,
+    tokens: int,
+    top_k: int,
+    candidates: tuple[str, ...],
+    *,
+    device=None,
+    autocast_dtype: torch.dtype | None = None,
+    rounds: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
     """Median seconds of forward + backward of one layer's experts (a copy of `experts`) on `tokens`
     random tokens routed uniformly to `top_k` distinct experts, per implementation; rounds interleave
     the implementations so drifting machine load hits them alike."""
@@ -197,7 +205,9 @@ def time_experts_implementations(experts: nn.Module, tokens: int, top_k: int, ca
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t = time.perf_counter()
-        with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with torch.autocast(
+            dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
             y = ex(x, index, weights)
         y.float().square().mean().backward()
         if dev.type == "cuda":
@@ -233,16 +243,33 @@ def choose_experts_implementation(model, cfg, device=None) -> dict:
         per_rank = max(1, cfg.train.batch_size // world)
         micro = min(cfg.train.micro_batch_size or per_rank, per_rank)
         tokens = min(micro * cfg.data.seq_len, 8192)  # capped: the ranking, not the time, matters
-        precision = cfg.train.precision if cfg.train.precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
+        precision = (
+            cfg.train.precision
+            if cfg.train.precision != "auto"
+            else ("bf16" if dev.type == "cuda" else "fp32")
+        )
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)  # as the loop trains
         candidates = candidate_implementations(dev)
         if world == 1 or dist.get_rank() == 0:
             block = moe_blocks(model)[0]
-            step_s = time_experts_implementations(block.experts, tokens, block.top_k, candidates, device=dev,
-                                                  autocast_dtype=autocast, seed=cfg.train.seed)
-            record.update(by="measurement", tokens=tokens, autocast=str(autocast).replace("torch.", "") if autocast
-                          else None, step_s=step_s, preference=list(candidates), margin=0.05,
-                          chosen=decide_implementation(step_s, candidates))
+            step_s = time_experts_implementations(
+                block.experts,
+                tokens,
+                block.top_k,
+                candidates,
+                device=dev,
+                autocast_dtype=autocast,
+                seed=cfg.train.seed,
+            )
+            record.update(
+                by="measurement",
+                tokens=tokens,
+                autocast=str(autocast).replace("torch.", "") if autocast else None,
+                step_s=step_s,
+                preference=list(candidates),
+                margin=0.05,
+                chosen=decide_implementation(step_s, candidates),
+            )
         if world > 1:
             box = [record]
             dist.broadcast_object_list(box, src=0)

@@ -76,8 +76,11 @@ class SharedSpec(Section):
     model: ModelConfig
     budget: float = Field(default=4.0, gt=0, description="train-phase FLOPs as a multiple of C_ref")
     train: dict[str, Any] = Field(default_factory=dict, description="train settings overriding the suite's")
-    scale: str | None = Field(default=None, description="train it once, at this scale's C_ref, and share it "
-                              "with every scale (default: one per scale, at its own C_ref)")
+    scale: str | None = Field(
+        default=None,
+        description="train it once, at this scale's C_ref, and share it "
+        "with every scale (default: one per scale, at its own C_ref)",
+    )
 
 
 class ScaleSpec(Section):
@@ -85,7 +88,9 @@ class ScaleSpec(Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="short label, used in run names")
     model: ModelConfig
-    budget_flops: float = Field(gt=0, description="C_ref: train-phase FLOPs of every arm (docs/conventions.md section 2)")
+    budget_flops: float = Field(
+        gt=0, description="C_ref: train-phase FLOPs of every arm (docs/conventions.md section 2)"
+    )
     shared: SharedSpec | None = Field(default=None, description="this scale's teacher; default the suite's")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="arm name (or 'all') -> config overrides at this scale only"
@@ -96,7 +101,8 @@ class ScaleSpec(Section):
 
 class FrontierSpec(Section):
     budgets: list[float] = Field(
-        default_factory=lambda: [0.25, 0.5, 1.0, 2.0], min_length=3,
+        default_factory=lambda: [0.25, 0.5, 1.0, 2.0],
+        min_length=3,
         description="baseline budgets as multiples of C_ref (1 must be among them)",
     )
     seeds: int = Field(default=2, ge=1, description="seeds per frontier budget (C_ref itself gets `seeds`)")
@@ -140,8 +146,12 @@ class OversizedSpec(Section):
 
 
 class AdaptiveSeedsSpec(Section):
-    max: int = Field(default=0, ge=0, le=64, description="add paired seeds up to this many for primary "
-                     "techniques still inconclusive (0: off)")
+    max: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="add paired seeds up to this many for primary techniques still inconclusive (0: off)",
+    )
     minutes: float = Field(default=20, gt=0, description="only while the suite's wall time stays within this")
 
 
@@ -155,8 +165,12 @@ class ExtrapolateSpec(Section):
         default_factory=lambda: ["gpt3-175b", "gpt4-estimate", "llama-3.1-405b", "frontier-2026"]
     )
     gpu: str = "h100"
-    mfu: float | None = Field(default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU")
-    price: float | None = Field(default=None, ge=0, description="$ per GPU-hour; default: the hardware table's")
+    mfu: float | None = Field(
+        default=None, gt=0, le=1, description="default: accounting.hardware.DEFAULT_MFU"
+    )
+    price: float | None = Field(
+        default=None, ge=0, description="$ per GPU-hour; default: the hardware table's"
+    )
     pue: float | None = Field(default=None, ge=1, description="default: accounting.hardware.DEFAULT_PUE")
 
 
@@ -170,10 +184,14 @@ class SuiteConfig(Section):
     train: dict[str, Any] = Field(default_factory=dict, description="train settings shared by every run")
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    evals_per_run: int = Field(default=4, ge=1, description="eval.every is set per run to give about this many")
+    evals_per_run: int = Field(
+        default=4, ge=1, description="eval.every is set per run to give about this many"
+    )
     checkpoints_per_run: int = Field(default=1, ge=0, description="checkpoints per run (0: at the end only)")
     scales: list[ScaleSpec] = Field(min_length=1)
-    reference: str | None = Field(default=None, description="the scale compare.json leads with; default the first")
+    reference: str | None = Field(
+        default=None, description="the scale compare.json leads with; default the first"
+    )
     frontier: FrontierSpec = Field(default_factory=FrontierSpec)
     lr_sweep: SweepSpec = Field(default_factory=SweepSpec)
     shared: SharedSpec | None = None
@@ -221,9 +239,13 @@ class SuiteConfig(Section):
         """Every arm that trains at C_ref besides the baseline: enabled techniques, then the controls."""
         out = {t: s for t, s in self.techniques.items() if s.enabled}
         if self.controls.aa:
-            out["aa"] = ArmSpec(recipe="baseline", label="A/A (baseline, other initial weights)", primary=False)
+            out["aa"] = ArmSpec(
+                recipe="baseline", label="A/A (baseline, other initial weights)", primary=False
+            )
         if self.controls.oversized.enabled:
-            out["oversized"] = ArmSpec(recipe="baseline", label="oversized model (positive control)", primary=False)
+            out["oversized"] = ArmSpec(
+                recipe="baseline", label="oversized model (positive control)", primary=False
+            )
         return out
 
     def shared_for(self, scale: ScaleSpec) -> SharedSpec | None:
@@ -277,13 +299,18 @@ def suite_from_dict(raw: dict, *, source: str = "suite") -> SuiteConfig:
             for p in e.problems:
                 where.setdefault(p, []).append(t.name)
     for p, names in where.items():
-        probs.add(f"{p} (every run)" if len(names) == len(tasks) > 1 else f"{', '.join(names[:4])}"
-                  f"{' ...' if len(names) > 4 else ''}: {p}")
+        probs.add(
+            f"{p} (every run)"
+            if len(names) == len(tasks) > 1
+            else f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}: {p}"
+        )
     users = [a for a, s in sc.arms().items() if _uses_shared(s)]
     missing = [s.name for s in sc.scales if sc.shared_for(s) is None]
     if users and missing:
-        probs.add(f"shared: {', '.join(users)} need(s) a teacher/generator at scale(s) {', '.join(missing)}: add a "
-                  f"`shared` section (a model and a budget), or give distill.teacher / synthetic.generator")
+        probs.add(
+            f"shared: {', '.join(users)} need(s) a teacher/generator at scale(s) {', '.join(missing)}: add a "
+            f"`shared` section (a model and a budget), or give distill.teacher / synthetic.generator"
+        )
     probs.raise_if_any()
     return sc
 
@@ -294,7 +321,9 @@ def load_suite_dir(sdir) -> SuiteConfig:
 
     p = Path(sdir) / "suite.yaml"
     if not p.is_file():
-        raise UserError(f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)")
+        raise UserError(
+            f"{sdir}: not a suite directory (no suite.yaml; run `efflab suite FILE --out {sdir}`)"
+        )
     raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     try:
         return SuiteConfig.model_validate(raw)
@@ -356,51 +385,92 @@ def _train_flops_per_token(model: ModelConfig, sc: SuiteConfig) -> float | None:
 
     try:
         probe = config_from_dict(
-            {"model": model.model_dump(mode="json", exclude_unset=True), "data": sc.data.model_dump(mode="json"),
-             "train": {"steps": 1, "batch_size": int(sc.train.get("batch_size", 16))}},
-            recipe="baseline", source="scale")
+            {
+                "model": model.model_dump(mode="json", exclude_unset=True),
+                "data": sc.data.model_dump(mode="json"),
+                "train": {"steps": 1, "batch_size": int(sc.train.get("batch_size", 16))},
+            },
+            recipe="baseline",
+            source="scale",
+        )
         return train_flops_per_token(build_model_config(probe, sc.data.vocab_size), sc.data.seq_len)
     except (TypeError, ValueError, UserError):
         return None
 
 
-def _raw(sc: SuiteConfig, name: str, recipe: str, model: ModelConfig, budget: float, seed: int,
-         fpt: float | None, *, valid: bool = False) -> dict:
+def _raw(
+    sc: SuiteConfig,
+    name: str,
+    recipe: str,
+    model: ModelConfig,
+    budget: float,
+    seed: int,
+    fpt: float | None,
+    *,
+    valid: bool = False,
+) -> dict:
     train = {**copy.deepcopy(sc.train), "budget_flops": float(budget), "seed": int(seed)}
     ev = sc.eval.model_dump(mode="json")
     if fpt:
         steps = max(1, int(budget // (int(sc.train.get("batch_size", 16)) * sc.data.seq_len * fpt)))
         if "every" not in sc.eval.model_fields_set:
             ev["every"] = max(1, math.ceil(steps / sc.evals_per_run))
-        train.setdefault("checkpoint_every",
-                         max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0)
+        train.setdefault(
+            "checkpoint_every", max(1, steps // (sc.checkpoints_per_run + 1)) if sc.checkpoints_per_run else 0
+        )
     if valid:
         ev["split"] = "valid"
-    return {"recipe": recipe, "name": name, "model": model.model_dump(mode="json", exclude_unset=True),
-            "data": sc.data.model_dump(mode="json"), "train": train, "eval": ev,
-            "log": {**sc.log.model_dump(mode="json"), "progress": False}}
+    return {
+        "recipe": recipe,
+        "name": name,
+        "model": model.model_dump(mode="json", exclude_unset=True),
+        "data": sc.data.model_dump(mode="json"),
+        "train": train,
+        "eval": ev,
+        "log": {**sc.log.model_dump(mode="json"), "progress": False},
+    }
 
 
 def _fmt_mult(x: float) -> str:
     return f"{x:g}"
 
 
-def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: bool, arms: dict[str, ArmSpec],
-                n_seeds: dict[str, int], n_base: int) -> list[Task]:
+def _plan_scale(
+    sc: SuiteConfig,
+    scale: ScaleSpec,
+    suite_dir,
+    validate_only: bool,
+    arms: dict[str, ArmSpec],
+    n_seeds: dict[str, int],
+    n_base: int,
+) -> list[Task]:
     """The runs of one reference scale: teacher, sweeps, frontier, paired arms."""
     tasks: list[Task] = []
     c_ref = scale.budget_flops
     fpt = _train_flops_per_token(scale.model, sc)
     shared = sc.shared_for(scale)
-    owner = next((s for s in sc.scales if shared is not None and s.name == shared.scale), scale)  # shared.scale
+    owner = next(
+        (s for s in sc.scales if shared is not None and s.name == shared.scale), scale
+    )  # shared.scale
     tdir = f"shared/{owner.name}-teacher"
     teacher_name = f"{owner.name}-teacher"
     if shared is not None:
         sh_fpt = _train_flops_per_token(shared.model, sc)
         raw = _raw(sc, teacher_name, "baseline", shared.model, shared.budget * owner.budget_flops, 0, sh_fpt)
         _merge(raw["train"], shared.train)
-        tasks.append(Task(teacher_name, "shared", owner.name, "teacher", 0, "baseline", raw, tdir,
-                          shared.budget * owner.budget_flops))
+        tasks.append(
+            Task(
+                teacher_name,
+                "shared",
+                owner.name,
+                "teacher",
+                0,
+                "baseline",
+                raw,
+                tdir,
+                shared.budget * owner.budget_flops,
+            )
+        )
 
     def arm_raw(arm_name: str, spec: ArmSpec, name: str, budget: float, seed: int, *, valid=False) -> dict:
         model = scale.model
@@ -420,8 +490,10 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
             sec = raw.setdefault(spec.recipe, {})
             if validate_only:
                 if spec.recipe == "distill" and shared is not None:
-                    sec["teacher_train"] = {"model": shared.model.model_dump(mode="json", exclude_unset=True),
-                                            "train": {"steps": 1}}
+                    sec["teacher_train"] = {
+                        "model": shared.model.model_dump(mode="json", exclude_unset=True),
+                        "train": {"steps": 1},
+                    }
             else:
                 sec[SHARED_USERS[spec.recipe]] = str((Path(suite_dir) / tdir).resolve())
         return raw
@@ -445,8 +517,21 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
                     raw["synthetic"]["budget_includes"] = "train"
                 # synthetic arms share one generated corpus: the first run generates it, the others reuse
                 d = deps_of(spec) + (chain[:1] if spec.recipe == "synthetic" else [])
-                tasks.append(Task(name, "sweep", scale.name, arm_name, 0, spec.recipe, raw, f"runs/{name}",
-                                  sc.lr_sweep.budget * c_ref, d, factor=f))
+                tasks.append(
+                    Task(
+                        name,
+                        "sweep",
+                        scale.name,
+                        arm_name,
+                        0,
+                        spec.recipe,
+                        raw,
+                        f"runs/{name}",
+                        sc.lr_sweep.budget * c_ref,
+                        d,
+                        factor=f,
+                    )
+                )
                 chain.append(name)
             sweeps[arm_name] = chain
     sweeps["aa"] = sweeps.get("baseline", [])
@@ -457,8 +542,22 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
         for seed in range(n):
             name = f"{scale.name}-baseline-f{_fmt_mult(m)}-s{seed}"
             raw = arm_raw("baseline", sweep_arms["baseline"], name, m * c_ref, seed)
-            tasks.append(Task(name, "frontier", scale.name, "baseline", seed, "baseline", raw, f"runs/{name}",
-                              m * c_ref, list(sweeps.get("baseline", [])), lr_from="baseline", budget_mult=m))
+            tasks.append(
+                Task(
+                    name,
+                    "frontier",
+                    scale.name,
+                    "baseline",
+                    seed,
+                    "baseline",
+                    raw,
+                    f"runs/{name}",
+                    m * c_ref,
+                    list(sweeps.get("baseline", [])),
+                    lr_from="baseline",
+                    budget_mult=m,
+                )
+            )
 
     # ---- the arms at C_ref, paired seeds ------------------------------------------------------------
     for arm_name, spec in arms.items():
@@ -469,14 +568,28 @@ def _plan_scale(sc: SuiteConfig, scale: ScaleSpec, suite_dir, validate_only: boo
             d = deps_of(spec) + list(sweeps.get(arm_name, []))
             if spec.recipe == "synthetic" and not sweeps.get(arm_name) and first:
                 d.append(first)
-            tasks.append(Task(name, "arm", scale.name, arm_name, seed, spec.recipe, raw, f"runs/{name}",
-                              c_ref, d, lr_from="baseline" if arm_name == "aa" else arm_name))
+            tasks.append(
+                Task(
+                    name,
+                    "arm",
+                    scale.name,
+                    arm_name,
+                    seed,
+                    spec.recipe,
+                    raw,
+                    f"runs/{name}",
+                    c_ref,
+                    d,
+                    lr_from="baseline" if arm_name == "aa" else arm_name,
+                )
+            )
             first = first or name
     return tasks
 
 
-def plan(sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False,
-         extra_seeds: dict[str, int] | None = None) -> list[Task]:
+def plan(
+    sc: SuiteConfig, suite_dir=None, *, validate_only: bool = False, extra_seeds: dict[str, int] | None = None
+) -> list[Task]:
     """Every run of the suite, in an order that respects dependencies.
 
     validate_only: the shared model does not exist yet, so arms that use it get a stand-in (distill:
@@ -502,10 +615,19 @@ def chosen_lr(sdir: Path, tasks: list[Task], scale: str, arm: str, default_lr: f
             if (m or {}).get("status") == "complete" and loss is not None and math.isfinite(loss):
                 losses[t.factor], lrs[t.factor] = float(loss), float(t.raw["train"]["lr"])
     if not losses:
-        return {"factor": 1.0, "lr": default_lr, "valid_losses": {}, "note": "no sweep: the configured train.lr"}
+        return {
+            "factor": 1.0,
+            "lr": default_lr,
+            "valid_losses": {},
+            "note": "no sweep: the configured train.lr",
+        }
     best = min(losses, key=losses.get)
-    return {"factor": best, "lr": lrs[best], "valid_losses": {_fmt_mult(k): v for k, v in sorted(losses.items())},
-            "edge": best in (min(losses), max(losses)) and len(losses) > 1}
+    return {
+        "factor": best,
+        "lr": lrs[best],
+        "valid_losses": {_fmt_mult(k): v for k, v in sorted(losses.items())},
+        "edge": best in (min(losses), max(losses)) and len(losses) > 1,
+    }
 
 
 def describe_plan(sc: SuiteConfig, *, measure: bool = False) -> dict:
@@ -517,9 +639,12 @@ def describe_plan(sc: SuiteConfig, *, measure: bool = False) -> dict:
         r["runs"] += 1
         r["flops"] += t.cost
     total = sum(t.cost for t in tasks)
-    lines = [f"suite {sc.name}: {len(tasks)} runs, {total:.3g} train-phase FLOPs (planned budgets; distillation's "
-             f"teacher forwards and synthetic generation are inside the budgets of arms that say "
-             f"budget_includes: marginal)", ""]
+    lines = [
+        f"suite {sc.name}: {len(tasks)} runs, {total:.3g} train-phase FLOPs (planned budgets; distillation's "
+        f"teacher forwards and synthetic generation are inside the budgets of arms that say "
+        f"budget_includes: marginal)",
+        "",
+    ]
     for r in rows.values():
         lines.append(f"  {r['scale']:<8} {r['kind']:<9} {r['runs']:>4} runs  {r['flops']:.3g} FLOPs")
     lines.append("")
@@ -528,9 +653,11 @@ def describe_plan(sc: SuiteConfig, *, measure: bool = False) -> dict:
     if measure:
         out["wall_seconds_here"] = _predict_wall(sc, log=lambda m: None)
         w = out["wall_seconds_here"]
-        lines.append(f"  wall time here: about {_fmt_s(w['total'])} ({w['runs_seconds']:.0f} s of runs over "
-                     f"{sc.workers} worker(s), {w['per_run_overhead']:.0f} s start-up per run, timed from a few "
-                     f"steps of each shape at load {_load_average()})")
+        lines.append(
+            f"  wall time here: about {_fmt_s(w['total'])} ({w['runs_seconds']:.0f} s of runs over "
+            f"{sc.workers} worker(s), {w['per_run_overhead']:.0f} s start-up per run, timed from a few "
+            f"steps of each shape at load {_load_average()})"
+        )
     out["text"] = "\n".join(lines)
     return out
 
@@ -658,8 +785,16 @@ def _warm_data_cache(tasks: list[Task], log) -> None:
     prepare(cfg.data, cfg.eval.max_blocks, log=lambda m: log(f"[suite] {m}"))
 
 
-def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: bool = True,
-              analyse: bool = True, log=print, workers: int | None = None) -> dict:
+def run_suite(
+    path,
+    *,
+    out=None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    analyse: bool = True,
+    log=print,
+    workers: int | None = None,
+) -> dict:
     """Run (or continue) a suite, then compare (and extrapolate and report). Returns the suite state.
 
     Complete runs are reused, incomplete ones resumed; a run that fails is recorded, the runs that
@@ -679,7 +814,9 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     t_start = time.perf_counter()
 
     # ---- refuse a directory holding runs of another config, before anything trains --------------
-    drift = Problems(header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)")
+    drift = Problems(
+        header=f"{sdir} holds runs made with another suite config (use another --out, or delete them)"
+    )
     for t in tasks:
         d = [k for k in _config_drift(sdir / t.dir, t.raw, t.recipe) if not (t.lr_from and k == "train.lr")]
         if d:
@@ -688,9 +825,15 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
 
     prev_runs = {r["name"]: r for r in prev.get("runs", [])}
     state = {
-        "name": sc.name, "config": str(Path(path).resolve()), "status": "running", "dir": str(sdir.resolve()),
+        "name": sc.name,
+        "config": str(Path(path).resolve()),
+        "status": "running",
+        "dir": str(sdir.resolve()),
         "started": prev.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "invocations": prev.get("invocations", []), "lr": {}, "workers": n_workers, "extra_seeds": extra,
+        "invocations": prev.get("invocations", []),
+        "lr": {},
+        "workers": n_workers,
+        "extra_seeds": extra,
         "runs": [],
     }
     entries: dict[str, dict] = {}
@@ -700,26 +843,45 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
             if t.name in entries:
                 continue
             old = prev_runs.get(t.name, {})
-            e = {"name": t.name, "kind": t.kind, "scale": t.scale, "arm": t.arm, "seed": t.seed, "dir": t.dir,
-                 "state": "complete" if _status(sdir / t.dir) == "complete" else "pending",
-                 "seconds": old.get("seconds")}
+            e = {
+                "name": t.name,
+                "kind": t.kind,
+                "scale": t.scale,
+                "arm": t.arm,
+                "seed": t.seed,
+                "dir": t.dir,
+                "state": "complete" if _status(sdir / t.dir) == "complete" else "pending",
+                "seconds": old.get("seconds"),
+            }
             entries[t.name] = e
             state["runs"].append(e)
 
     add_entries(tasks)
-    atomic_write_text(sdir / "suite.yaml", f"# suite config as run (overrides applied): efflab suite {path}\n"
-                      + yaml.safe_dump(raw_suite, sort_keys=False))
+    atomic_write_text(
+        sdir / "suite.yaml",
+        f"# suite config as run (overrides applied): efflab suite {path}\n"
+        + yaml.safe_dump(raw_suite, sort_keys=False),
+    )
     atomic_write_json(state_path, state)
-    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(),
-                  "workers": n_workers, "load_average_at_start": _load_average(),
-                  "trained": 0, "reused": 0, "failed": 0, "rounds": 0}
+    invocation = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu_count": os.cpu_count(),
+        "workers": n_workers,
+        "load_average_at_start": _load_average(),
+        "trained": 0,
+        "reused": 0,
+        "failed": 0,
+        "rounds": 0,
+    }
 
     def resolve(t: Task) -> dict:
         raw = copy.deepcopy(t.raw)
         if t.lr_from is not None:
             key = f"{t.scale}/{t.lr_from}"
             if key not in state["lr"]:
-                state["lr"][key] = chosen_lr(sdir, tasks, t.scale, t.lr_from, float(raw["train"].get("lr", 3e-3)))
+                state["lr"][key] = chosen_lr(
+                    sdir, tasks, t.scale, t.lr_from, float(raw["train"].get("lr", 3e-3))
+                )
             raw["train"]["lr"] = state["lr"][key]["lr"]
         return raw
 
@@ -732,8 +894,15 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), initial=len(done), desc=f"suite {sc.name}", unit="run", dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]", disable=None)
+        bar = tqdm(
+            total=len(tasks),
+            initial=len(done),
+            desc=f"suite {sc.name}",
+            unit="run",
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]",
+            disable=None,
+        )
     say = (lambda m: bar.write(m)) if bar is not None and not bar.disable else log
     if done:
         say(f"[suite] {len(done)} of {len(tasks)} runs already complete: reused")
@@ -788,7 +957,12 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
                 t = go[0]
                 pending.remove(t)
                 entries[t.name]["state"] = "running"
-                finish(t, execute_run(t.recipe, resolve(t), str(sdir / t.dir), str(sdir / "logs" / f"{t.name}.log")))
+                finish(
+                    t,
+                    execute_run(
+                        t.recipe, resolve(t), str(sdir / t.dir), str(sdir / "logs" / f"{t.name}.log")
+                    ),
+                )
                 continue
             from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -796,8 +970,15 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
                 t = go.pop(0)
                 pending.remove(t)
                 entries[t.name]["state"] = "running"
-                running[pool.submit(execute_run, t.recipe, resolve(t), str(sdir / t.dir),
-                                    str(sdir / "logs" / f"{t.name}.log"))] = t
+                running[
+                    pool.submit(
+                        execute_run,
+                        t.recipe,
+                        resolve(t),
+                        str(sdir / t.dir),
+                        str(sdir / "logs" / f"{t.name}.log"),
+                    )
+                ] = t
             if not running:
                 return
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -816,8 +997,11 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
             return {}
         state["extra_seeds"] = extra
         doc = compare_suite(sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=extra))
-        want = {t: row["n_pairs"] + 1 for t, row in (doc.get("techniques") or {}).items()
-                if row.get("primary") and row.get("verdict") == "inconclusive" and row["n_pairs"] < ad.max}
+        want = {
+            t: row["n_pairs"] + 1
+            for t, row in (doc.get("techniques") or {}).items()
+            if row.get("primary") and row.get("verdict") == "inconclusive" and row["n_pairs"] < ad.max
+        }
         r = rate()
         if not want or r is None:
             return {}
@@ -825,8 +1009,10 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         need = (len(want) + 1) * c_ref * len(sc.scales) / r  # the arms' new seeds + the baseline's
         elapsed = time.perf_counter() - t_start
         if elapsed + need > ad.minutes * 60:
-            say(f"[suite] {len(want)} technique(s) still inconclusive; one more seed each would take about "
-                f"{_fmt_s(need)} beyond the {ad.minutes:g}-minute budget (adaptive_seeds.minutes): no more seeds")
+            say(
+                f"[suite] {len(want)} technique(s) still inconclusive; one more seed each would take about "
+                f"{_fmt_s(need)} beyond the {ad.minutes:g}-minute budget (adaptive_seeds.minutes): no more seeds"
+            )
             return {}
         return want
 
@@ -846,7 +1032,9 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
                     break
                 extra.update(want)
                 state["extra_seeds"] = extra
-                say(f"[suite] inconclusive, adding a paired seed: {', '.join(f'{k} -> {v}' for k, v in want.items())}")
+                say(
+                    f"[suite] inconclusive, adding a paired seed: {', '.join(f'{k} -> {v}' for k, v in want.items())}"
+                )
                 tasks = plan(sc, sdir, extra_seeds=extra)
                 add_entries(tasks)
                 if bar is not None:
@@ -860,8 +1048,11 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
         invocation["seconds"] = time.perf_counter() - t_start
         state["invocations"].append(invocation)
         atomic_write_json(state_path, state)
-        log(f"[suite] interrupted: run `efflab suite {path}" + (f" --out {out}" if out else "")
-            + "` again to continue where it stopped")
+        log(
+            f"[suite] interrupted: run `efflab suite {path}"
+            + (f" --out {out}" if out else "")
+            + "` again to continue where it stopped"
+        )
         raise
     finally:
         if bar is not None:
@@ -880,8 +1071,10 @@ def run_suite(path, *, out=None, overrides: list[str] | None = None, progress: b
     state["invocations"].append(invocation)
     state["train_seconds_total"] = sum(e.get("seconds") or 0.0 for e in state["runs"])
     atomic_write_json(state_path, state)
-    log(f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['reused']} reused, {len(failed)} failed; "
-        f"{invocation['seconds']:.0f} s with {n_workers} worker(s), load {invocation['load_average_after_training']}")
+    log(
+        f"[suite] {sc.name}: {invocation['trained']} trained, {invocation['reused']} reused, {len(failed)} failed; "
+        f"{invocation['seconds']:.0f} s with {n_workers} worker(s), load {invocation['load_average_after_training']}"
+    )
     return state
 
 
@@ -898,7 +1091,9 @@ def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = N
     from efflab.extrapolate import extrapolate_suite
     from efflab.report import write_report
 
-    comparison = compare_suite(sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=state.get("extra_seeds") or {}))
+    comparison = compare_suite(
+        sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=state.get("extra_seeds") or {})
+    )
     atomic_write_json(sdir / "compare.json", comparison)
     files = {"compare": sdir / "compare.json"}
     if not comparison.get("reference") or not (comparison.get("frontier") or {}).get("fit"):

@@ -37,7 +37,10 @@ POWER = 0.80
 VERDICTS = ("saves", "costs", "inconclusive")
 # phases of the ledger, by how they amortise over K students that share a teacher/generator
 PER_RUN = ("train", "teacher_forward")  # every student pays these itself
-ONE_OFF = ("generation", "scoring")  # artifacts (a synthetic corpus, difficulty scores) a second student reuses
+ONE_OFF = (
+    "generation",
+    "scoring",
+)  # artifacts (a synthetic corpus, difficulty scores) a second student reuses
 SUNK = ("sunk.teacher_pretrain", "sunk.dense_pretrain")  # training the teacher / generator / reference
 VIEWS = ("marginal", "total_k1", "total_kinf")
 VIEW_HELP = {
@@ -107,8 +110,9 @@ class Frontier:
         return {
             "form": form,
             "kind": self.form,
-            "params": {"E": self.E, "A": self.A, "a": self.a} if self.form == "power" else
-            {"intercept": self.line[0], "slope": self.line[1]},
+            "params": {"E": self.E, "A": self.A, "a": self.a}
+            if self.form == "power"
+            else {"intercept": self.line[0], "slope": self.line[1]},
             "slope_at_ref": self.slope(self.c_ref),
             "residual_sd": self.residual_sd,
             "loss_range": [lo, hi],
@@ -120,7 +124,9 @@ def fit_frontier(points, c_ref: float) -> Frontier:
     pts = [(float(c), float(loss)) for c, loss in points]
     budgets = sorted({c for c, _ in pts})
     if len(budgets) < 3:
-        raise ValueError(f"a frontier needs at least 3 budgets of completed baseline runs, got {len(budgets)}")
+        raise ValueError(
+            f"a frontier needs at least 3 budgets of completed baseline runs, got {len(budgets)}"
+        )
     c = np.array([p[0] for p in pts])
     y = np.array([p[1] for p in pts])
     x = np.log(c / c_ref)
@@ -135,7 +141,9 @@ def fit_frontier(points, c_ref: float) -> Frontier:
 
         a0 = max(0.05, min(2.0, -b1 / max(1e-6, y.mean() - y.min() + 0.5)))
         p0 = (max(0.0, y.min() - 0.5), max(1e-3, y.mean() - y.min() + 0.5), a0)
-        (E, A, a), _ = curve_fit(f, x, y, p0=p0, bounds=([0.0, 1e-9, 1e-4], [np.inf, np.inf, 10.0]), maxfev=20000)
+        (E, A, a), _ = curve_fit(
+            f, x, y, p0=p0, bounds=([0.0, 1e-9, 1e-4], [np.inf, np.inf, 10.0]), maxfev=20000
+        )
         res = y - f(x, E, A, a)
         if np.sum(res**2) <= np.sum(line_res**2) + 1e-15:
             fr.E, fr.A, fr.a = float(E), float(A), float(a)
@@ -144,7 +152,9 @@ def fit_frontier(points, c_ref: float) -> Frontier:
     except (RuntimeError, ValueError):
         pass
     if b1 >= 0:
-        raise ValueError("the baseline frontier does not fall with compute: its runs do not learn with budget")
+        raise ValueError(
+            "the baseline frontier does not fall with compute: its runs do not learn with budget"
+        )
     fr.form, fr.line = "line", (float(b0), float(b1))
     fr.residual_sd = float(np.sqrt(np.sum(line_res**2) / max(1, len(y) - 2)))
     return fr
@@ -332,8 +342,11 @@ class RunResult:
 
 
 def _interval(mean: float, lo: float, hi: float, *, exp: bool) -> dict:
-    f = (lambda v: float(math.exp(v)) if math.isfinite(v) else None) if exp else (
-        lambda v: float(v) if math.isfinite(v) else None)
+    f = (
+        (lambda v: float(math.exp(v)) if math.isfinite(v) else None)
+        if exp
+        else (lambda v: float(v) if math.isfinite(v) else None)
+    )
     return {"value": f(mean), "lo": f(lo), "hi": f(hi)}
 
 
@@ -380,12 +393,15 @@ def compare_arms(
     """
     alpha = 1 - level
     m_family = max(1, len(primary))
-    dl = {name: Arm(name, [runs[s].loss - base[s].loss for s in pair(base, runs)], primary=name in primary)
-          for name, runs in arms.items()}
+    dl = {
+        name: Arm(name, [runs[s].loss - base[s].loss for s in pair(base, runs)], primary=name in primary)
+        for name, runs in arms.items()
+    }
     sd, df = pooled_sd(list(dl.values()))
     # every arm is paired with the same baseline runs: the pooled variance has fewer effective df
-    eff = shared_baseline_df({name: {s: runs[s].loss - base[s].loss for s in pair(base, runs)}
-                              for name, runs in arms.items()})
+    eff = shared_baseline_df(
+        {name: {s: runs[s].loss - base[s].loss for s in pair(base, runs)} for name, runs in arms.items()}
+    )
     if eff is not None:
         df = min(df, eff)
     out: dict[str, dict] = {}
@@ -396,16 +412,36 @@ def compare_arms(
         lo, hi = t_interval(a.mean, sd, a.n, df, level)
         row: dict = {"n_pairs": a.n, "views": {}, "delta_loss": _interval(a.mean, lo, hi, exp=False)}
         for view in VIEWS:
-            ls = float(np.mean([math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend(view))
-                                for s in seeds])) if seeds else float("nan")
+            ls = (
+                float(
+                    np.mean(
+                        [
+                            math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend(view))
+                            for s in seeds
+                        ]
+                    )
+                )
+                if seeds
+                else float("nan")
+            )
             # lower loss -> larger M: the interval's ends swap through the map
             vals = [_to_log_m(fr, lb, x, ls) for x in (a.mean, hi, lo)]
             row["views"][view] = _interval(*vals, exp=True)
         row["multiplier"] = row["views"]["marginal"]
         row["log_ratios"] = [x for x in log_ratios(fr, base, arms[name], "marginal")]
         # H0: M = 1 (marginal), i.e. mean d = d0, the loss change that exactly offsets the spend difference
-        ls = float(np.mean([math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend("marginal"))
-                            for s in seeds])) if seeds else float("nan")
+        ls = (
+            float(
+                np.mean(
+                    [
+                        math.log(base[s].spend("marginal")) - math.log(arms[name][s].spend("marginal"))
+                        for s in seeds
+                    ]
+                )
+            )
+            if seeds
+            else float("nan")
+        )
         cb = fr.flops_at(lb) if math.isfinite(lb) else None
         d0 = float(fr.loss(cb * math.exp(-ls))) - lb if cb is not None and math.isfinite(ls) else float("nan")
         row["p"] = p_value(a.mean - d0, sd, a.n, df)
@@ -419,20 +455,25 @@ def compare_arms(
         losses = [r.loss for r in arms[name].values()]
         row["in_frontier"] = bool(losses) and all(lo_r <= x <= hi_r for x in losses)
         if not row["in_frontier"]:
-            row["note"] = (f"some final losses lie outside the frontier's range [{lo_r:.4f}, {hi_r:.4f}] nats: M "
-                           f"there extrapolates the frontier fit beyond its budgets and is not a measurement")
+            row["note"] = (
+                f"some final losses lie outside the frontier's range [{lo_r:.4f}, {hi_r:.4f}] nats: M "
+                f"there extrapolates the frontier fit beyond its budgets and is not a measurement"
+            )
         out[name] = row
     adj = holm({k: v for k, v in pv.items() if k in primary})
     for name, row in out.items():
         p_h = adj.get(name)
         row["p_holm"] = p_h if p_h is not None and math.isfinite(p_h) else None
         p_use = p_h if name in primary else row["p"]
-        row["verdict"] = verdict(p_use if p_use is not None else float("nan"), row.pop("_mean"), alpha=alpha,
-                                 n=row["n_pairs"])
+        row["verdict"] = verdict(
+            p_use if p_use is not None else float("nan"), row.pop("_mean"), alpha=alpha, n=row["n_pairs"]
+        )
     return {"arms": out, "pooled": {"delta_loss": {"sd": sd, "df": df}}}
 
 
-def wallclock_multiplier(fr: Frontier, base: dict[int, RunResult], runs: dict[int, RunResult]) -> float | None:
+def wallclock_multiplier(
+    fr: Frontier, base: dict[int, RunResult], runs: dict[int, RunResult]
+) -> float | None:
     """Seconds the baseline needs to reach the technique's loss (at its own seconds per FLOP) over the
     technique's seconds (marginal phases), geometric mean over pairs."""
     vals = []

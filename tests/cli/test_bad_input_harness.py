@@ -485,7 +485,11 @@ case(
 case("override", "a word without =", run_case(["train.lr=1e-3", "foo", "train.lr=-1"], ["'foo'", "train.lr"]))
 case("override", "=3", run_case(["=3"], ["'=3'"]))
 case("override", "a section set to a number", run_case(["train=5"], ["train"]))
-case("override", "two budgets", run_case(["train.budget_tokens=1e5", "train.steps=5"], ["budget_tokens", "steps"]))  # both on the CLI
+case(
+    "override",
+    "two budgets",
+    run_case(["train.budget_tokens=1e5", "train.steps=5"], ["budget_tokens", "steps"]),
+)  # both on the CLI
 case("override", "moe section in baseline", run_case(["moe.n_experts=4"], ["moe"]))
 case(
     "override",
@@ -920,7 +924,9 @@ case(
     "suite",
     "technique config problem",
     suite_case(
-        lambda r: r["techniques"].update(moe={"recipe": "moe", "config": {"moe": {"top_k": 9, "n_experts": 4}}}),
+        lambda r: r["techniques"].update(
+            moe={"recipe": "moe", "config": {"moe": {"top_k": 9, "n_experts": 4}}}
+        ),
         ["moe.top_k"],
     ),
 )

@@ -99,6 +99,7 @@ def test_flops_config_json_and_dir(tmp_path, capsys):
 
 def test_flops_measure_on_tiny_config(tmp_path, capsys):
     import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model on a shared machine
     try:
@@ -221,7 +222,9 @@ def test_cost_needs_exactly_one_budget(capsys):
 # ---- one pricing rule, --causal, --published, precision -------------------------------------------
 
 
-@pytest.mark.parametrize("name,tokens", [("llama-3.1-405b", "15.6T"), ("deepseek-v3", "14.8T"), ("llama-2-7b", "2T")])
+@pytest.mark.parametrize(
+    "name,tokens", [("llama-3.1-405b", "15.6T"), ("deepseek-v3", "14.8T"), ("llama-2-7b", "2T")]
+)
 def test_cost_prices_the_same_count_with_or_without_tokens(capsys, name, tokens):
     a = run_json(capsys, "cost", name, "--gpu", "h100")
     b = run_json(capsys, "cost", name, "--gpu", "h100", "--tokens", tokens)
@@ -236,12 +239,16 @@ def test_cost_causal_published_and_precision(capsys):
     assert "causal" in causal["flops_convention"]
     pub = run_json(capsys, "cost", "llama-3.1-405b", "--gpu", "h100", "--published")
     assert pub["flops"] == 3.8e25 and "published" in pub["flops_source"]
-    assert full["published_flops"] == 3.8e25 and full["published_ratio"] == pytest.approx(full["flops"] / 3.8e25)
+    assert full["published_flops"] == 3.8e25 and full["published_ratio"] == pytest.approx(
+        full["flops"] / 3.8e25
+    )
     ds = run_json(capsys, "cost", "deepseek-v3", "--gpu", "h800")
     assert ds["precision"] == "fp8" and ds["peak_flops_per_s"] == 1979e12
     assert ds["published_gpu_hours"] == 2.664e6 and ds["published_gpu_hours_total"] == 2.788e6
     assert "a100" in run_bad(capsys, "cost", "--flops", "1e20", "--gpu", "a100", "--precision", "fp8")
-    assert "published" in run_bad(capsys, "cost", "mistral-7b", "--tokens", "1T", "--gpu", "h100", "--published")
+    assert "published" in run_bad(
+        capsys, "cost", "mistral-7b", "--tokens", "1T", "--gpu", "h100", "--published"
+    )
 
 
 def test_cost_human_table_names_the_count(capsys):
@@ -257,7 +264,9 @@ def test_cost_human_table_names_the_count(capsys):
 def _shipped_run_configs():
     from efflab.commands.run import configs_root
 
-    return sorted(p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate", "validate"))
+    return sorted(
+        p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate", "validate")
+    )
 
 
 def test_every_shipped_config_answers_flops_and_cost(capsys):
@@ -299,8 +308,9 @@ def test_wrong_flag_shows_the_subcommand_usage(capsys):
 
 def test_closed_pipe_is_not_a_traceback():
     code = "import sys; from efflab.cli import main; sys.exit(main(['list']))"
-    r = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        f'{sys.executable} -c "{code}" | head -1', shell=True, capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
 

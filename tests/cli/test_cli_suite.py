@@ -126,8 +126,14 @@ def test_suite_file_problems_are_reported_together(tmp_path, capsys):
     )
     assert cli(["suite", str(f), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    for part in ("colour", "scales.0.budget_flops", "frontier.budgets", "at least 8x", "techniques.moe.recipe",
-                 "techniques.quantum.recipe"):
+    for part in (
+        "colour",
+        "scales.0.budget_flops",
+        "frontier.budgets",
+        "at least 8x",
+        "techniques.moe.recipe",
+        "techniques.quantum.recipe",
+    ):
         assert part in err, part
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
@@ -172,9 +178,13 @@ def test_every_shipped_suite_file_validates_and_has_the_design():
         assert {"moe", "distill", "curriculum", "synthetic", "aa", "oversized"} <= arms, path
         assert sc.seeds >= 2 and max(sc.frontier.budgets) / min(sc.frontier.budgets) >= 8
         for scale in sc.scales:  # paired seeds: every arm has the baseline's seeds at C_ref
-            base = {t.seed for t in tasks if t.scale == scale.name and t.kind == "frontier" and t.budget_mult == 1}
+            base = {
+                t.seed for t in tasks if t.scale == scale.name and t.kind == "frontier" and t.budget_mult == 1
+            }
             for arm in arms:
-                assert {t.seed for t in tasks if t.scale == scale.name and t.arm == arm and t.kind == "arm"} <= base
+                assert {
+                    t.seed for t in tasks if t.scale == scale.name and t.arm == arm and t.kind == "arm"
+                } <= base
         seen += 1
     assert seen >= 3
 

@@ -26,8 +26,11 @@ def _manifest(d):
 
 
 def test_tiny_config_learns_far_below_unigram_entropy(tmp_path, cache_dir):
-    cfg = load_config(REPO / "configs/baseline/tiny.yaml", ["log.progress=false", f"data.cache_dir={cache_dir}"],
-                      recipe="baseline")
+    cfg = load_config(
+        REPO / "configs/baseline/tiny.yaml",
+        ["log.progress=false", f"data.cache_dir={cache_dir}"],
+        recipe="baseline",
+    )
     res = baseline.main(cfg, out=tmp_path / "run")
     m = _manifest(tmp_path / "run")
     first = read_jsonl(tmp_path / "run/metrics.jsonl")[0]
@@ -58,7 +61,9 @@ def test_artifacts_ledger_and_reload(tmp_path, tiny_cfg):
     assert led.tokens("train") == tokens
     assert led.flops("train") == pytest.approx(train_flops_per_token(model.config, 64) * tokens, rel=1e-9)
     assert led.marginal == led.flops("train") == res["flops_marginal"]
-    assert led.flops("eval") == pytest.approx(forward_flops_per_token(model.config, 64) * 4 * 16 * 63, rel=1e-9)
+    assert led.flops("eval") == pytest.approx(
+        forward_flops_per_token(model.config, 64) * 4 * 16 * 63, rel=1e-9
+    )
     # the saved model reproduces the final eval loss
     run = loop.Run(cfg, d, __import__("accelerate").Accelerator(cpu=True), Ledger(), {})
     data = loop.prepare_data(run)
@@ -88,9 +93,13 @@ def test_resume_matches_uninterrupted_run_bitwise(tmp_path, tiny_cfg, monkeypatc
     a, b = Ledger.load(tmp_path / "full/ledger.json"), Ledger.load(tmp_path / "cut/ledger.json")
     assert a.flops("train") == b.flops("train") and a.tokens("train") == b.tokens("train")  # no FLOP twice
     assert [r["step"] for r in read_jsonl(tmp_path / "cut/metrics.jsonl")] == [
-        r["step"] for r in read_jsonl(tmp_path / "full/metrics.jsonl")]
+        r["step"] for r in read_jsonl(tmp_path / "full/metrics.jsonl")
+    ]
     # resuming a complete run does nothing
-    assert baseline.main(tiny_cfg(), out=tmp_path / "cut", resume=True)["final_eval_loss"] == full["final_eval_loss"]
+    assert (
+        baseline.main(tiny_cfg(), out=tmp_path / "cut", resume=True)["final_eval_loss"]
+        == full["final_eval_loss"]
+    )
 
 
 def test_existing_run_dir_is_never_overwritten(tmp_path, tiny_cfg, capsys):
@@ -105,8 +114,20 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, tiny_cfg, capsys):
 
 
 def test_cli_bad_config_one_message_exit_2(tmp_path, capsys):
-    rc = cli(["run", "baseline", "--config", str(REPO / "configs/baseline/tiny.yaml"), "--out", str(tmp_path / "x"),
-              "model.n_head=5", "train.lr=-1", "eval.every=0", "data.bogus=1"])
+    rc = cli(
+        [
+            "run",
+            "baseline",
+            "--config",
+            str(REPO / "configs/baseline/tiny.yaml"),
+            "--out",
+            str(tmp_path / "x"),
+            "model.n_head=5",
+            "train.lr=-1",
+            "eval.every=0",
+            "data.bogus=1",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     for needle in ("n_head=5", "train.lr", "eval.every", "data.bogus: unknown key"):
@@ -121,7 +142,9 @@ def test_cli_unwritable_output(tmp_path, capsys):
     try:
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user that can write anywhere (root)")
-        rc = cli(["run", "baseline", "--config", str(REPO / "configs/baseline/tiny.yaml"), "--out", str(ro / "r")])
+        rc = cli(
+            ["run", "baseline", "--config", str(REPO / "configs/baseline/tiny.yaml"), "--out", str(ro / "r")]
+        )
         assert rc == 2 and "not writable" in capsys.readouterr().err
     finally:
         ro.chmod(0o700)
@@ -131,7 +154,9 @@ def test_unwritable_output_is_reported(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     assert any("not a directory" in p for p in loop.check_run_dir(f, resume=False, overwrite=False))
-    rc = cli(["run", "baseline", "--config", str(REPO / "configs/baseline/tiny.yaml"), "--out", str(f / "run")])
+    rc = cli(
+        ["run", "baseline", "--config", str(REPO / "configs/baseline/tiny.yaml"), "--out", str(f / "run")]
+    )
     assert rc == 2 and "not writable" in capsys.readouterr().err and f.read_text() == "x"
 
 
@@ -158,8 +183,12 @@ def test_nan_loss_stops_with_failed_status(tmp_path, tiny_cfg):
 
 def test_gpu_settings_path_on_cpu_bf16_autocast(tmp_path, tiny_cfg):
     """The GPU code path (bf16 autocast through accelerate, fused-optimizer switch) kept from rotting."""
-    cfg = tiny_cfg(overrides={"train": {"steps": 3, "precision": "bf16", "fused_optimizer": "off",
-                                        "checkpoint_every": 0}, "eval": {"every": 3, "max_blocks": 2}})
+    cfg = tiny_cfg(
+        overrides={
+            "train": {"steps": 3, "precision": "bf16", "fused_optimizer": "off", "checkpoint_every": 0},
+            "eval": {"every": 3, "max_blocks": 2},
+        }
+    )
     res = baseline.main(cfg, out=tmp_path / "bf16")
     assert _manifest(tmp_path / "bf16")["mixed_precision"] == "bf16"
     assert res["steps"] == 3 and torch.isfinite(torch.tensor(res["final_eval_loss"]))
@@ -168,19 +197,47 @@ def test_gpu_settings_path_on_cpu_bf16_autocast(tmp_path, tiny_cfg):
 def test_two_processes_charge_the_same_ledger_as_one(tmp_path, cache_dir):
     """torchrun starts two ranks that accelerate joins over gloo; the same global batch gives the same
     ledger tokens and FLOPs as one process (every FLOP counted once)."""
-    args = [str(REPO / "recipes/baseline.py"), "--config", str(REPO / "configs/baseline/tiny.yaml"),
-            "train.budget_tokens=null", "train.steps=6", "train.batch_size=8", "eval.every=6", "eval.max_blocks=4",
-            "log.progress=false", "train.checkpoint_every=0", "model.depth=1", f"data.cache_dir={cache_dir}"]
+    args = [
+        str(REPO / "recipes/baseline.py"),
+        "--config",
+        str(REPO / "configs/baseline/tiny.yaml"),
+        "train.budget_tokens=null",
+        "train.steps=6",
+        "train.batch_size=8",
+        "eval.every=6",
+        "eval.max_blocks=4",
+        "log.progress=false",
+        "train.checkpoint_every=0",
+        "model.depth=1",
+        f"data.cache_dir={cache_dir}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    one = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     import socket
 
     with socket.socket() as sock:  # a free port, so parallel test runs do not collide
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          port, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            port,
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert _manifest(tmp_path / "two")["world_size"] == 2
     a, b = Ledger.load(tmp_path / "one/ledger.json"), Ledger.load(tmp_path / "two/ledger.json")
@@ -195,8 +252,12 @@ def test_two_processes_charge_the_same_ledger_as_one(tmp_path, cache_dir):
 def test_checkpoint_every_zero_means_only_at_the_end_and_keep_checkpoint(tmp_path, tiny_cfg):
     """checkpoint_every: 0 writes one checkpoint, at the end of training; a completed run removes it
     unless train.keep_checkpoint (model/ holds the result). Files get the umask's mode, not 0600."""
-    cfg = tiny_cfg(overrides={"train": {"steps": 4, "checkpoint_every": 0, "keep_checkpoint": True},
-                              "eval": {"every": 4}})
+    cfg = tiny_cfg(
+        overrides={
+            "train": {"steps": 4, "checkpoint_every": 0, "keep_checkpoint": True},
+            "eval": {"every": 4},
+        }
+    )
     old = os.umask(0o022)
     try:
         baseline.main(cfg, out=tmp_path / "kept")

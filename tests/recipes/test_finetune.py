@@ -13,10 +13,13 @@ from efflab.recipes import baseline
 
 
 def _cfg(cache_dir, pretrained, **over):
-    raw = {"model": {"pretrained": str(pretrained)},
-           "data": {"max_chars": 2e5, "seq_len": 64, "cache_dir": str(cache_dir)},
-           "train": {"steps": 12, "batch_size": 8, "lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 0},
-           "eval": {"every": 6, "max_blocks": 8}, "log": {"progress": False}}
+    raw = {
+        "model": {"pretrained": str(pretrained)},
+        "data": {"max_chars": 2e5, "seq_len": 64, "cache_dir": str(cache_dir)},
+        "train": {"steps": 12, "batch_size": 8, "lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 0},
+        "eval": {"every": 6, "max_blocks": 8},
+        "log": {"progress": False},
+    }
     for k, v in over.items():
         raw.setdefault(k, {}).update(v)
     return config_from_dict(raw, recipe="baseline")
@@ -24,11 +27,15 @@ def _cfg(cache_dir, pretrained, **over):
 
 def test_full_and_lora_finetune_from_local_dir(tmp_path, cache_dir, pretrained_dir):
     full = baseline.main(_cfg(cache_dir, pretrained_dir), out=tmp_path / "full")
-    lora = baseline.main(_cfg(cache_dir, pretrained_dir, lora={"r": 8, "target_modules": ["q_proj", "v_proj"]}),
-                         out=tmp_path / "lora")
+    lora = baseline.main(
+        _cfg(cache_dir, pretrained_dir, lora={"r": 8, "target_modules": ["q_proj", "v_proj"]}),
+        out=tmp_path / "lora",
+    )
     for r in (full, lora):
-        assert r["final_eval_loss"] < json.loads((tmp_path / "full/metrics.jsonl").read_text().splitlines()[0])[
-            "eval_loss"]
+        assert (
+            r["final_eval_loss"]
+            < json.loads((tmp_path / "full/metrics.jsonl").read_text().splitlines()[0])["eval_loss"]
+        )
     a, b = Ledger.load(tmp_path / "full/ledger.json"), Ledger.load(tmp_path / "lora/ledger.json")
     assert a.tokens("train") == b.tokens("train")
     # frozen base matmuls skip their weight gradients: measurably fewer FLOPs per token
@@ -46,7 +53,9 @@ def test_chat_data_masks_prompts_and_counts_all_tokens(tmp_path, cache_dir, pret
     chat = tmp_path / "chat.jsonl"
     with chat.open("w") as f:
         for i in range(400):
-            f.write(json.dumps({"prompt": f"def add_{i}(a, b):", "response": f"    return a + b + {i}"}) + "\n")
+            f.write(
+                json.dumps({"prompt": f"def add_{i}(a, b):", "response": f"    return a + b + {i}"}) + "\n"
+            )
     cfg = _cfg(cache_dir, pretrained_dir, data={"corpus": str(chat), "format": "chat", "seq_len": 32})
     baseline.main(cfg, out=tmp_path / "chat")
     led = Ledger.load(tmp_path / "chat/ledger.json")
@@ -66,8 +75,20 @@ def test_bad_pretrained_inputs_exit_2(tmp_path, cache_dir, pretrained_dir, capsy
         (no_tok / f).write_bytes((Path(pretrained_dir) / f).read_bytes())
     with pytest.raises(UserError, match="no tokenizer files"):
         baseline.main(_cfg(cache_dir, no_tok), out=tmp_path / "b")
-    rc = cli(["run", "baseline", "--out", str(tmp_path / "c"), f"model.pretrained={pretrained_dir}",
-              "lora.r=4", "lora.target_modules=[nonexistent_proj]", "train.steps=2", f"data.cache_dir={cache_dir}",
-              "data.max_chars=2e5", "data.seq_len=64"])
+    rc = cli(
+        [
+            "run",
+            "baseline",
+            "--out",
+            str(tmp_path / "c"),
+            f"model.pretrained={pretrained_dir}",
+            "lora.r=4",
+            "lora.target_modules=[nonexistent_proj]",
+            "train.steps=2",
+            f"data.cache_dir={cache_dir}",
+            "data.max_chars=2e5",
+            "data.seq_len=64",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "match no" in err and "q_proj" in err, err

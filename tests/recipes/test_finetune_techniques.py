@@ -19,9 +19,12 @@ LORA = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
 
 def _cfg(recipe, cache_dir, *, lora=False, **sections):
     # data.vocab_size as the tiny configs set it: a pretrained model brings its own tokenizer instead
-    raw = {"data": {"max_chars": 2e5, "seq_len": SEQ, "vocab_size": 512, "cache_dir": str(cache_dir)},
-           "train": {"steps": STEPS, "batch_size": BATCH, "lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 0},
-           "eval": {"every": 4, "max_blocks": 8}, "log": {"progress": False}}
+    raw = {
+        "data": {"max_chars": 2e5, "seq_len": SEQ, "vocab_size": 512, "cache_dir": str(cache_dir)},
+        "train": {"steps": STEPS, "batch_size": BATCH, "lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 0},
+        "eval": {"every": 4, "max_blocks": 8},
+        "log": {"progress": False},
+    }
     for k, v in sections.items():
         raw.setdefault(k, {}).update(v)
     if lora:
@@ -34,18 +37,31 @@ def _technique(recipe, dirs):
     llama, small = str(dirs["llama"]), str(dirs["llama-small"])
     return {
         # upcycle the dense Llama into 4 experts of its own MLP; the MoE shape is the dense model's
-        "moe": {"model": {"width": 64, "n_layer": 2, "n_head": 2, "n_kv_head": 1, "head_dim": 32},
-                "moe": {"upcycle_from": llama, "n_experts": 4, "top_k": 2, "expert_width": 160}},
+        "moe": {
+            "model": {"width": 64, "n_layer": 2, "n_head": 2, "n_kv_head": 1, "head_dim": 32},
+            "moe": {"upcycle_from": llama, "n_experts": 4, "top_k": 2, "expert_width": 160},
+        },
         # the 2-layer model teaches the 1-layer one of the same tokenizer
         "distill": {"model": {"pretrained": small}, "distill": {"teacher": llama}},
         # the 2-layer model writes the fine-tuning text of the 1-layer one
-        "synthetic": {"model": {"pretrained": small},
-                      "synthetic": {"generator": llama, "prompt_len": 8, "max_new_tokens": 56, "batch_size": 16,
-                                    "token_budget": 3000, "min_tokens": 8, "nll_quantiles": [0.0, 1.0],
-                                    "mix_ratio": 0.5}},
+        "synthetic": {
+            "model": {"pretrained": small},
+            "synthetic": {
+                "generator": llama,
+                "prompt_len": 8,
+                "max_new_tokens": 56,
+                "batch_size": 16,
+                "token_budget": 3000,
+                "min_tokens": 8,
+                "nll_quantiles": [0.0, 1.0],
+                "mix_ratio": 0.5,
+            },
+        },
         # the 2-layer model scores difficulty for fine-tuning the 1-layer one
-        "curriculum": {"model": {"pretrained": small},
-                       "curriculum": {"scorer": "reference", "reference": llama, "ramp": 4}},
+        "curriculum": {
+            "model": {"pretrained": small},
+            "curriculum": {"scorer": "reference", "reference": llama, "ramp": 4},
+        },
     }[recipe]
 
 
@@ -56,8 +72,9 @@ def _run(module, cfg, out):
 
 
 @pytest.mark.parametrize("recipe", ["moe", "distill", "synthetic", "curriculum"])
-def test_every_technique_fine_tunes_from_local_directories_full_and_lora(recipe, tmp_path, cache_dir,
-                                                                         pretrained_dirs):
+def test_every_technique_fine_tunes_from_local_directories_full_and_lora(
+    recipe, tmp_path, cache_dir, pretrained_dirs
+):
     tech = _technique(recipe, pretrained_dirs)
     runs = {}
     for mode in ("full", "lora"):
@@ -72,7 +89,9 @@ def test_every_technique_fine_tunes_from_local_directories_full_and_lora(recipe,
         runs[mode] = led
     full, lora = runs["full"], runs["lora"]
     # the technique's own phase is on the ledger, charged from the directory's model
-    phase = {"moe": None, "distill": "teacher_forward", "synthetic": "generation", "curriculum": "scoring"}[recipe]
+    phase = {"moe": None, "distill": "teacher_forward", "synthetic": "generation", "curriculum": "scoring"}[
+        recipe
+    ]
     if phase in ("generation", "scoring"):  # the second run reuses the corpus / scores the first one paid for
         assert full.flops(phase) > 0 and lora.flops(phase) == 0
     elif phase:

@@ -84,8 +84,11 @@ def test_tiny_moe_learns_and_the_run_dir_carries_routing_diagnostics(tmp_path, c
     # auto chose by measurement, logged: the choice is the decision rule applied to the logged times
     choice = m["moe"]["experts_choice"]
     assert choice["by"] == "measurement" and set(choice["step_s"]) == set(choice["preference"])
-    assert m["moe"]["experts_implementation"] == choice["chosen"] == decide_implementation(
-        choice["step_s"], tuple(choice["preference"]), choice["margin"])
+    assert (
+        m["moe"]["experts_implementation"]
+        == choice["chosen"]
+        == decide_implementation(choice["step_s"], tuple(choice["preference"]), choice["margin"])
+    )
     assert 1.0 < m["moe"]["active_flops_ratio_vs_dense"] < 1.01
     # the stock model (dropless, transformers' default experts) reproduces the run's final eval loss
     run = loop.Run(cfg, d, __import__("accelerate").Accelerator(cpu=True), Ledger(), {})

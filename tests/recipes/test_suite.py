@@ -28,8 +28,16 @@ def _check_contract(doc: dict, techniques: set[str]) -> None:
     assert {"lo", "hi"} <= set(doc["controls"]["oversized"]["predicted"])
     assert set(doc["techniques"]) == techniques
     for t, row in doc["techniques"].items():
-        for key in ("multiplier", "delta_loss", "n_pairs", "verdict", "detectable_multiplier", "p_holm",
-                    "wallclock_multiplier", "views"):
+        for key in (
+            "multiplier",
+            "delta_loss",
+            "n_pairs",
+            "verdict",
+            "detectable_multiplier",
+            "p_holm",
+            "wallclock_multiplier",
+            "views",
+        ):
             assert key in row, (t, key)
         assert set(row["multiplier"]) == INTERVAL and set(row["delta_loss"]) == INTERVAL
         assert set(row["views"]) == {"marginal", "total_k1", "total_kinf"}
@@ -80,8 +88,19 @@ def test_smoke_suite_interrupted_continued_and_rerun_without_training(tmp_path, 
     _check_contract(doc, {"moe", "distill", "curriculum", "random_pacing", "seqlen_warmup", "synthetic"})
     assert doc["techniques"]["curriculum"]["vs_control"]["control"] == "random_pacing"
     # every arm trained at its sweep's learning rate, and the choice is on record
-    assert set(st["lr"]) == {f"ref/{a}" for a in ("baseline", "moe", "distill", "curriculum", "random_pacing",
-                                                  "seqlen_warmup", "synthetic", "oversized")}
+    assert set(st["lr"]) == {
+        f"ref/{a}"
+        for a in (
+            "baseline",
+            "moe",
+            "distill",
+            "curriculum",
+            "random_pacing",
+            "seqlen_warmup",
+            "synthetic",
+            "oversized",
+        )
+    }
     for t in tasks:
         if t.kind == "arm":
             cfg = read_json(out / t.dir / "manifest.json")

@@ -161,11 +161,21 @@ def test_variants_of_one_technique_are_separate_arms_never_pooled_as_seeds(tmp_p
     one variant stay one arm."""
     b = make_run(tmp_path, "baseline", "baseline", power_curve(1e12))
     runs = [b]
-    for name, shift, model in (("rarity", 0.5, {"depth": 1, "v": "rarity"}),
-                               ("length", 2.0, {"depth": 1, "v": "length"})):
+    for name, shift, model in (
+        ("rarity", 0.5, {"depth": 1, "v": "rarity"}),
+        ("length", 2.0, {"depth": 1, "v": "length"}),
+    ):
         for seed in (0, 1):
-            runs.append(make_run(tmp_path, f"{name}-s{seed}", "curriculum", power_curve(1e12, shift=shift),
-                                 seed=seed, model=model))
+            runs.append(
+                make_run(
+                    tmp_path,
+                    f"{name}-s{seed}",
+                    "curriculum",
+                    power_curve(1e12, shift=shift),
+                    seed=seed,
+                    model=model,
+                )
+            )
     res = C.compare_runs(_load(runs))
     techs = res["scales"][0]["techniques"]
     assert set(techs) == {"baseline", "curriculum (rarity)", "curriculum (length)"}

@@ -14,7 +14,9 @@ def test_every_shipped_yaml_validates():
     for path in sorted(CONFIGS.rglob("*.yaml")):
         kind = path.parent.name
         text = path.read_text()
-        assert text.lstrip().startswith("#"), f"{path} must open with a comment (what, command, hardware, time)"
+        assert text.lstrip().startswith("#"), (
+            f"{path} must open with a comment (what, command, hardware, time)"
+        )
         if kind in RECIPES:
             cfg = load_config(path, recipe=kind)
             assert cfg.recipe == kind
@@ -25,13 +27,21 @@ def test_every_shipped_yaml_validates():
 
 
 def test_all_problems_reported_at_once():
-    raw = {"model": {"depth": 2, "n_head": 3, "colour": "red"}, "train": {"budget_flops": 0, "lr": "fast"},
-           "moe": {"n_experts": 4}}
+    raw = {
+        "model": {"depth": 2, "n_head": 3, "colour": "red"},
+        "train": {"budget_flops": 0, "lr": "fast"},
+        "moe": {"n_experts": 4},
+    }
     with pytest.raises(UserError) as e:
         config_from_dict(raw, recipe="baseline")
     msg = e.value.message
-    for needle in ("n_head=3 does not divide width=128", "budget", "train.lr", "model.colour: unknown key",
-                   "moe: section not used by the 'baseline' recipe"):
+    for needle in (
+        "n_head=3 does not divide width=128",
+        "budget",
+        "train.lr",
+        "model.colour: unknown key",
+        "moe: section not used by the 'baseline' recipe",
+    ):
         assert needle in msg, (needle, msg)
     assert len(e.value.problems) >= 5
 
@@ -42,7 +52,9 @@ def test_horizon_needs_exactly_one_budget():
 
 
 def test_overrides_and_counts():
-    pairs, bad = parse_overrides(["train.lr=1e-3", "train.budget_flops=2.1e25", "model.tie_embeddings=true", "oops"])
+    pairs, bad = parse_overrides(
+        ["train.lr=1e-3", "train.budget_flops=2.1e25", "model.tie_embeddings=true", "oops"]
+    )
     assert dict(pairs)["model.tie_embeddings"] is True
     assert bad and "oops" in bad[0]
     cfg = load_config(None, ["model.depth=3", "train.budget_flops=15.6e12", "train.steps=null"])
@@ -69,8 +81,11 @@ def test_unknown_keys_suggest_close_names():
     with pytest.raises(UserError) as e:
         load_config(CONFIGS / "baseline" / "tiny.yaml", ["train.lrr=1e-3", "model.dept=3", "trian.steps=3"])
     msg = e.value.message
-    for needle in ("train.lrr: unknown key (did you mean: lr?)", "model.dept: unknown key (did you mean: depth?)",
-                   "trian: unknown key (did you mean: train?)"):
+    for needle in (
+        "train.lrr: unknown key (did you mean: lr?)",
+        "model.dept: unknown key (did you mean: depth?)",
+        "trian: unknown key (did you mean: train?)",
+    ):
         assert needle in msg, (needle, msg)
     with pytest.raises(UserError, match=r"distill.temprature: unknown key \(did you mean: temperature\?\)"):
         load_config(CONFIGS / "distill" / "tiny.yaml", ["distill.temprature=2"], recipe="distill")
@@ -88,6 +103,8 @@ def test_a_cli_horizon_replaces_the_files():
 
 
 def test_si_suffixes_in_config_counts():
-    cfg = load_config(None, ["model.depth=2", "train.budget_tokens=2M", "train.steps=null", "data.max_chars=1.5M"])
+    cfg = load_config(
+        None, ["model.depth=2", "train.budget_tokens=2M", "train.steps=null", "data.max_chars=1.5M"]
+    )
     assert cfg.train.budget_tokens == 2e6 and cfg.data.max_chars == 1.5e6
     assert load_config(None, ["model.depth=2", "train.steps=2K"]).train.steps == 2000

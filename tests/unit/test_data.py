@@ -48,18 +48,23 @@ def test_local_text_and_jsonl(tmp_path, cache_dir):
     d.mkdir()
     for i in range(30):
         (d / f"f{i}.txt").write_text(f"Document number {i}. " * 40)
-    (d / "extra.jsonl").write_text("\n".join(json.dumps({"text": f"json line {i} " + "words " * 30}) for i in range(20)))
+    (d / "extra.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"json line {i} " + "words " * 30}) for i in range(20))
+    )
     cfg = DataConfig(corpus=str(d), vocab_size=300, seq_len=16, eval_fraction=0.2, cache_dir=str(cache_dir))
     b = prepare(cfg, 4, log=lambda *_: None)
     assert b.meta["corpus_docs"] == 50 and b.train.shape[1] == 16
 
 
-@pytest.mark.parametrize("setup,needle", [
-    ("missing", "no such file or directory"),
-    ("empty", "holds no files"),
-    ("blank", "no non-empty documents"),
-    ("short", "fewer tokens than one block"),
-])
+@pytest.mark.parametrize(
+    "setup,needle",
+    [
+        ("missing", "no such file or directory"),
+        ("empty", "holds no files"),
+        ("blank", "no non-empty documents"),
+        ("short", "fewer tokens than one block"),
+    ],
+)
 def test_bad_corpora(tmp_path, cache_dir, setup, needle):
     d = tmp_path / "c"
     if setup != "missing":

@@ -110,7 +110,9 @@ def test_reference_scoring_unknown_before_the_data_is_prepared(tmp_path):
 @pytest.mark.slow  # prepares the corpus (BPE) and times steps: ~10 s idle, 45 s on a loaded 2-core machine
 def test_reference_scoring_is_priced_once_the_data_is_prepared(tmp_path):
     over = ["curriculum.scorer=reference", f"data.cache_dir={tmp_path}", "train.threads=1"]
-    e = estimate_run(("curriculum", configs_root() / "curriculum" / "tiny.yaml"), overrides=over, measure=True)
+    e = estimate_run(
+        ("curriculum", configs_root() / "curriculum" / "tiny.yaml"), overrides=over, measure=True
+    )
     sc = e["phases"]["scoring"]
     assert sc["tokens"] > 0 and sc["flops"] > 0 and sc["executed_flops"] < sc["flops"]
     assert e["phases"]["sunk.teacher_pretrain"]["flops"] > 0  # the reference the recipe trains first
@@ -118,9 +120,13 @@ def test_reference_scoring_is_priced_once_the_data_is_prepared(tmp_path):
 
 
 def test_every_shipped_run_config_answers_dry_run(capsys):
-    paths = sorted(p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate", "validate"))
+    paths = sorted(
+        p for p in configs_root().glob("*/*.yaml") if p.parent.name not in ("suite", "accelerate", "validate")
+    )
     assert len(paths) >= 15
     for path in paths:
         rc = main(["run", path.parent.name, "--config", str(path), "--dry-run", "--no-time", "--json"])
         o = json.loads(capsys.readouterr().out)
-        assert rc == 0 and o["steps"] >= 1 and o["marginal_flops"] > 0 and o["recipe"] == path.parent.name, path
+        assert rc == 0 and o["steps"] >= 1 and o["marginal_flops"] > 0 and o["recipe"] == path.parent.name, (
+            path
+        )

@@ -46,6 +46,7 @@ def test_gpu_lookup_is_case_insensitive_and_suggests():
 
 def test_cpu_peak_is_measured_and_cached():
     import torch  # noqa: F401  (a dependency: a broken import fails, never skips)
+
     a = H.gpu("cpu")
     b = H.gpu("cpu")
     assert a.peak_flops > 1e8 and a.peak_flops == b.peak_flops  # measured once per process

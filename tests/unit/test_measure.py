@@ -240,6 +240,7 @@ LORA_CASES = [
 )
 def test_lora_train_flops_match_and_undercut_full(family, targets):
     import peft
+
     config = {"llama": CASES[1][2], "mixtral": CASES[9][2], "gpt2": CASES[7][2]}[family]
     model = peft.get_peft_model(
         _build(config), peft.LoraConfig(r=4, target_modules=targets, lora_dropout=0.0)

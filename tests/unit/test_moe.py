@@ -233,23 +233,36 @@ def test_auto_chooses_by_measurement_and_records_it():
     assert pick_experts_implementation("eager", "cpu") == "eager"
     cfg, model = _model({"experts_implementation": "grouped_mm"})
     assert model.config._experts_implementation == "grouped_mm"
-    assert model.efflab_experts_choice == {"requested": "grouped_mm", "device": "cpu",
-                                           "threads": torch.get_num_threads(), "chosen": "grouped_mm", "by": "config"}
+    assert model.efflab_experts_choice == {
+        "requested": "grouped_mm",
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "chosen": "grouped_mm",
+        "by": "config",
+    }
     cfg, model = _model()
     rec = model.efflab_experts_choice
     assert rec["by"] == "measurement" and rec["tokens"] == cfg.train.batch_size * cfg.data.seq_len
     assert set(rec["step_s"]) == set(rec["preference"]) == {"efflab", "efflab_grouped", "eager"}
     assert all(t > 0 for t in rec["step_s"].values())
-    assert model.config._experts_implementation == rec["chosen"] == decide_implementation(
-        rec["step_s"], tuple(rec["preference"]), rec["margin"])
+    assert (
+        model.config._experts_implementation
+        == rec["chosen"]
+        == decide_implementation(rec["step_s"], tuple(rec["preference"]), rec["margin"])
+    )
 
 
 def test_choice_is_a_deterministic_function_of_the_measurement():
     pref = ("efflab", "efflab_grouped", "eager")
-    assert decide_implementation({"efflab": 1.0, "efflab_grouped": 0.5, "eager": 2.0}, pref) == "efflab_grouped"
+    assert (
+        decide_implementation({"efflab": 1.0, "efflab_grouped": 0.5, "eager": 2.0}, pref) == "efflab_grouped"
+    )
     # within the 5% margin the preferred one wins, whatever the order of the dict
     assert decide_implementation({"eager": 0.97, "efflab_grouped": 0.98, "efflab": 1.0}, pref) == "efflab"
-    assert decide_implementation({"efflab": 1.06, "efflab_grouped": 1.04, "eager": 1.0}, pref) == "efflab_grouped"
+    assert (
+        decide_implementation({"efflab": 1.06, "efflab_grouped": 1.04, "eager": 1.0}, pref)
+        == "efflab_grouped"
+    )
     assert decide_implementation({"efflab": 1.2, "efflab_grouped": 1.2, "eager": 1.0}, pref) == "eager"
     times = {"efflab": 0.31, "efflab_grouped": 0.30, "eager": 0.5}
     assert len({decide_implementation(dict(times), pref) for _ in range(5)}) == 1

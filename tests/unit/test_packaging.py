@@ -31,6 +31,7 @@ def _bound() -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def test_installed_transformers_inside_the_tested_bound():
     import transformers
+
     lo, hi = _bound()
     have = tuple(int(x) for x in re.findall(r"\d+", transformers.__version__)[:3])
     assert lo <= have[: len(lo)] and have[: len(hi)] < hi, (transformers.__version__, lo, hi)

@@ -256,6 +256,7 @@ CONFIGS = {
 @pytest.mark.parametrize("mt", sorted(CONFIGS))
 def test_light_reader_counts_as_transformers_does(mt):
     import transformers  # noqa: F401  (a dependency: a broken import fails, never skips)
+
     light = R.light_config(CONFIGS[mt])
     a = F.count_flops(light, 32)
     b = F.count_flops(dict(CONFIGS[mt]), 32)  # through transformers' AutoConfig
@@ -269,6 +270,7 @@ def test_light_reader_counts_as_transformers_does(mt):
 @pytest.mark.parametrize("mt", sorted(R.TRANSFORMERS_DEFAULTS))
 def test_light_defaults_match_installed_transformers(mt):
     import transformers
+
     cfg = transformers.AutoConfig.for_model(mt)
     for k, v in R.TRANSFORMERS_DEFAULTS[mt].items():
         if v is None and k in ("head_dim", "num_key_value_heads"):

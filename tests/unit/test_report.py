@@ -97,7 +97,10 @@ def test_leads_with_the_verdict(built):
     assert "**distill** saves 18% [9%, 26%] of compute (M 1.22x [1.10, 1.35])" in first
     assert "**moe** is inconclusive" in first and "detects M >= 1.12" in first
     assert "**synthetic** costs compute: it spent 25% more" in first
-    assert "published laws put it at 0.99x (muennighoff2023 on repetition only, outside their fitted range)" in first
+    assert (
+        "published laws put it at 0.99x (muennighoff2023 on repetition only, outside their fitted range)"
+        in first
+    )
     assert "a constant delta-L: beyond the law's floor" in first  # distill's 0.11 nats at GPT-4 scale
     assert "GPT-4 (est.) scale" in first
     order = [

@@ -319,8 +319,12 @@ def write_runs(sdir, sc, loss_of):
         led.charge("train", t.cost, t.cost / 1e6, t.cost / 1e10)
         led.save(d / "ledger.json")
         final = loss_of(t)  # a sound run: its last metrics row is the final eval, matching the ledger
-        row = {"step": 10, "tokens": t.cost / 1e6, "eval_loss": final,
-               "flops": {"train": t.cost, "marginal": t.cost, "total": t.cost}}
+        row = {
+            "step": 10,
+            "tokens": t.cost / 1e6,
+            "eval_loss": final,
+            "flops": {"train": t.cost, "marginal": t.cost, "total": t.cost},
+        }
         (d / "metrics.jsonl").write_text(json.dumps(row) + "\n")
         (d / "manifest.json").write_text(
             json.dumps(

@@ -83,12 +83,16 @@ def _simulate(rng, true_m: dict[str, float], n: int, sigma=0.011, rho=0.5):
     fr = _frontier()
     shared = rng.normal(0, sigma * math.sqrt(rho), n)
     own = sigma * math.sqrt(1 - rho)
-    base = {s: V.RunResult(f"b{s}", s, E + A + shared[s] + rng.normal(0, own), _ledger(C_REF)) for s in range(n)}
+    base = {
+        s: V.RunResult(f"b{s}", s, E + A + shared[s] + rng.normal(0, own), _ledger(C_REF)) for s in range(n)
+    }
     arms = {}
     for name, m in true_m.items():
         target = E + A * m**-a  # the loss the frontier reaches at m x C_ref
-        arms[name] = {s: V.RunResult(f"{name}{s}", s, target + shared[s] + rng.normal(0, own), _ledger(C_REF))
-                      for s in range(n)}
+        arms[name] = {
+            s: V.RunResult(f"{name}{s}", s, target + shared[s] + rng.normal(0, own), _ledger(C_REF))
+            for s in range(n)
+        }
     return fr, base, arms
 
 

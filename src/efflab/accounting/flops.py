@@ -363,7 +363,9 @@ def _layer_windows(g, mt: str, L: int) -> list[int | None]:
             types = ["sliding_attention" if (i + 1) % pat else "full_attention" for i in range(L)]
         elif mt == "qwen3":
             mw = g("max_window_layers", 28)
-            types = ["sliding_attention" if sw is not None and i >= mw else "full_attention" for i in range(L)]
+            types = [
+                "sliding_attention" if sw is not None and i >= mw else "full_attention" for i in range(L)
+            ]
         else:
             types = ["sliding_attention" if sw is not None else "full_attention"] * L
     if mt in ("phi3", "qwen3_moe"):  # these models mask every layer with config.sliding_window
@@ -391,39 +393,50 @@ def _open_weight_arch(g, mt: str, notes: list[str]) -> _Arch:
         if mt in ("qwen3", "qwen3_moe"):  # Llama + RMSNorm on each head of q and k (head_dim weights each)
             attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=hd, k_norm=hd, window=w)
             if mt == "qwen3_moe" and _qwen3_moe_sparse(g, i):
-                mlp = _routed_experts(d, g("num_experts"), g("num_experts_per_tok"), g("moe_intermediate_size"))
+                mlp = _routed_experts(
+                    d, g("num_experts"), g("num_experts_per_tok"), g("moe_intermediate_size")
+                )
             else:
                 mlp = _gated_mlp(d, inter)
             layers.append(attn + _block(d, mlp))
         elif mt in ("gemma2", "gemma3_text"):  # sandwich norms: pre and post each sub-block (4 x d weights)
             qk_norm = hd if mt == "gemma3_text" else 0
-            attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=qk_norm, k_norm=qk_norm,
-                                  window=w)
+            attn = _std_attention(
+                d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=qk_norm, k_norm=qk_norm, window=w
+            )
             attn.insert(-1, _Elem(("o",), "o", d))  # post_attention_layernorm, before the residual add
-            mlp = [*_gated_mlp(d, inter), _Elem(("m",), "m", d)]  # GeGLU (tanh GELU), post_feedforward_layernorm
+            mlp = [
+                *_gated_mlp(d, inter),
+                _Elem(("m",), "m", d),
+            ]  # GeGLU (tanh GELU), post_feedforward_layernorm
             layers.append(attn + _block(d, mlp))
         elif mt == "phi3":  # fused qkv_proj and gate_up_proj
-            layers.append([
-                _Elem(("h",), "x", d),
-                _Lin("self_attn.qkv_proj", "attn_proj", "x", "qkv", d, (H + 2 * kv) * hd),
-                _Attn("qkv", "qkv", "qkv", "a", H, hd, hd, w),
-                _Lin("self_attn.o_proj", "attn_proj", "a", "o", H * hd, d),
-                _Elem(("h", "o"), "h"),
-                _Elem(("h",), "x2", d),
-                _Lin("mlp.gate_up_proj", "mlp", "x2", "gu", d, 2 * inter),
-                _Elem(("gu",), "ga"),
-                _Lin("mlp.down_proj", "mlp", "ga", "m", inter, d),
-                _Elem(("h", "m"), "h"),
-            ])
+            layers.append(
+                [
+                    _Elem(("h",), "x", d),
+                    _Lin("self_attn.qkv_proj", "attn_proj", "x", "qkv", d, (H + 2 * kv) * hd),
+                    _Attn("qkv", "qkv", "qkv", "a", H, hd, hd, w),
+                    _Lin("self_attn.o_proj", "attn_proj", "a", "o", H * hd, d),
+                    _Elem(("h", "o"), "h"),
+                    _Elem(("h",), "x2", d),
+                    _Lin("mlp.gate_up_proj", "mlp", "x2", "gu", d, 2 * inter),
+                    _Elem(("gu",), "ga"),
+                    _Lin("mlp.down_proj", "mlp", "ga", "m", inter, d),
+                    _Elem(("h", "m"), "h"),
+                ]
+            )
         else:  # olmo2: no pre-norms; RMSNorm over the whole q and k projections; norms after each sub-block
-            attn = _std_attention(d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=H * hd, k_norm=kv * hd,
-                                  window=w)[1:]  # drop the input_layernorm: q/k/v read the residual stream
+            attn = _std_attention(
+                d, H, kv, hd, qkv_bias=bias, o_bias=bias, q_norm=H * hd, k_norm=kv * hd, window=w
+            )[1:]  # drop the input_layernorm: q/k/v read the residual stream
             attn = [_replace_src(op, "x", "h") for op in attn]
             attn.insert(-1, _Elem(("o",), "o", d))  # post_attention_layernorm
             mlp = [*_gated_mlp(d, inter, src="h"), _Elem(("m",), "m", d), _Elem(("h", "m"), "h")]
             layers.append(attn + mlp)
     if mt in ("gemma2", "gemma3_text"):
-        notes.append(f"{mt}: embedding scaled by sqrt(d_model), attention/logit soft-capping: elementwise, not counted")
+        notes.append(
+            f"{mt}: embedding scaled by sqrt(d_model), attention/logit soft-capping: elementwise, not counted"
+        )
     return _Arch(mt, V, d, tied, V * d, d, layers, g("max_position_embeddings", None), notes)
 
 
@@ -435,7 +448,9 @@ def _qwen3_moe_sparse(g, i: int) -> bool:
 
 def _replace_src(op, old: str, new: str):
     if isinstance(op, _Lin) and op.src == old:
-        return _Lin(op.name, op.part, new, op.dst, op.d_in, op.d_out, op.bias, op.copies, op.active, op.lora_ok)
+        return _Lin(
+            op.name, op.part, new, op.dst, op.d_in, op.d_out, op.bias, op.copies, op.active, op.lora_ok
+        )
     return op
 
 
@@ -808,7 +823,9 @@ def _window_convention(arch: _Arch, T: int, causal: bool) -> str:
         return ""
     w = ", ".join(map(str, ws))
     if causal:
-        return f"; sliding-window layers (window {w}): min(position, window) keys per query, mean w - w^2/(2T)"
+        return (
+            f"; sliding-window layers (window {w}): min(position, window) keys per query, mean w - w^2/(2T)"
+        )
     return f"; sliding-window layers (window {w}): all T keys, as eager/SDPA attention computes the masked matrix"
 
 

@@ -309,7 +309,9 @@ def cost(
     out["assumptions"] = {
         "peak": g.source,
         "price": "given" if price is not None else g.price_source,
-        "mfu": "given" if mfu != DEFAULT_MFU else "default 0.40 (state of the art 38-55%; Epoch AI median 0.375)",
+        "mfu": "given"
+        if mfu != DEFAULT_MFU
+        else "default 0.40 (state of the art 38-55%; Epoch AI median 0.375)",
         "energy": "TDP x GPU-hours x PUE (accelerator board power only)",
     }
     return out
@@ -336,6 +338,8 @@ def describe_gpus() -> list[str]:
         tdp = f"{g.tdp_w:.0f} W" if g.tdp_w else "TDP n/a"
         price = f"${g.price:.2f}/h" if g.price is not None else "no price"
         fp8 = f"{g.peak_flops_fp8 / 1e12:>5.0f} FP8" if g.peak_flops_fp8 else f"{'-':>5} FP8"
-        rows.append(f"{g.name:<10} {g.peak_flops / 1e12:>6.0f} TFLOP/s  {fp8}  {tdp:<8} {price:<9} {g.description}")
+        rows.append(
+            f"{g.name:<10} {g.peak_flops / 1e12:>6.0f} TFLOP/s  {fp8}  {tdp:<8} {price:<9} {g.description}"
+        )
     rows.append(f"{CPU_NAME:<10} {'measured':>6} (fp32 matmul timed on first use; pass --price and --tdp)")
     return rows

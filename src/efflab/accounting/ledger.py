@@ -51,8 +51,12 @@ class PhaseTotals:
         self.executed_flops += float(flops if executed_flops is None else executed_flops)
 
     def as_dict(self) -> dict:
-        return {"flops": self.flops, "tokens": self.tokens, "seconds": self.seconds,
-                "executed_flops": self.executed_flops}
+        return {
+            "flops": self.flops,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+            "executed_flops": self.executed_flops,
+        }
 
 
 @dataclass
@@ -65,14 +69,24 @@ class Ledger:
     reuse: list[dict] = field(default_factory=list)  # paid elsewhere: shown, never summed
     extra: dict = field(default_factory=dict)  # free-form counters (e.g. trained vs processed tokens)
 
-    def charge(self, phase: str, flops: float, tokens: float = 0, seconds: float = 0.0, *, shared: bool = False,
-               executed_flops: float | None = None):
+    def charge(
+        self,
+        phase: str,
+        flops: float,
+        tokens: float = 0,
+        seconds: float = 0.0,
+        *,
+        shared: bool = False,
+        executed_flops: float | None = None,
+    ):
         """Add model FLOPs (and the tokens and seconds they took) to a phase; `executed_flops`: the same work
         with causal attention as flash attention runs it (default: = flops)."""
         if phase not in PHASES:
             raise ValueError(f"unknown ledger phase {phase!r}; phases: {', '.join(PHASES)}")
         if flops < 0 or tokens < 0 or (executed_flops is not None and executed_flops < 0):
-            raise ValueError(f"negative charge to {phase}: flops={flops} tokens={tokens} executed={executed_flops}")
+            raise ValueError(
+                f"negative charge to {phase}: flops={flops} tokens={tokens} executed={executed_flops}"
+            )
         book = self.shared if shared else self.local
         book.setdefault(phase, PhaseTotals()).add(flops, tokens, seconds, executed_flops)
 
@@ -80,7 +94,9 @@ class Ledger:
         """Show the cost of an artifact paid for elsewhere (cache, corpus) without charging it again."""
         if phase not in PHASES:
             raise ValueError(f"unknown ledger phase {phase!r}")
-        self.reuse.append({"phase": phase, "flops": float(flops), "tokens": float(tokens), "source": source, "note": note})
+        self.reuse.append(
+            {"phase": phase, "flops": float(flops), "tokens": float(tokens), "source": source, "note": note}
+        )
 
     # ---- views -------------------------------------------------------------------------------
     def phases(self) -> dict[str, PhaseTotals]:
@@ -134,17 +150,25 @@ class Ledger:
         for i, n in enumerate(names):
             if n in self.local:
                 t = self.local[n]
-                vals[i, 0], vals[i, 1], vals[i, 2], vals[i, 3] = t.flops, t.tokens, t.seconds, t.executed_flops
+                vals[i, 0], vals[i, 1], vals[i, 2], vals[i, 3] = (
+                    t.flops,
+                    t.tokens,
+                    t.seconds,
+                    t.executed_flops,
+                )
         summed = accelerator.reduce(vals.clone(), reduction="sum")
         secs = accelerator.gather(vals[:, 2].contiguous().unsqueeze(0)).reshape(-1, len(names)).max(0).values
         out.local = {}
         for i, n in enumerate(names):
             if summed[i, 0] or summed[i, 1] or n in self.local:
-                out.local[n] = PhaseTotals(float(summed[i, 0]), float(summed[i, 1]), float(secs[i]),
-                                           float(summed[i, 3]))
+                out.local[n] = PhaseTotals(
+                    float(summed[i, 0]), float(summed[i, 1]), float(secs[i]), float(summed[i, 3])
+                )
         extra_keys = sorted(k for k, v in self.extra.items() if isinstance(v, (int, float)))
         if extra_keys:
-            ev = torch.tensor([float(self.extra[k]) for k in extra_keys], dtype=torch.float64, device=accelerator.device)
+            ev = torch.tensor(
+                [float(self.extra[k]) for k in extra_keys], dtype=torch.float64, device=accelerator.device
+            )
             ev = accelerator.reduce(ev, reduction="sum")
             for k, v in zip(extra_keys, ev.tolist()):
                 out.extra[k] = v
@@ -171,14 +195,22 @@ class Ledger:
     @classmethod
     def from_dict(cls, d: dict) -> Ledger:
         books = d.get("_books")
-        led = cls(conventions=dict(d.get("conventions", {})), reuse=list(d.get("reuse", [])), extra=dict(d.get("extra", {})))
+        led = cls(
+            conventions=dict(d.get("conventions", {})),
+            reuse=list(d.get("reuse", [])),
+            extra=dict(d.get("extra", {})),
+        )
         if books is None:  # a ledger written by hand or another tool: treat phases as local
             books = {"local": d.get("phases", {}), "shared": {}}
         for name, book in (("local", led.local), ("shared", led.shared)):
             for k, v in books.get(name, {}).items():
                 fl = float(v.get("flops", 0))
-                book[k] = PhaseTotals(fl, float(v.get("tokens", 0)), float(v.get("seconds", 0)),
-                                      float(v.get("executed_flops", fl)))  # older ledgers: executed = model
+                book[k] = PhaseTotals(
+                    fl,
+                    float(v.get("tokens", 0)),
+                    float(v.get("seconds", 0)),
+                    float(v.get("executed_flops", fl)),
+                )  # older ledgers: executed = model
         return led
 
     def save(self, path) -> None:

@@ -218,10 +218,24 @@ _add(
 # position encodings (a d_model x d_model position projection per layer), RMSNorm, a 4 x d_model ReLU/GeLU
 # MLP, 32,000-token vocabulary, 2048 context. transformers has no such model, so these are `run` presets
 # whose shape the Appendix F count (efflab.accounting.pricing.appendix_f_flops_per_token) reads.
-CHINCHILLA_SHAPE = {"n_layer": 80, "n_head": 64, "kv_size": 128, "d_model": 8192, "ffw_size": 32768,
-                    "vocab_size": 32000, "seq_len": 2048}
-GOPHER_SHAPE = {"n_layer": 80, "n_head": 128, "kv_size": 128, "d_model": 16384, "ffw_size": 65536,
-                "vocab_size": 32000, "seq_len": 2048}
+CHINCHILLA_SHAPE = {
+    "n_layer": 80,
+    "n_head": 64,
+    "kv_size": 128,
+    "d_model": 8192,
+    "ffw_size": 32768,
+    "vocab_size": 32000,
+    "seq_len": 2048,
+}
+GOPHER_SHAPE = {
+    "n_layer": 80,
+    "n_head": 128,
+    "kv_size": 128,
+    "d_model": 16384,
+    "ffw_size": 65536,
+    "vocab_size": 32000,
+    "seq_len": 2048,
+}
 
 _add(
     Preset(
@@ -442,8 +456,11 @@ LLAMA3_LONG_CONTEXT_TOKENS = 0.8e12
 def _llama3_schedule(tokens: float) -> tuple:
     return (
         (8192, tokens - LLAMA3_LONG_CONTEXT_TOKENS, "pre-training at 8K"),
-        (131072, LLAMA3_LONG_CONTEXT_TOKENS, "long-context pre-training, 8K -> 128K in six stages, counted at "
-         "128K (upper bound)"),
+        (
+            131072,
+            LLAMA3_LONG_CONTEXT_TOKENS,
+            "long-context pre-training, 8K -> 128K in six stages, counted at 128K (upper bound)",
+        ),
     )
 
 

@@ -25,9 +25,7 @@ def register(sub) -> None:
         "directory, or an efflab YAML config. Conventions: README, 'Counting FLOPs and pricing runs' (printed with every answer).",
     )
     p.add_argument("model", metavar="MODEL", help="preset name, config.json, model directory or efflab YAML")
-    p.add_argument(
-        "--tokens", help="training tokens (e.g. 15.6e12 or 15.6T): adds total train FLOPs and 6ND"
-    )
+    p.add_argument("--tokens", help="training tokens (e.g. 15.6e12 or 15.6T): adds total train FLOPs and 6ND")
     p.add_argument(
         "--seq-len", dest="seq_len", help="context length T (default: the preset's or the config's)"
     )
@@ -174,8 +172,9 @@ def _price_yaml(path, tokens, seq_len, causal) -> dict:
     cfg = load_run_config(path, overrides)
     est = estimate_config(cfg, tokens=tokens)
     tr = est["train"]
-    count = F.count_flops(tr["model_config"], cfg.data.seq_len, causal=causal,
-                          lora=cfg.lora if cfg.lora.r else None)
+    count = F.count_flops(
+        tr["model_config"], cfg.data.seq_len, causal=causal, lora=cfg.lora if cfg.lora.r else None
+    )
     key = "executed_flops" if causal else "flops"
     other = {n: ph for n, ph in est["phases"].items() if n != "train"}
     return {
@@ -257,8 +256,17 @@ def _add_priced(out: dict, priced: dict) -> None:
 
 
 def _published(p) -> dict:
-    keys = ("params", "params_active", "tokens", "train_flops", "gpu", "gpu_hours", "gpu_hours_total",
-            "hardware_flops", "estimate")
+    keys = (
+        "params",
+        "params_active",
+        "tokens",
+        "train_flops",
+        "gpu",
+        "gpu_hours",
+        "gpu_hours_total",
+        "hardware_flops",
+        "estimate",
+    )
     d = {k: getattr(p, k) for k in keys if getattr(p, k) not in (None, False)}
     d["precision"] = p.precision
     if p.gpu_hours_scope:
@@ -338,7 +346,9 @@ def _flops_table(o: dict) -> str:
         params += f", {_si(o['params_embedding'])} embedding"
     rows.append(("parameters", params))
     if o.get("params_from_shape"):
-        rows.append(("params from shape", f"{_si(o['params_from_shape'])} (incl. relative-position projections)"))
+        rows.append(
+            ("params from shape", f"{_si(o['params_from_shape'])} (incl. relative-position projections)")
+        )
     if o.get("seq_len"):
         rows.append(
             ("context T", f"{o['seq_len']}" + (" (causal: attention halved)" if o.get("causal") else ""))
@@ -353,7 +363,12 @@ def _flops_table(o: dict) -> str:
         rows.append(("tokens", _e(o["tokens"]) + (f"  ({o['steps']:,} steps)" if o.get("steps") else "")))
     for st in o.get("stages") or []:
         if len(o["stages"]) > 1:
-            rows.append((f"  stage T={st['seq_len']}", f"{_e(st['tokens'])} tokens, {_e(st['flops'])} FLOPs  {st['note']}"))
+            rows.append(
+                (
+                    f"  stage T={st['seq_len']}",
+                    f"{_e(st['tokens'])} tokens, {_e(st['flops'])} FLOPs  {st['note']}",
+                )
+            )
     if o.get("mtp_flops"):
         rows.append(("  MTP module(s)", f"{_e(o['mtp_flops'])} FLOPs (multi-token prediction, included)"))
     for name, v in (o.get("phases") or {}).items():
@@ -361,7 +376,9 @@ def _flops_table(o: dict) -> str:
     if o.get("train_flops") is not None:
         rows.append(("train FLOPs", f"{_e(o['train_flops'])}  ({o.get('train_flops_basis', '')})"))
     if o.get("executed_flops") is not None:
-        rows.append(("executed FLOPs", f"{_e(o['executed_flops'])}  (causal attention as flash attention runs it)"))
+        rows.append(
+            ("executed FLOPs", f"{_e(o['executed_flops'])}  (causal attention as flash attention runs it)")
+        )
     if o.get("total_flops") is not None:
         rows.append(("total with sunk", _e(o["total_flops"])))
     if o.get("train_flops_6nd") is not None:
@@ -369,7 +386,9 @@ def _flops_table(o: dict) -> str:
             ("train FLOPs, 6ND", f"{_e(o['train_flops_6nd'])}  (quick estimate: 6 x active params x tokens)")
         )
     if o.get("appendix_f_flops") is not None:
-        rows.append(("Appendix F count", f"{_e(o['appendix_f_flops'])}  (Hoffmann et al. 2022's own convention)"))
+        rows.append(
+            ("Appendix F count", f"{_e(o['appendix_f_flops'])}  (Hoffmann et al. 2022's own convention)")
+        )
     if "measured_train_flops_per_token" in o:
         rows.append(
             (
@@ -481,7 +500,9 @@ def _model_budget(problems: Problems, args, tokens, seq_len):
             problems.add(f"--published: {args.model} has no published training FLOPs")
         else:
             budget = preset.train_flops
-            source = ("ESTIMATE: " if preset.estimate else "published: ") + preset.sources.get("train_flops", "")
+            source = ("ESTIMATE: " if preset.estimate else "published: ") + preset.sources.get(
+                "train_flops", ""
+            )
     elif priced is not None and priced.get("flops") is None:
         problems.add(f"{args.model}: no published training tokens; give --tokens N (e.g. 1T)")
     elif priced is not None:
@@ -492,8 +513,18 @@ def _model_budget(problems: Problems, args, tokens, seq_len):
 
 def _priced_extras(priced: dict) -> dict:
     out = {}
-    for k in ("tokens", "executed_flops", "model_flops_full", "train_flops_6nd", "published_flops",
-              "published_ratio", "mtp_flops", "total_flops", "phases", "steps"):
+    for k in (
+        "tokens",
+        "executed_flops",
+        "model_flops_full",
+        "train_flops_6nd",
+        "published_flops",
+        "published_ratio",
+        "mtp_flops",
+        "total_flops",
+        "phases",
+        "steps",
+    ):
         if priced.get(k) is not None:
             out[k] = priced[k]
     if len(priced.get("stages") or []) > 1:
@@ -534,9 +565,16 @@ def _cost_table(o: dict) -> str:
         ("FLOPs", f"{o['flops']:.4g}" + (f"  ({o['flops_source']})" if o.get("flops_source") else "")),
     ]
     if o.get("executed_flops") is not None and o["executed_flops"] != o["flops"]:
-        rows.append(("executed FLOPs", f"{o['executed_flops']:.4g}  (causal attention as flash attention runs it)"))
+        rows.append(
+            ("executed FLOPs", f"{o['executed_flops']:.4g}  (causal attention as flash attention runs it)")
+        )
     for st in o.get("stages") or []:
-        rows.append((f"  stage T={st['seq_len']}", f"{st['tokens']:.4g} tokens, {st['flops']:.4g} FLOPs  {st['note']}"))
+        rows.append(
+            (
+                f"  stage T={st['seq_len']}",
+                f"{st['tokens']:.4g} tokens, {st['flops']:.4g} FLOPs  {st['note']}",
+            )
+        )
     if o.get("mtp_flops"):
         rows.append(("  MTP module(s)", f"{o['mtp_flops']:.4g} FLOPs (multi-token prediction, included)"))
     for name, v in (o.get("phases") or {}).items():
@@ -574,8 +612,13 @@ def _cost_table(o: dict) -> str:
     if "train_flops_6nd" in o:
         rows.append(("6ND estimate", f"{o['train_flops_6nd']:.4g} FLOPs (quick estimate, active params)"))
     if o.get("published_flops"):
-        rows.append(("published FLOPs", f"{o['published_flops']:.4g}  (efflab / published = "
-                     f"{o['published_ratio']:.3f}; --published prices it instead)"))
+        rows.append(
+            (
+                "published FLOPs",
+                f"{o['published_flops']:.4g}  (efflab / published = "
+                f"{o['published_ratio']:.3f}; --published prices it instead)",
+            )
+        )
     if "implied_mfu_published" in o:
         rows.append(
             ("published run", f"implied MFU {o['implied_mfu_published']:.3f}: {o['implied_mfu_note']}")

@@ -12,11 +12,17 @@ def register(sub) -> None:
     p = sub.add_parser("list", help="recipes, shipped configs, presets and GPUs")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("run", help="one run of a recipe", description="Run one recipe: efflab run RECIPE --config FILE [key=value ...]")
+    p = sub.add_parser(
+        "run",
+        help="one run of a recipe",
+        description="Run one recipe: efflab run RECIPE --config FILE [key=value ...]",
+    )
     p.add_argument("recipe", help=f"one of: {', '.join(RECIPES)}")
     p.add_argument("--config", help="YAML config (e.g. configs/baseline/tiny.yaml)")
     p.add_argument("--out", help="run directory (default runs/<recipe>-<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its last checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=1e-3")
     _add_dry_run_args(p)
@@ -25,12 +31,22 @@ def register(sub) -> None:
 
 # ---- --dry-run: price the run before it starts (efflab.estimate) ----------------------------------
 def _add_dry_run_args(p) -> None:
-    p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="print the resolved config and the estimated ledger, steps, memory and wall time; train nothing")
-    p.add_argument("--gpu", default="h100", help="--dry-run: the GPU to estimate the wall time on (default h100)")
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="print the resolved config and the estimated ledger, steps, memory and wall time; train nothing",
+    )
+    p.add_argument(
+        "--gpu", default="h100", help="--dry-run: the GPU to estimate the wall time on (default h100)"
+    )
     p.add_argument("--mfu", help="--dry-run: MFU on that GPU (default 0.40)")
-    p.add_argument("--no-time", dest="no_time", action="store_true",
-                   help="--dry-run: skip the few timed steps on this machine")
+    p.add_argument(
+        "--no-time",
+        dest="no_time",
+        action="store_true",
+        help="--dry-run: skip the few timed steps on this machine",
+    )
     p.add_argument("--json", action="store_true", help="--dry-run: print one JSON object")
 
 
@@ -66,7 +82,9 @@ def cmd_run(args) -> int:
     from efflab.errors import UserError, suggest
 
     if args.recipe not in RECIPES:
-        raise UserError(f"unknown recipe {args.recipe!r}{suggest(args.recipe, RECIPES)}; recipes: {', '.join(RECIPES)}")
+        raise UserError(
+            f"unknown recipe {args.recipe!r}{suggest(args.recipe, RECIPES)}; recipes: {', '.join(RECIPES)}"
+        )
     path = resolve_config_path(args.config)
     cfg = load_config(path, args.overrides, recipe=args.recipe)
     if getattr(args, "dry_run", False):

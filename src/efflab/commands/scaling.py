@@ -108,7 +108,9 @@ def _register_extrapolate(sub) -> None:
     p.add_argument("--mfu", type=float, help="model FLOPs utilisation (default 0.40, or the suite file's)")
     p.add_argument("--price", type=float, help="$ per GPU-hour (default: the hardware table's)")
     p.add_argument("--pue", type=float, help="data-centre PUE (default 1.2)")
-    p.add_argument("--law", default="besiroglu2024", help="dense law for the scenarios (default besiroglu2024)")
+    p.add_argument(
+        "--law", default="besiroglu2024", help="dense law for the scenarios (default besiroglu2024)"
+    )
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.md / report.html")
     p.add_argument("--json", action="store_true", help="print extrapolate.json on stdout")
     p.set_defaults(func=cmd_extrapolate)
@@ -430,7 +432,9 @@ def cmd_extrapolate(args) -> int:
     if not sdir.is_dir():
         raise UserError(f"{sdir}: no such suite directory")
     kw = X.suite_defaults(sdir)
-    kw.update({k: getattr(args, k) for k in ("to", "gpu", "mfu", "price", "pue") if getattr(args, k) is not None})
+    kw.update(
+        {k: getattr(args, k) for k in ("to", "gpu", "mfu", "price", "pue") if getattr(args, k) is not None}
+    )
     kw["law"] = args.law
     res = X.extrapolate_suite(sdir, **kw)
     if not args.no_report:
@@ -479,10 +483,15 @@ def format_extrapolate(res: dict) -> str:
         for a in e["anchored"]:
             vals = ", ".join(f"{b} {_m(a['multiplier'].get(b))}" for b in budgets)
             flag = "" if a["in_range"] else " (outside the fitted range)"
-            out.append(f"  law {a['law']} [{a['status']}]{flag}: {vals if any(a['multiplier'].values()) else a['note']}")
+            out.append(
+                f"  law {a['law']} [{a['status']}]{flag}: {vals if any(a['multiplier'].values()) else a['note']}"
+            )
         for s, row in e["scenarios"].items():
             out.append(f"  scenario {s:<17} " + ", ".join(f"{b} {_m(row[b])}" for b in budgets))
-    out += ["", f"what-if at {res['hardware']['gpu']}, MFU {res['hardware']['mfu']}: saved GPU-hours / $ / MWh"]
+    out += [
+        "",
+        f"what-if at {res['hardware']['gpu']}, MFU {res['hardware']['mfu']}: saved GPU-hours / $ / MWh",
+    ]
     for M, row in res["what_if"].items():
         cells = []
         for b in budgets:

@@ -25,10 +25,17 @@ def register(sub) -> None:
     p.add_argument("--out", help="suite directory (default: the file's `out`, else runs/suite-<name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the suite summary as one JSON object")
-    p.add_argument("--plan", action="store_true", help="validate every run config and print the plan "
-                   "(runs by kind, FLOPs); trains nothing")
-    p.add_argument("--dry-run", action="store_true", help="--plan, and the wall time on this machine, timed "
-                   "from a few steps of each shape; trains nothing")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="validate every run config and print the plan (runs by kind, FLOPs); trains nothing",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="--plan, and the wall time on this machine, timed "
+        "from a few steps of each shape; trains nothing",
+    )
     p.add_argument("--workers", type=int, help="runs in parallel processes (default: the file's `workers`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the suite file")
     p.set_defaults(func=cmd_suite)
@@ -96,8 +103,14 @@ def cmd_suite(args) -> int:
             print(summary["text"])
         return 0
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    state = run_suite(path, out=args.out, overrides=args.overrides, progress=not args.no_progress, log=log,
-                      workers=args.workers)
+    state = run_suite(
+        path,
+        out=args.out,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+        log=log,
+        workers=args.workers,
+    )
     if args.json:
         emit_json(state)
     else:
@@ -124,7 +137,10 @@ def _expand(paths: list[str]) -> tuple[list[Path], dict]:
             for e in st.get("runs", []):
                 d = p / e["dir"]
                 if e.get("state") == "failed":  # left out of the comparison, and said so
-                    print(f"efflab: {d} left out: failed ({e.get('message') or 'no reason recorded'})", file=sys.stderr)
+                    print(
+                        f"efflab: {d} left out: failed ({e.get('message') or 'no reason recorded'})",
+                        file=sys.stderr,
+                    )
                     continue
                 if e.get("state") != "not available" and d.exists():
                     out.append(d)

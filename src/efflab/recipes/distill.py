@@ -187,8 +187,10 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     if dc.budget_includes == "marginal" and cfg.train.budget_flops is not None:
         student, whole = F.train_flops_per_token(model.config, data.seq_len), cfg.train.budget_flops
         run.cfg.train.budget_flops = whole * student / (student + teacher_fwd(data.seq_len))
-        run.log(f"budget_includes=marginal: {run.cfg.train.budget_flops:.4g} of {whole:.4g} FLOPs "
-                f"train the student; the rest pays its teacher's forwards")
+        run.log(
+            f"budget_includes=marginal: {run.cfg.train.budget_flops:.4g} of {whole:.4g} FLOPs "
+            f"train the student; the rest pays its teacher's forwards"
+        )
 
     # ---- train until the student's budget is spent; every step charges the ledger --------------
     result = loop.train(run, model, data, source=source, loss_fn=loss_fn)
@@ -196,8 +198,11 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     run.log(
         f"bill: marginal {views['marginal']:.4g} FLOPs (student {views['student_train']:.4g} + teacher forward "
         f"{views['teacher_forward']:.4g}); total {views['total']:.4g} (+ teacher pretraining "
-        + (f"{views['sunk_teacher_pretrain']:.4g})" if info.pretrain_flops is not None
-           else "unknown: an external model, not charged)")
+        + (
+            f"{views['sunk_teacher_pretrain']:.4g})"
+            if info.pretrain_flops is not None
+            else "unknown: an external model, not charged)"
+        )
     )
     return {**result, "teacher_eval_loss": teacher_eval["eval_loss"], "bill": views}
 

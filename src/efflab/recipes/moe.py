@@ -69,7 +69,10 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         config = build_moe_config(cfg, dense_config.vocab_size, rms_norm_eps=dense_config.rms_norm_eps)
         config.tie_word_embeddings = bool(dense_config.tie_word_embeddings)
         model = build_model(cfg, dense_config.vocab_size, config=config)
-        upcycle_(model, load_pretrained(str(source_model.model_dir), dtype=torch_dtype(cfg.model.dtype, trained=True)))
+        upcycle_(
+            model,
+            load_pretrained(str(source_model.model_dir), dtype=torch_dtype(cfg.model.dtype, trained=True)),
+        )
     blocks = moe_blocks(model)
     impl = model.config._experts_implementation
     dense_ratio = (

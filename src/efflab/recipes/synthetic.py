@@ -76,7 +76,9 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     acc.wait_for_everyone()
     with acc.main_process_first():  # the main process generates; the others then read the cache
         if not (gen_dir / "generation.json").is_file():
-            generator = load_pretrained(str(gen_src.model_dir), dtype=torch_dtype(cfg.model.dtype)).to(acc.device)
+            generator = load_pretrained(str(gen_src.model_dir), dtype=torch_dtype(cfg.model.dtype)).to(
+                acc.device
+            )
             if syn.prompts == "prefix":
                 prompt_fn = S.prefix_prompts(data.train, syn.prompt_len, seed)
             else:

@@ -461,7 +461,11 @@ def shared_tokenizer(cfg, info: TeacherInfo, teacher_vocab: int, teacher_tok):
     # data.vocab_size only sizes a tokenizer trained here: a pretrained student brings its own
     requested = (
         cfg.data.vocab_size
-        if ("vocab_size" in cfg.data.model_fields_set and cfg.data.tokenizer == "train" and not cfg.model.pretrained)
+        if (
+            "vocab_size" in cfg.data.model_fields_set
+            and cfg.data.tokenizer == "train"
+            and not cfg.model.pretrained
+        )
         else None
     )
     if teacher_tok is None and student_tok is None:
