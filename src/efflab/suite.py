@@ -906,11 +906,15 @@ def run_suite(
     say = (lambda m: bar.write(m)) if bar is not None and not bar.disable else log
     if done:
         say(f"[suite] {len(done)} of {len(tasks)} runs already complete: reused")
-    clock = {"cost_trained": 0.0, "t0": time.perf_counter()}
+    clock = {"cost_trained": 0.0, "run_seconds": 0.0}
 
     def rate() -> float | None:
-        el = time.perf_counter() - clock["t0"]
-        return clock["cost_trained"] / el if clock["cost_trained"] > 0 and el > 0 else None
+        """Planned FLOPs per wall second of the whole suite: one run's FLOPs per second of its own
+        (finished runs, pooled) times the workers that run side by side."""
+        secs = clock["run_seconds"]
+        if clock["cost_trained"] <= 0 or secs <= 0:
+            return None
+        return clock["cost_trained"] / secs * min(n_workers, max(1, len(tasks) - len(done)))
 
     def eta() -> str:
         r = rate()
@@ -924,6 +928,7 @@ def run_suite(
             e["state"] = "complete"
             done.add(t.name)
             clock["cost_trained"] += t.cost
+            clock["run_seconds"] += res["seconds"]
             invocation["trained"] += 1
             msg = f"[suite] {len(done)}/{len(tasks)} {t.name}: complete in {res['seconds']:.0f} s; {eta()}"
         else:
