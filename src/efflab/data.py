@@ -662,7 +662,7 @@ def prepare(
         )
         if memo_key in _PREPARED:
             b = _PREPARED[memo_key]
-            return dataclasses.replace(b, meta=copy.deepcopy(b.meta))
+            return dataclasses.replace(b, meta={**copy.deepcopy(b.meta), "tokenization_cached": True})
     bundle = _prepare(data_cfg, eval_max_blocks, tokenizer=tokenizer, log=log, eval_split=eval_split)
     if memo_key is not None:
         for a in (bundle.train, bundle.eval, bundle.train_labels, bundle.eval_labels):

@@ -43,6 +43,22 @@ def test_prepare_caches_tokenization_and_hashes_eval(cache_dir):
     assert one.meta["unigram_entropy_nats"] > 3.0
 
 
+def test_prepare_reads_the_stdlib_once_per_process_and_shares_read_only_arrays(cache_dir):
+    import efflab.data as D
+
+    cfg = DataConfig(max_chars=2e5, vocab_size=300, seq_len=32, cache_dir=str(cache_dir))
+    D._PREPARED.clear()
+    one = prepare(cfg, 8, log=lambda *_: None)
+    two = prepare(cfg, 8, log=lambda *_: None)
+    assert two.train is one.train and not two.train.flags.writeable  # no run can change another's data
+    two.meta["x"] = 1
+    assert "x" not in one.meta  # the metadata is each run's own
+    other = prepare(cfg, 4, log=lambda *_: None)  # another eval size: prepared again
+    assert other.eval.shape == (4, 32)
+    with pytest.raises(ValueError):
+        two.train[0, 0] = 0
+
+
 def test_local_text_and_jsonl(tmp_path, cache_dir):
     d = tmp_path / "corpus"
     d.mkdir()
