@@ -46,13 +46,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules = [m for m, cmds in COMMANDS.items() if only in cmds] if only else []
     for name in modules or COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a command module not built yet
-            if e.name == name:
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(name).register(sub)  # a broken command module is a bug: it surfaces
     parser.subcommands = sub.choices  # name -> subparser: errors show the subcommand's usage
     return parser
 

@@ -132,12 +132,11 @@ def _model_arg(problems: Problems, spec: str):
 
 
 def _config_path(spec: str) -> str:
-    try:  # `configs/moe/tiny.yaml` resolves to the shipped configs from any directory
-        from efflab.paths import resolve_config_path
+    from efflab.paths import (
+        resolve_config_path,
+    )  # `configs/moe/tiny.yaml`: the shipped configs, from anywhere
 
-        return resolve_config_path(spec) or spec
-    except ImportError:
-        return spec
+    return resolve_config_path(spec) or spec
 
 
 def _spec(kind, obj):

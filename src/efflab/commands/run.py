@@ -102,10 +102,8 @@ def cmd_list(args) -> int:
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         names = sorted(f.stem for f in d.glob("*.yaml"))
         print(f"  {d.name + '/':<14} {', '.join(names)}")
-    try:
-        from efflab.accounting import hardware, presets
-    except ImportError:
-        return 0
+    from efflab.accounting import hardware, presets
+
     print("\nPresets (efflab flops / efflab cost MODEL):")
     for row in presets.describe_presets():
         print("  " + row if isinstance(row, str) else "  " + "  ".join(str(x) for x in row))
