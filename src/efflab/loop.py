@@ -13,7 +13,7 @@ Techniques plug in as plain functions and objects, never by subclassing: `loss_f
 `run.ledger` (teacher forward, generation, scoring, sunk pretraining). Observers never change
 training state.
 
-Run directory (DESIGN.md section 4): config.yaml, manifest.json (status last), metrics.jsonl,
+Run directory (docs/conventions.md section 1): config.yaml, manifest.json (status last), metrics.jsonl,
 ledger.json, model/, checkpoint/. Files are written atomically.
 """
 
@@ -282,7 +282,7 @@ def _device_name(device) -> str:
 
 
 def conventions(causal: bool = False) -> dict:
-    """The FLOP conventions every ledger records (DESIGN.md section 5)."""
+    """The FLOP conventions every ledger records (docs/conventions.md section 2)."""
     return {
         "multiply_add": "2 FLOPs",
         "forward": "2 x active matmul params (LM head included, embedding lookup excluded) + attention "
@@ -634,7 +634,7 @@ def train(
 
     def recompute_flops_per_token(T: int) -> float:
         """Gradient checkpointing re-runs each decoder layer's forward in backward: hardware FLOPs,
-        not model FLOPs (DESIGN.md section 5); reported beside the ledger, never in it."""
+        not model FLOPs (docs/conventions.md section 2); reported beside the ledger, never in it."""
         if T not in recompute_per_token:
             c = F.count_flops(raw_config, T, lora=lora)
             recompute_per_token[T] = c.forward_flops_per_token - c.breakdown.get("lm_head", 0.0)

@@ -31,7 +31,7 @@ dropless routing. For fine-grained experts keep top_k x expert_width fixed and r
 and top_k by the same factor. Capacity factor 1.25 (Switch) if dropless imbalance costs too much
 time on your hardware. Upcycling: top-2 of 8 copies of the dense MLP (Komatsuzaki et al. 2022).
 
-Costs it adds to the ledger (DESIGN.md sections 5 and 6).
+Costs it adds to the ledger (docs/conventions.md sections 2 and 3).
 - `train`: charged by the shared loop from `accounting.flops` on the model's own (Mixtral or
   Qwen2-MoE) config: the router matmul 2 x d_model x n_experts per token plus only the top_k routed
   experts (and the shared expert and its gate), never all experts. Dropped assignments under a
