@@ -707,7 +707,14 @@ def _prepare(
         tdir = (
             root
             / "tokenizers"
-            / sha256("bpe-v1", corpus.hash, data_cfg.eval_fraction, data_cfg.vocab_size)[:20]
+            / sha256(
+                "bpe-v1",
+                corpus.hash,
+                data_cfg.eval_fraction,
+                data_cfg.vocab_size,
+                # the tokenizer is trained on the training split: a validation carve-out changes it
+                *([f"valid={data_cfg.valid_fraction}"] if data_cfg.valid_fraction else []),
+            )[:20]
         )
         if (tdir / "tokenizer.json").exists():
             tok = load_tokenizer(str(tdir))

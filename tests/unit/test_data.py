@@ -59,6 +59,22 @@ def test_prepare_reads_the_stdlib_once_per_process_and_shares_read_only_arrays(c
         two.train[0, 0] = 0
 
 
+def test_a_validation_carve_out_trains_its_own_tokenizer(cache_dir):
+    # the tokenizer is trained on the training split only: a cached one from another split must not be used
+    a = prepare(
+        DataConfig(max_chars=2e5, vocab_size=300, seq_len=32, cache_dir=str(cache_dir)),
+        4,
+        log=lambda *_: None,
+    )
+    b = prepare(
+        DataConfig(max_chars=2e5, vocab_size=300, seq_len=32, valid_fraction=0.2, cache_dir=str(cache_dir)),
+        4,
+        log=lambda *_: None,
+    )
+    assert a.meta["tokenizer_hash"] != b.meta["tokenizer_hash"]
+    assert b.meta["valid_docs"] > 0 and a.meta["valid_docs"] == 0
+
+
 def test_local_text_and_jsonl(tmp_path, cache_dir):
     d = tmp_path / "corpus"
     d.mkdir()
