@@ -37,6 +37,7 @@ from efflab.accounting import flops as F
 from efflab.accounting import hardware
 from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES
 from efflab.errors import UserError
+from efflab.runs import ModelSource
 
 TECHNIQUE_OF = {"moe": "moe", "distill": "distill", "curriculum": "curriculum", "synthetic": "synthetic"}
 TIMED_STEPS = 3  # timed optimizer steps (after one warm-up step) for the wall-time estimate
@@ -133,20 +134,27 @@ def _phase(flops: float, tokens: float, executed: float | None = None, note: str
     }
 
 
-def _finished_run_total(path) -> float | None:
-    """The ledger total of a finished efflab run directory (its own sunk costs included), else None."""
-    from efflab.accounting.ledger import Ledger
+def _trained_helper(sub_cfg, what: str, phases: dict, parts: dict):
+    """A helper model the recipe trains first: estimated the same way (recursively), its whole estimate
+    charged to sunk.teacher_pretrain; returns its model config."""
+    sub = estimate_config(sub_cfg)
+    parts[what] = sub
+    phases["sunk.teacher_pretrain"] = _phase(
+        sub["total_flops"],
+        sub["phases"]["train"]["tokens"],
+        sub["total_executed_flops"],
+        f"the {what} the recipe trains first",
+    )
+    return sub["train"]["model_config"]
 
-    led = Path(path) / "ledger.json"
-    return Ledger.load(led).total if led.is_file() else None
 
-
-def _pretrained_config(path):
-    from efflab.models import load_pretrained_config
-
-    p = Path(path)
-    model_dir = p / "model" if (p / "model" / "config.json").is_file() else p
-    return load_pretrained_config(str(model_dir), False)
+def _given_helper(path, role: str, phases: dict, phase: str = "sunk.teacher_pretrain") -> ModelSource:
+    """A helper model given by path: its bill (a finished efflab run's ledger) charged to `phase`; an
+    external model's is unknown and not charged."""
+    src = ModelSource.resolve(path, role)
+    if src.bill is not None:
+        phases[phase] = _phase(src.bill.flops, src.bill.tokens, note=f"ledger total of {path}")
+    return src
 
 
 def _distill_phases(cfg, train: dict, phases: dict, parts: dict) -> None:
@@ -154,21 +162,9 @@ def _distill_phases(cfg, train: dict, phases: dict, parts: dict) -> None:
 
     d = cfg.distill
     if d.teacher_train is not None:
-        tcfg = teacher_run_config(cfg, "teacher")
-        sub = estimate_config(tcfg)
-        parts["teacher"] = sub
-        phases["sunk.teacher_pretrain"] = _phase(
-            sub["total_flops"],
-            sub["phases"]["train"]["tokens"],
-            sub["total_executed_flops"],
-            "the teacher the recipe trains first",
-        )
-        tconf = sub["train"]["model_config"]
+        tconf = _trained_helper(teacher_run_config(cfg, "teacher"), "teacher", phases, parts)
     else:
-        tconf = _pretrained_config(d.teacher)
-        total = _finished_run_total(d.teacher)
-        if total is not None:
-            phases["sunk.teacher_pretrain"] = _phase(total, 0, note=f"ledger total of {d.teacher}")
+        tconf = _given_helper(d.teacher, "distill.teacher", phases).hf_config()
     T = cfg.data.seq_len
     fwd = F.forward_flops_per_token(tconf, T)
     fwd_exec = F.forward_flops_per_token(tconf, T, causal=True)
@@ -187,23 +183,12 @@ def _synthetic_phases(cfg, phases: dict, parts: dict) -> float | None:
     from efflab.techniques.synthetic import generator_run_config
 
     s = cfg.synthetic
-    gen_total = None
     if s.generator == "train":
-        sub = estimate_config(generator_run_config(cfg))
-        parts["generator"] = sub
-        gen_total = sub["total_flops"]
-        phases["sunk.teacher_pretrain"] = _phase(
-            gen_total,
-            sub["phases"]["train"]["tokens"],
-            sub["total_executed_flops"],
-            "the generator the recipe trains first",
-        )
-        gconf = sub["train"]["model_config"]
+        gconf = _trained_helper(generator_run_config(cfg), "generator", phases, parts)
+        gen_total = parts["generator"]["total_flops"]
     else:
-        gconf = _pretrained_config(s.generator)
-        gen_total = _finished_run_total(s.generator)
-        if gen_total is not None:
-            phases["sunk.teacher_pretrain"] = _phase(gen_total, 0, note=f"ledger total of {s.generator}")
+        src = _given_helper(s.generator, "synthetic.generator", phases)
+        gconf, gen_total = src.hf_config(), src.pretrain_flops
     n_seqs = math.ceil(float(s.token_budget) / s.max_new_tokens)
     prompt = s.prompt_len if s.prompts == "prefix" else 16
     gen = F.generation_flops(gconf, prompt, s.max_new_tokens, n_seqs)
@@ -232,17 +217,9 @@ def _curriculum_phases(cfg, train: dict, phases: dict, parts: dict, split_tokens
         phases["scoring"] = _phase(0.0, 0.0, note=f"scorer {c.scorer}: no model FLOPs")
         return
     if c.reference is None:
-        sub = estimate_config(reference_run_config(cfg))
-        parts["reference"] = sub
-        phases["sunk.teacher_pretrain"] = _phase(
-            sub["total_flops"],
-            sub["phases"]["train"]["tokens"],
-            sub["total_executed_flops"],
-            "the reference the recipe trains first",
-        )
-        rconf = sub["train"]["model_config"]
+        rconf = _trained_helper(reference_run_config(cfg), "reference", phases, parts)
     else:
-        rconf = _pretrained_config(c.reference)
+        rconf = _given_helper(c.reference, "curriculum.reference", phases).hf_config()
     T = cfg.data.seq_len
     if split_tokens is None:
         phases["scoring"] = _phase(
@@ -411,9 +388,7 @@ def estimate_config(cfg, *, tokens: float | None = None, split_tokens: float | N
         if cfg.curriculum.seq_len_warmup:
             phases["train"]["note"] += " (sequence-length warmup not modelled: counted at full length)"
     if cfg.recipe == "moe" and cfg.moe.upcycle_from:
-        total = _finished_run_total(cfg.moe.upcycle_from)
-        if total is not None:
-            phases["sunk.dense_pretrain"] = _phase(total, 0, note=f"ledger total of {cfg.moe.upcycle_from}")
+        _given_helper(cfg.moe.upcycle_from, "moe.upcycle_from", phases, "sunk.dense_pretrain")
     phases["eval"] = _eval_phase(cfg, train)
     marginal = sum(phases[p]["flops"] for p in MARGINAL_PHASES if p in phases)
     sunk = sum(phases[p]["flops"] for p in SUNK_PHASES if p in phases)

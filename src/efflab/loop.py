@@ -36,7 +36,7 @@ from efflab import trackers
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
-from efflab.runs import RunDir, guarded, held_message
+from efflab.runs import UNKNOWN_BILL, ModelSource, RunDir, guarded, held_message
 
 LN2 = math.log(2.0)
 
@@ -58,6 +58,31 @@ class Run:
     checkpoint: dict | None = None  # trainer state of the checkpoint being resumed
     notes: list = field(default_factory=list)
     rundir: RunDir | None = None  # the directory's files and lock (efflab.runs); held by the main process
+    # resumed from a checkpoint, whose ledger already holds the one-time charges (fixed when the run starts)
+    resumed: bool = field(init=False, default=False)
+
+    def __post_init__(self):
+        self.resumed = bool(self.resume and (Path(self.dir) / "checkpoint" / "latest.json").exists())
+
+    def charge_once(self, phase: str, flops: float, tokens: float = 0, seconds: float = 0.0, **kw) -> None:
+        """Charge a one-time cost (paid before training) to the ledger, unless this run resumed from a
+        checkpoint: its ledger came back with the charge already in it."""
+        if not self.resumed:
+            self.ledger.charge(phase, flops, tokens, seconds, **kw)
+
+    def charge_sunk(self, source: ModelSource, phase: str) -> None:
+        """Charge a helper model's own training (its bill) as a shared sunk cost, once; a model whose bill
+        is unknown (external) charges nothing and says so in ledger.extra["sunk"]."""
+        if self.resumed:
+            return
+        if source.bill is not None:
+            b = source.bill
+            self.ledger.charge(phase, b.flops, b.tokens, b.seconds, shared=True)
+        else:
+            self.ledger.extra.setdefault("sunk", {})[phase] = {
+                "source": str(source.path),
+                "cost": UNKNOWN_BILL,
+            }
 
     @property
     def is_main(self) -> bool:

@@ -30,6 +30,7 @@ import struct
 import sys
 import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from efflab.errors import DamagedRun, UserError
@@ -667,3 +668,258 @@ def release_held() -> None:
 
 
 atexit.register(release_held)
+
+
+# =============================================================================================
+# a model from somewhere, with its bill (teacher, generator, curriculum reference, dense seed)
+# =============================================================================================
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+UNKNOWN_BILL = "unknown (external model)"
+_HASH_WHOLE = 256 << 20  # weight files up to this size are hashed whole; larger: size, head and tail
+_HASH_PART = 16 << 20
+
+
+def weights_identity(model_dir: str | os.PathLike) -> str:
+    """sha256 of a model directory's config.json and weight files (.safetensors, .bin): content, not
+    dates or the directory's name. A file over 256 MiB contributes its name, size and first and last
+    16 MiB (hashing a multi-GB checkpoint whole would take longer than the work it keys)."""
+    import hashlib
+
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    h.update((d / "config.json").read_bytes())
+    for f in sorted(d.glob("*.safetensors")) + sorted(d.glob("*.bin")):
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size <= _HASH_WHOLE:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            else:
+                h.update(fh.read(_HASH_PART))
+                fh.seek(size - _HASH_PART)
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+@dataclass
+class Bill:
+    """What a finished efflab run cost, from its ledger: `flops` its ledger total (model FLOPs as
+    docs/conventions.md section 3 counts them, its own sunk costs included), `tokens` its train tokens,
+    `seconds` the seconds charged to the phases that total counts (eval excluded, as in the total)."""
+
+    flops: float
+    tokens: float
+    seconds: float
+
+    @classmethod
+    def of_ledger(cls, ledger) -> Bill:
+        from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES
+
+        phases = ledger.phases()
+        secs = sum(v.seconds for k, v in phases.items() if k in MARGINAL_PHASES + SUNK_PHASES)
+        return cls(float(ledger.total), float(ledger.tokens("train")), float(secs))
+
+
+def _is_hub(path) -> bool:
+    from efflab.hub import is_hub_id
+
+    return is_hub_id(path)
+
+
+def locate(path: str | os.PathLike, *, weights: bool = True) -> tuple[Path, Path, bool]:
+    """(local directory, model directory, is an efflab run) for a run directory, a model directory or a
+    hub id (fetched into the hub cache; UserError when it cannot be). Checks nothing else."""
+    from efflab.hub import local_dir
+
+    p = Path(local_dir(str(path), weights=weights)).expanduser()
+    if (p / "manifest.json").is_file():
+        return p, p / "model", True
+    return p, p, False
+
+
+@dataclass
+class ModelSource:
+    """A model a technique uses besides the one it trains: a finished efflab run (its model/ and the bill
+    on its ledger) or a Hugging Face model directory or hub id (bill unknown, and said so)."""
+
+    role: str  # the config key it came from ("distill.teacher", "synthetic.generator", ...)
+    given: str  # the path or hub id as given
+    path: Path  # the local directory: the run directory, or the model directory
+    kind: str  # "efflab-run" | "hf-model"
+    model_dir: Path  # what from_pretrained loads
+    config: dict  # the model's config.json
+    tokenizer_dir: Path | None  # model_dir when it holds tokenizer files, else None
+    bill: Bill | None  # None: unknown (external model)
+    manifest: dict = field(default_factory=dict)  # an efflab run's manifest ({} otherwise)
+    run_config: dict = field(default_factory=dict)  # an efflab run's resolved config.yaml ({} otherwise)
+    _identity: str | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """The one weights hash (`weights_identity`): keys the logit, corpus and score caches."""
+        if self._identity is None:
+            self._identity = weights_identity(self.model_dir)
+        return self._identity
+
+    @property
+    def pretrain_flops(self) -> float | None:
+        return self.bill.flops if self.bill is not None else None
+
+    @property
+    def requested_vocab(self) -> int | None:
+        """An efflab run's data.vocab_size (what its tokenizer asked for), else None."""
+        v = (self.run_config.get("data") or {}).get("vocab_size")
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    @property
+    def tokenizer_hash(self) -> str | None:
+        """The tokenizer hash an efflab run recorded in its manifest, else None."""
+        return (self.manifest.get("data") or {}).get("tokenizer_hash")
+
+    def hf_config(self, trust_remote_code: bool = False):
+        """The transformers config object of the model (AutoConfig)."""
+        from efflab.models import load_pretrained_config  # models sits beside runs: loaded on use
+
+        return load_pretrained_config(str(self.model_dir), trust_remote_code)
+
+    def load_tokenizer(self):
+        """The tokenizer saved with the model, or None when its directory has none."""
+        if self.tokenizer_dir is None:
+            return None
+        from efflab.data import load_tokenizer  # data sits beside runs: loaded on use
+
+        return load_tokenizer(str(self.tokenizer_dir))
+
+    def bill_text(self) -> str:
+        if self.bill is None:
+            return UNKNOWN_BILL
+        return f"{self.bill.flops:.4g} FLOPs, {self.bill.tokens:.4g} tokens, {self.bill.seconds:.1f} s (its ledger)"
+
+    def describe(self) -> dict:
+        return {
+            "role": self.role,
+            "path": str(self.path),
+            "kind": self.kind,
+            "model_dir": str(self.model_dir),
+            "identity": self.identity,
+            "pretrain": UNKNOWN_BILL
+            if self.bill is None
+            else {"flops": self.bill.flops, "tokens": self.bill.tokens, "seconds": self.bill.seconds},
+        }
+
+    # ---- finding and checking ---------------------------------------------------------------------
+    @staticmethod
+    def problems(path: str | os.PathLike, role: str, *, tokenizer: bool = False) -> list[str]:
+        """Every problem with `path` as the model of config key `role`, each naming the key; found before
+        any work starts. `tokenizer`: the model directory must also hold its tokenizer."""
+        from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
+
+        def named(probs: list[str], d) -> list[str]:
+            return [f"{role} {path}: {q.replace(f'pretrained model {d}: ', '')}" for q in probs]
+
+        if _is_hub(str(path)):  # config and tokenizer fetched here; weights when the model loads
+            probs = check_pretrained_dir(str(path))
+            if not probs and tokenizer:
+                probs = pretrained_tokenizer_problems(str(path))
+            return [f"{role} {q}" for q in probs]
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            return [
+                f"{role} {path}: no such directory (a finished efflab run or a local Hugging Face model directory)"
+            ]
+        rd = RunDir(p)
+        if rd.manifest_path.is_file():
+            status = rd.status()
+            if status == "damaged":
+                return [f"{role} {path}: unreadable manifest.json"]
+            if status != "complete":
+                return [
+                    f"{role} {path}: the efflab run is not complete (status: {status}); finish it "
+                    f"(efflab run ... --resume) or point at another model"
+                ]
+            if not (p / "model" / "config.json").is_file():
+                return [f"{role} {path}: complete run without a model/ directory"]
+            probs = named(check_pretrained_dir(str(p / "model")), p / "model")
+            if not rd.ledger_path.is_file():
+                probs.append(f"{role} {path}: the run has no ledger.json")
+            if not probs and tokenizer:
+                probs = named(pretrained_tokenizer_problems(str(p / "model")), p / "model")
+            return probs
+        if (p / "config.json").is_file():
+            probs = named(check_pretrained_dir(str(p)), p)
+            if not probs and tokenizer:
+                probs = named(pretrained_tokenizer_problems(str(p)), p)
+            return probs
+        return [
+            f"{role} {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"
+        ]
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike, role: str, *, tokenizer: bool = False) -> ModelSource:
+        """The model at `path` (a finished efflab run, a local model directory, a hub id) for config key
+        `role`; UserError naming every problem (`problems`) when it cannot be used."""
+        probs = cls.problems(path, role, tokenizer=tokenizer)
+        if probs:
+            raise UserError(probs)
+        p, model_dir, is_run = locate(path)
+        p, model_dir = p.resolve(), model_dir.resolve()
+        try:
+            config = read_json(model_dir / "config.json")
+        except DamagedFile as e:
+            raise UserError(f"{role} {path}: {e}") from None
+        tok = model_dir if any((model_dir / f).is_file() for f in TOKENIZER_FILES) else None
+        if not is_run:
+            return cls(role, str(path), p, "hf-model", model_dir, config, tok, None)
+        from efflab.accounting.ledger import Ledger
+
+        rd = RunDir(p)
+        try:
+            bill = Bill.of_ledger(Ledger.load(rd.ledger_path))
+            manifest = rd.read_manifest()
+        except (DamagedFile, OSError, ValueError) as e:
+            raise UserError(f"{role} {path}: {e}") from None
+        run_config = {}
+        if rd.config_path.is_file():
+            import yaml
+
+            try:
+                run_config = yaml.safe_load(rd.config_path.read_text(encoding="utf-8")) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                run_config = {}
+        run_config = run_config if isinstance(run_config, dict) else {}
+        return cls(role, str(path), p, "efflab-run", model_dir, config, tok, bill, manifest, run_config)
+
+
+def run_is_complete(path: str | os.PathLike) -> bool:
+    """True when `path` holds an efflab run whose manifest says complete."""
+    return RunDir(path).status() == "complete"
+
+
+def train_helper(
+    main, cfg, out_dir: str | os.PathLike, *, role: str, accelerator=None, log=print, tokenizer: bool = False
+) -> ModelSource:
+    """A model a recipe trains first (teacher, generator, reference): `main` (the baseline recipe's main,
+    passed in so runs never imports a recipe) trains `cfg` into `out_dir`, resuming what is there, unless
+    a complete run is there already; then every process waits for it before anyone reads it."""
+    out_dir = Path(out_dir)
+    if not run_is_complete(out_dir):
+        log(f"training {role} first (baseline recipe) -> {out_dir}")
+        main(cfg, out=out_dir, resume=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()  # the main process writes the ledger and manifest last
+    return ModelSource.resolve(out_dir, role, tokenizer=tokenizer)
+
+
+def helper_run_config(cfg, *, drop: str, name: str | None = None, source: str, edit=None):
+    """The baseline-recipe config of a helper model trained from run config `cfg`: `cfg` without its
+    technique section `drop`, recipe baseline, named `name`; `edit(raw)` changes the raw dict first
+    (a technique's own overrides)."""
+    from efflab.config import config_from_dict  # config sits below runs; loaded on use like the rest
+
+    raw = cfg.to_dict()
+    raw.pop(drop, None)
+    raw.update(recipe="baseline", name=name)
+    if edit is not None:
+        edit(raw)
+    return config_from_dict(raw, recipe="baseline", source=source)

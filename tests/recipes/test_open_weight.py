@@ -169,15 +169,13 @@ def test_hub_id_from_the_cache_offline(tmp_path, cache_dir, family_dirs, monkeyp
     assert res["final_eval_loss"] > 0
     assert yaml_pretrained(tmp_path / "run") == "efflab-test/tiny-qwen3"  # the config keeps the hub id
     # the other places a model directory goes take the hub id too
-    from efflab.techniques import curriculum as C
-    from efflab.techniques import distill as D
-    from efflab.techniques import synthetic as S
+    from efflab.runs import ModelSource, locate
 
     snapshot = repo / "snapshots" / commit
-    assert C.find_reference("efflab-test/tiny-qwen3")[0].resolve() == snapshot.resolve()
-    assert D.resolve_teacher("efflab-test/tiny-qwen3").model_dir == snapshot.resolve()
-    assert S.inspect_generator("efflab-test/tiny-qwen3") is not None
-    assert "HF_HUB_OFFLINE" in C.reference_problems("efflab-test/not-cached")[0]
+    assert locate("efflab-test/tiny-qwen3")[1].resolve() == snapshot.resolve()
+    assert ModelSource.resolve("efflab-test/tiny-qwen3", "distill.teacher").model_dir == snapshot.resolve()
+    assert ModelSource.resolve("efflab-test/tiny-qwen3", "synthetic.generator", tokenizer=True) is not None
+    assert "HF_HUB_OFFLINE" in ModelSource.problems("efflab-test/not-cached", "curriculum.reference")[0]
     with pytest.raises(UserError) as e:
         _chat_cfg(tmp_path, cache_dir, "efflab-test/not-cached")
     msg = e.value.problems[0]

@@ -120,7 +120,7 @@ def test_local_hf_generator_with_seed_prompts_and_a_resume_that_charges_nothing_
     synthetic.main(tiny_cfg("synthetic", over), out=run)
     led = Ledger.load(run / "ledger.json")
     assert led.flops("generation") > 0 and led.flops("sunk.teacher_pretrain") == 0
-    assert led.extra["synthetic"]["generator_kind"] == "hf"
+    assert led.extra["synthetic"]["generator_kind"] == "hf-model"
     assert "unknown" in led.extra["synthetic"]["generator_training_cost"]
     prov = read_json(run / "synthetic.json")
     assert prov["settings"]["prompts"] == "seeds" and prov["prompt_tokens"] > 0

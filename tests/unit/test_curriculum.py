@@ -11,6 +11,7 @@ import torch
 
 from efflab.accounting import flops as F
 from efflab.errors import UserError
+from efflab.runs import locate
 from efflab.techniques import curriculum as C
 
 KINDS = ("linear", "root", "step")
@@ -362,5 +363,5 @@ def test_a_reference_with_another_tokenizer_or_a_smaller_vocabulary_is_refused(t
     (run_dir / "manifest.json").write_text(
         json.dumps({"status": "complete", "data": {"tokenizer_hash": "zzz"}})
     )
-    assert C.find_reference(run_dir) == (run_dir / "model", run_dir)
+    assert locate(run_dir) == (run_dir, run_dir / "model", True)
     assert "another tokenizer" in C.reference_tokenizer_problem(run_dir / "model", run_dir, data)

@@ -12,6 +12,7 @@ import torch
 
 from efflab.accounting.flops import generation_flops
 from efflab.errors import UserError
+from efflab.runs import ModelSource, weights_identity
 from efflab.techniques import synthetic as S
 
 
@@ -318,21 +319,23 @@ def test_generator_sources(tmp_path):
     hf = tmp_path / "hf"
     model.save_pretrained(hf)
     with pytest.raises(UserError, match="no tokenizer files"):
-        S.inspect_generator(hf)
+        ModelSource.resolve(hf, "synthetic.generator", tokenizer=True)
     tokenizer_dir(hf)
-    src = S.inspect_generator(hf)
-    assert src.kind == "hf" and src.training_flops is None and "unknown" in src.describe()
-    ident = S.model_identity(hf)
-    assert ident == S.model_identity(hf) and len(ident) == 64
+    src = ModelSource.resolve(hf, "synthetic.generator", tokenizer=True)
+    assert src.kind == "hf-model" and src.pretrain_flops is None and "unknown" in src.bill_text()
+    ident = weights_identity(hf)
+    assert ident == weights_identity(hf) and len(ident) == 64
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     model.save_pretrained(run / "model")
     tokenizer_dir(run / "model")
     (run / "manifest.json").write_text(json.dumps({"status": "running"}))
     with pytest.raises(UserError, match="not complete"):
-        S.inspect_generator(run)
+        ModelSource.resolve(run, "synthetic.generator", tokenizer=True)
     (run / "manifest.json").write_text(json.dumps({"status": "complete"}))
     (run / "ledger.json").write_text(json.dumps({"phases": {"train": {"flops": 5e12}}}))
-    src = S.inspect_generator(run)
-    assert src.kind == "run" and src.training_flops == 5e12 and src.model_dir == run / "model"
-    assert not math.isnan(src.training_flops)
+    src = ModelSource.resolve(run, "synthetic.generator", tokenizer=True)
+    assert (
+        src.kind == "efflab-run" and src.pretrain_flops == 5e12 and src.model_dir == (run / "model").resolve()
+    )
+    assert not math.isnan(src.pretrain_flops)

@@ -23,10 +23,10 @@ import numpy as np
 
 from efflab import loop
 from efflab.accounting import flops as F
-from efflab.accounting.ledger import Ledger
 from efflab.data import cache_root
 from efflab.errors import UserError
 from efflab.models import build_model, load_pretrained, torch_dtype
+from efflab.runs import ModelSource, train_helper
 from efflab.techniques import curriculum as C
 
 
@@ -37,8 +37,6 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     if run.complete:
         return run.result()
     acc = run.accelerator
-    # A checkpoint's ledger already holds the one-time costs charged below: charge them on a fresh start only.
-    fresh = not (run.resume and (run.dir / "checkpoint" / "latest.json").exists())
 
     # ---- data: corpus -> tokenizer -> packed blocks; fixed held-out eval set ------------------
     data = loop.prepare_data(run)
@@ -48,25 +46,27 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     model = build_model(cfg, data.vocab_size)
 
     # ---- curriculum 1: the reference model (scorer: reference) -------------------------------------
-    ref_dir = ref_run = None
+    ref = ref_dir = None
     if cc.scorer == "reference":
         if cc.reference:
-            ref_dir, ref_run = C.find_reference(cc.reference)
+            ref = ModelSource.resolve(cc.reference, "curriculum.reference")
         else:  # a small model trained for the purpose by the baseline recipe (resumed or reused if there)
             from efflab.recipes import baseline
 
-            ref_run = run.dir / "reference"
-            run.log(f"training the reference model for scoring -> {ref_run}")
-            baseline.main(C.reference_run_config(cfg), out=ref_run, resume=True)
-            acc.wait_for_everyone()  # the main process writes its ledger and manifest last
-            ref_dir = ref_run / "model"
-        problem = C.reference_tokenizer_problem(ref_dir, ref_run, data)
+            ref_cfg = C.reference_run_config(cfg)
+            ref = train_helper(
+                baseline.main,
+                ref_cfg,
+                run.dir / "reference",
+                role="curriculum.reference",
+                accelerator=acc,
+                log=run.log,
+            )
+        ref_dir = ref.model_dir
+        problem = C.reference_tokenizer_problem(ref_dir, ref.path if ref.kind == "efflab-run" else None, data)
         if problem:
             raise UserError(problem)
-        if ref_run is not None and fresh:  # its training bill is known: sunk, in "total" but not "marginal"
-            bill = Ledger.load(ref_run / "ledger.json")
-            secs = bill.phases()["train"].seconds if "train" in bill.phases() else 0.0
-            run.ledger.charge("sunk.teacher_pretrain", bill.total, bill.tokens("train"), secs, shared=True)
+        run.charge_sunk(ref, "sunk.teacher_pretrain")  # a known bill: sunk, in "total" but not "marginal"
 
     # ---- curriculum 2: a difficulty for every training block (larger = harder) -----------------------
     t0 = time.perf_counter()
@@ -74,11 +74,11 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     scores = None
     if cc.scorer == "reference":
         cache_dir = cache_root(cfg.data) / "curriculum_scores"
-        key = C.scores_cache_key(ref_dir, data.train)
+        key = C.scores_cache_key(ref.identity, data.train)
         hit = C.load_cached_scores(cache_dir, key) if cc.cache_scores else None
         if hit is not None:  # paid by an earlier run: shown with its source, never summed again
             scores, meta = hit
-            if fresh:
+            if not run.resumed:
                 run.ledger.record_reuse(
                     "scoring",
                     meta["flops"],
@@ -88,9 +88,9 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
                 )
             scoring.update(cached=True, cache_key=key, flops=meta["flops"])
         else:
-            ref = load_pretrained(str(ref_dir), dtype=torch_dtype(cfg.model.dtype)).to(acc.device)
+            ref_model = load_pretrained(str(ref_dir), dtype=torch_dtype(cfg.model.dtype)).to(acc.device)
             scores, tokens_here = C.reference_scores(
-                ref,
+                ref_model,
                 data.train,
                 batch_size=cc.score_batch_size,
                 device=acc.device,
@@ -100,10 +100,10 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
                 gather=acc.gather,
                 labels=data.train_labels,
             )
-            if fresh:  # the reference's forward FLOPs over the tokens this rank scored
-                flops_here = C.scoring_flops(ref.config, T, tokens_here)
-                run.ledger.charge("scoring", flops_here, tokens_here, time.perf_counter() - t0)
-            total = C.scoring_flops(ref.config, T, n * T)
+            # the reference's forward FLOPs over the tokens this rank scored
+            flops_here = C.scoring_flops(ref_model.config, T, tokens_here)
+            run.charge_once("scoring", flops_here, tokens_here, time.perf_counter() - t0)
+            total = C.scoring_flops(ref_model.config, T, n * T)
             if run.is_main and cc.cache_scores:
                 C.save_cached_scores(
                     cache_dir,
@@ -116,9 +116,9 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
                 cached=False,
                 cache_key=key,
                 flops=total,
-                reference_forward_flops_per_token=F.forward_flops_per_token(ref.config, T),
+                reference_forward_flops_per_token=F.forward_flops_per_token(ref_model.config, T),
             )
-            del ref
+            del ref_model
         scoring["reference"] = str(ref_dir)
     elif cc.scorer == "length":
         scores = C.length_scores(data.train, data.tokenizer.eos_token_id)
@@ -126,8 +126,8 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         scores = C.rarity_scores(data.train, data.vocab_size)
     elif cc.scorer == "random":
         scores = C.random_scores(n, cfg.train.seed)
-    if cc.scorer in ("length", "rarity") and fresh:  # counting, not model FLOPs: the time shows, 0 FLOPs
-        run.ledger.charge("scoring", 0.0, n * T, time.perf_counter() - t0, shared=True)
+    if cc.scorer in ("length", "rarity"):  # counting, not model FLOPs: the time shows, 0 FLOPs
+        run.charge_once("scoring", 0.0, n * T, time.perf_counter() - t0, shared=True)
     if scores is not None:
         scoring.update(min=float(scores.min()), median=float(np.median(scores)), max=float(scores.max()))
 

@@ -26,10 +26,10 @@ from accelerate.utils import set_seed
 
 from efflab import loop
 from efflab.accounting import flops as F
-from efflab.accounting.ledger import Ledger
 from efflab.data import cache_root
-from efflab.models import build_model, load_pretrained, load_pretrained_config, torch_dtype
+from efflab.models import build_model, load_pretrained, torch_dtype
 from efflab.recipes import baseline
+from efflab.runs import ModelSource, train_helper
 from efflab.techniques import distill as D
 
 
@@ -40,24 +40,25 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     run = loop.start_run(cfg, out=out, resume=resume, overwrite=overwrite, config_path=config_path)
     if run.complete:
         return run.result()
-    # a run resumed from a checkpoint gets its ledger back from it, one-time charges included
-    resumed = run.resume and (run.dir / "checkpoint" / "latest.json").exists()
 
     # ---- teacher: a finished efflab run, a local HF model dir, or trained here first ----------
-    teacher_path = dc.teacher
-    if teacher_path is None:  # the baseline recipe trains it once; a complete teacher run is reused
+    if dc.teacher is None:  # the baseline recipe trains it once; a complete teacher run is reused
         teacher_dir = D.teacher_run_dir(dc, run.dir)
-        if not D.run_is_complete(teacher_dir):
-            run.log(f"training the teacher first -> {teacher_dir}")
-            baseline.main(
-                D.teacher_run_config(cfg, teacher_dir.name), out=teacher_dir, resume=teacher_dir.exists()
-            )
-        teacher_path = teacher_dir
-    info = D.resolve_teacher(teacher_path)
-    teacher_config = load_pretrained_config(str(info.model_dir))
+        teacher_cfg = D.teacher_run_config(cfg, teacher_dir.name)
+        info = train_helper(
+            baseline.main,
+            teacher_cfg,
+            teacher_dir,
+            role="distill.teacher",
+            accelerator=run.accelerator,
+            log=run.log,
+        )
+    else:
+        info = ModelSource.resolve(dc.teacher, "distill.teacher")
+    teacher_config = info.hf_config()
 
     # ---- data: the student reads with the teacher's tokenizer, so their logits line up --------
-    tokenizer = D.shared_tokenizer(cfg, info, teacher_config.vocab_size, D.load_teacher_tokenizer(info))
+    tokenizer = D.shared_tokenizer(cfg, info, teacher_config.vocab_size, info.load_tokenizer())
     data = loop.prepare_data(run, tokenizer=tokenizer)
 
     # ---- models: the frozen teacher (eval mode, no grad) and the smaller student ---------------
@@ -66,29 +67,25 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     set_seed(loop.init_seed(cfg))  # the student's init does not depend on whether a teacher was trained above
     model = build_model(cfg, teacher_config.vocab_size)  # the teacher's logit width (it may pad its vocab)
 
-    # ---- one-time costs, charged before training (never twice: see `resumed`) -----------------
+    # ---- one-time costs, charged before training (never twice: run.charge_once) ----------------
     teacher_fwd = functools.lru_cache(maxsize=None)(lambda T: F.forward_flops_per_token(teacher.config, T))
     t0 = time.perf_counter()
     teacher_eval = loop.evaluate(run, teacher, data)  # the quality the student is distilled towards
     world = run.accelerator.num_processes
-    if not resumed:
-        run.ledger.charge(
-            "eval",
-            teacher_fwd(data.seq_len) * teacher_eval["eval_tokens"] / world,
-            teacher_eval["eval_tokens"] / world,
-            time.perf_counter() - t0,
-        )
-        if info.pretrain_flops is not None:  # an efflab teacher was trained for this: its whole bill
-            led = Ledger.load(info.path / "ledger.json")
-            run.ledger.charge(
-                "sunk.teacher_pretrain",
-                info.pretrain_flops,
-                led.tokens("train"),
-                sum(p.seconds for p in led.phases().values()),
-                shared=True,
-            )
+    run.charge_once(
+        "eval",
+        teacher_fwd(data.seq_len) * teacher_eval["eval_tokens"] / world,
+        teacher_eval["eval_tokens"] / world,
+        time.perf_counter() - t0,
+    )
+    run.charge_sunk(info, "sunk.teacher_pretrain")  # an efflab teacher's whole bill; unknown: said so
     extra = {
-        "teacher": info.describe(),
+        "teacher": {
+            **info.describe(),
+            "teacher_pretrain": info.pretrain_flops
+            if info.bill
+            else f"{info.bill_text()}: no sunk cost charged",
+        },
         "teacher_eval_loss": teacher_eval["eval_loss"],
         "teacher_eval_bpb": teacher_eval["eval_bpb"],
         "teacher_forward_flops_per_token": teacher_fwd(data.seq_len),
@@ -120,9 +117,9 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             log=run.log,
         )
         users = D.record_cache_use(cache, str(run.dir.resolve())) if run.is_main else 0
-        if not resumed and paid:  # the whole training split, once: an upper bound on what this run reads
-            run.ledger.charge("teacher_forward", cache.flops, cache.tokens, cache.manifest["seconds"])
-        elif not resumed:  # paid by the run that built it: shown, never summed again
+        if paid:  # the whole training split, once: an upper bound on what this run reads
+            run.charge_once("teacher_forward", cache.flops, cache.tokens, cache.manifest["seconds"])
+        elif not run.resumed:  # paid by the run that built it: shown, never summed again
             run.ledger.record_reuse(
                 "teacher_forward",
                 cache.flops,
@@ -155,7 +152,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             )
             return out
 
-    if not resumed:
+    if not run.resumed:
         run.ledger.extra["distill"] = extra
     loop.write_manifest(
         run,

@@ -25,10 +25,10 @@ Two CPU processes (gloo): torchrun --nproc_per_node 2 recipes/moe.py --config co
 from __future__ import annotations
 
 from efflab import loop
-from efflab.data import load_tokenizer
 from efflab.errors import UserError
-from efflab.models import build_model, load_pretrained, load_pretrained_config, torch_dtype
+from efflab.models import build_model, load_pretrained, torch_dtype
 from efflab.moe_model import build_moe_config, moe_blocks, upcycle_
+from efflab.runs import ModelSource
 from efflab.techniques import moe as M
 
 
@@ -39,28 +39,24 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     run = loop.start_run(cfg, out=out, resume=resume, overwrite=overwrite, config_path=config_path)
     if run.complete:
         return run.result()
-    # a run resumed from a checkpoint gets its ledger back from it, one-time charges included
-    resumed = run.resume and (run.dir / "checkpoint" / "latest.json").exists()
 
     # ---- upcycling source: a finished dense run (or a local dense HF model) --------------------
     source_model = None
     if mc.upcycle_from:
-        source_model = M.resolve_upcycle_source(mc.upcycle_from)
+        source_model = ModelSource.resolve(mc.upcycle_from, "moe.upcycle_from")
         problems = M.upcycle_problems(mc.upcycle_from, cfg)
         if problems:
             raise UserError(problems, header="upcycling: the dense checkpoint does not fit this MoE config")
 
     # ---- data: corpus -> tokenizer -> packed blocks; the dense model's tokenizer when upcycling --
-    tokenizer = None
-    if source_model is not None and (source_model.model_dir / "tokenizer_config.json").exists():
-        tokenizer = load_tokenizer(str(source_model.model_dir))
+    tokenizer = source_model.load_tokenizer() if source_model is not None else None
     data = loop.prepare_data(run, tokenizer=tokenizer)
 
     # ---- model: Mixtral-style experts; upcycled from the dense checkpoint if asked -------------
     if source_model is None:
         model = build_model(cfg, data.vocab_size)
     else:
-        dense_config = load_pretrained_config(str(source_model.model_dir))
+        dense_config = source_model.hf_config()
         if data.vocab_size > dense_config.vocab_size:
             raise UserError(
                 f"moe.upcycle_from {source_model.path}: the tokenizer has {data.vocab_size} tokens, the "
@@ -86,7 +82,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         + (f"; active train FLOPs/token = {dense_ratio:.4f} x the dense partner's" if dense_ratio else "")
     )
 
-    # ---- one-time costs, charged before training (never twice: see `resumed`) -----------------
+    # ---- one-time costs, charged before training (never twice: run.charge_once) ----------------
     info = {
         "experts_implementation": impl,
         "experts_choice": getattr(model, "efflab_experts_choice", None),  # how auto chose (its measurement)
@@ -94,21 +90,14 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         "dense_partner_ffn": None if cfg.model.pretrained else M.moe_shape(cfg).active_ffn,
     }
     if source_model is not None:
-        info["upcycled_from"] = source_model.describe()
-        if source_model.pretrain_flops is not None and not resumed:
-            run.ledger.charge(
-                "sunk.dense_pretrain",
-                source_model.pretrain_flops,
-                source_model.pretrain_tokens,
-                source_model.pretrain_seconds,
-                shared=True,
-            )
-        elif source_model.pretrain_flops is None:
+        info["upcycled_from"] = f"{source_model.path} ({source_model.kind}, {source_model.bill_text()})"
+        run.charge_sunk(source_model, "sunk.dense_pretrain")
+        if source_model.bill is None:
             run.log(
                 f"upcycling from {source_model.path}: an external model with no ledger; its pretraining "
                 f"cost is unknown and not charged"
             )
-    if not resumed:
+    if not run.resumed:
         run.ledger.extra["moe"] = info
     loop.write_manifest(run, moe={**mc.model_dump(mode="json"), **info})
 

@@ -69,7 +69,7 @@ from pydantic import Field
 
 from efflab.config import Section
 from efflab.errors import UserError
-from efflab.hub import local_dir
+from efflab.runs import ModelSource, RunDir, helper_run_config
 
 SCORES_VERSION = "curriculum-scores-v1"
 
@@ -139,7 +139,7 @@ class CurriculumConfig(Section):
             out.append(f"curriculum.reference is set but scorer is {self.scorer!r} (it would be ignored)")
         if self.scorer == "reference":
             if self.reference is not None:
-                out.extend(f"curriculum.reference: {p}" for p in reference_problems(self.reference))
+                out.extend(ModelSource.problems(self.reference, "curriculum.reference"))
             elif cfg.model.pretrained:
                 out.append(
                     "curriculum.reference: give a reference model (an efflab run dir or a local model dir); "
@@ -300,55 +300,27 @@ def difficulty_ranking(scores: np.ndarray, order: str, seed: int) -> np.ndarray:
 # =============================================================================================
 # reference model: where it comes from, and its cache key
 # =============================================================================================
-def find_reference(path: str | Path) -> tuple[Path, Path | None]:
-    """(model dir, efflab run dir or None) for a reference given as a run dir, a model dir or a hub id."""
-    p = Path(local_dir(str(path))).expanduser()
-    if (p / "manifest.json").is_file() and (p / "model").is_dir():
-        return p / "model", p
-    return p, None
-
-
-def reference_problems(path: str) -> list[str]:
-    """Problems with a reference model path (missing, not a model, an incomplete efflab run)."""
-    from efflab.models import check_pretrained_dir
-
-    try:
-        model_dir, run_dir = find_reference(path)
-    except UserError as e:
-        return list(e.problems)
-    if run_dir is not None:
-        try:
-            status = json.loads((run_dir / "manifest.json").read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
-        if status != "complete":
-            return [f"{path} is an efflab run that is not complete (status {status!r})"]
-    return [p.replace(f"pretrained model {model_dir}: ", "") for p in check_pretrained_dir(str(model_dir))]
-
-
 def reference_run_config(cfg):
     """The config of a reference model the recipe trains for scoring: the baseline recipe on the same
     data, with `reference_depth` layers (default: half the model's) and `reference_budget` x the budget."""
-    from efflab.config import config_from_dict
-
     cc = cfg.curriculum
-    raw = cfg.to_dict()
-    raw.pop("curriculum", None)
-    raw.update(recipe="baseline", name=None)
-    model = raw["model"]
     layers = cfg.model.resolved()["n_layer"]
     depth = cc.reference_depth or max(1, layers // 2)
-    if model.get("depth"):
-        model.update(depth=depth, n_layer=None)  # on the ladder: width shrinks with depth
-    else:
-        model["n_layer"] = depth
-    t = raw["train"]
-    for k in ("budget_flops", "budget_tokens"):
-        if t.get(k) is not None:
-            t[k] = t[k] * cc.reference_budget
-    if t.get("steps") is not None:
-        t["steps"] = max(1, int(round(t["steps"] * cc.reference_budget)))
-    return config_from_dict(raw, recipe="baseline", source="curriculum reference config")
+
+    def edit(raw: dict) -> None:
+        model = raw["model"]
+        if model.get("depth"):
+            model.update(depth=depth, n_layer=None)  # on the ladder: width shrinks with depth
+        else:
+            model["n_layer"] = depth
+        t = raw["train"]
+        for k in ("budget_flops", "budget_tokens"):
+            if t.get(k) is not None:
+                t[k] = t[k] * cc.reference_budget
+        if t.get("steps") is not None:
+            t["steps"] = max(1, int(round(t["steps"] * cc.reference_budget)))
+
+    return helper_run_config(cfg, drop="curriculum", source="curriculum reference config", edit=edit)
 
 
 def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> str | None:
@@ -360,7 +332,7 @@ def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> 
 
     want = data.meta.get("tokenizer_hash")
     if run_dir is not None:
-        got = json.loads((run_dir / "manifest.json").read_text()).get("data", {}).get("tokenizer_hash")
+        got = (RunDir(run_dir).read_manifest().get("data") or {}).get("tokenizer_hash")
     elif any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         got = tokenizer_hash(load_tokenizer(str(model_dir)))
     else:
@@ -376,22 +348,11 @@ def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> 
     return None
 
 
-def file_digest(paths, h=None):
-    """sha256 over the names and bytes of `paths` (continuing `h` if given)."""
-    h = h or hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).name.encode() + b"\x00")
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return h
-
-
-def scores_cache_key(model_dir: str | Path, blocks: np.ndarray) -> str:
-    """Cache key of reference scores: the reference's config and weights, and the exact blocks."""
-    d = Path(model_dir)
-    files = sorted(f for f in d.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin"))
-    h = file_digest(files, hashlib.sha256(SCORES_VERSION.encode()))
+def scores_cache_key(identity: str, blocks: np.ndarray) -> str:
+    """Cache key of reference scores: the reference's weights identity (efflab.runs.weights_identity)
+    and the exact blocks."""
+    h = hashlib.sha256(SCORES_VERSION.encode())
+    h.update(identity.encode())
     h.update(str(blocks.shape).encode())
     h.update(np.ascontiguousarray(blocks).tobytes())
     return h.hexdigest()[:32]

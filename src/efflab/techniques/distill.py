@@ -68,7 +68,7 @@ from pydantic import Field
 
 from efflab.config import ModelConfig, Section, TrainConfig
 from efflab.errors import UserError
-from efflab.hub import local_dir
+from efflab.runs import ModelSource, helper_run_config
 
 LOSSES = ("forward_kl", "reverse_kl", "gjs")
 CACHE_FORMAT = "efflab-teacher-topk-v1"
@@ -140,7 +140,7 @@ class DistillConfig(Section):
                 "distill.teacher_train=null drops a teacher_train section of the file)"
             )
         if self.teacher is not None:
-            out.extend(teacher_dir_problems(self.teacher))
+            out.extend(ModelSource.problems(self.teacher, "distill.teacher"))
         if self.logits == "cache" and self.top_k == 0:
             out.append(
                 "distill.logits=cache stores the teacher's top-k logits per token: set distill.top_k "
@@ -283,120 +283,6 @@ def distill_loss(
 # =============================================================================================
 # the teacher: where it comes from, its tokenizer, its logits
 # =============================================================================================
-@dataclass
-class TeacherInfo:
-    """A resolved teacher: its model directory, whether it is an efflab run, its known training cost."""
-
-    path: Path  # what the user gave (run dir or model dir)
-    model_dir: Path  # loadable with AutoModelForCausalLM
-    kind: str  # "efflab-run" or "hf-model"
-    pretrain_flops: float | None  # the teacher run's ledger total; None: unknown (external model)
-    identity: str  # hash of the teacher's config and weights (keys the logit cache)
-    requested_vocab: int | None = (
-        None  # an efflab teacher run's data.vocab_size (what its tokenizer asked for)
-    )
-
-    def describe(self) -> dict:
-        d = {
-            "path": str(self.path),
-            "kind": self.kind,
-            "model_dir": str(self.model_dir),
-            "identity": self.identity,
-        }
-        d["teacher_pretrain"] = (
-            self.pretrain_flops
-            if self.pretrain_flops is not None
-            else "unknown (external model): no sunk cost charged"
-        )
-        return d
-
-
-def teacher_dir_problems(path: str) -> list[str]:
-    """Problems with a `distill.teacher` path (or hub id, fetched here), found before any work starts."""
-    try:
-        p = Path(local_dir(path)).expanduser()
-    except UserError as e:
-        return [f"distill.teacher {q}" for q in e.problems]
-    if not p.is_dir():
-        return [
-            f"distill.teacher {path}: no such directory (a finished efflab run or a local model directory)"
-        ]
-    if (p / "manifest.json").is_file():
-        try:
-            status = json.loads((p / "manifest.json").read_text()).get("status")
-        except (OSError, ValueError):
-            return [f"distill.teacher {path}: unreadable manifest.json"]
-        if status != "complete":
-            return [
-                f"distill.teacher {path}: the efflab run is not complete (status: {status}); finish it "
-                f"(efflab run ... --resume) or point at another teacher"
-            ]
-        if not (p / "model" / "config.json").is_file():
-            return [f"distill.teacher {path}: complete run without a model/ directory"]
-        return []
-    if (p / "config.json").is_file():
-        from efflab.models import check_pretrained_dir
-
-        return check_pretrained_dir(str(p))
-    return [
-        f"distill.teacher {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"
-    ]
-
-
-def _weights_identity(model_dir: Path) -> str:
-    """sha256 of config.json and the weight files (files over 256 MiB: size, head and tail 16 MiB)."""
-    h = hashlib.sha256()
-    h.update((model_dir / "config.json").read_bytes())
-    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
-        size = f.stat().st_size
-        h.update(f"{f.name}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            if size <= 256 << 20:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(16 << 20))
-                fh.seek(size - (16 << 20))
-                h.update(fh.read())
-    return h.hexdigest()
-
-
-def resolve_teacher(path: str | os.PathLike) -> TeacherInfo:
-    """Describe a teacher directory: a finished efflab run (model/, ledger total) or a local HF model."""
-    probs = teacher_dir_problems(str(path))
-    if probs:
-        raise UserError(probs)
-    p = Path(local_dir(str(path))).expanduser().resolve()
-    if (p / "manifest.json").is_file():
-        import yaml
-
-        from efflab.accounting.ledger import Ledger
-
-        ledger = p / "ledger.json"
-        cost = Ledger.load(ledger).total if ledger.is_file() else None
-        saved = p / "config.yaml"
-        raw = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}
-        requested = (raw.get("data") or {}).get("vocab_size") if isinstance(raw, dict) else None
-        return TeacherInfo(
-            p,
-            p / "model",
-            "efflab-run",
-            cost,
-            _weights_identity(p / "model"),
-            int(requested) if isinstance(requested, int) else None,
-        )
-    return TeacherInfo(p, p, "hf-model", None, _weights_identity(p))
-
-
-def load_teacher_tokenizer(info: TeacherInfo):
-    """The tokenizer saved with the teacher, or None when its directory has none."""
-    from efflab.data import load_tokenizer
-
-    d = info.model_dir
-    if not any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    return load_tokenizer(str(d))
-
-
 def vocabulary_problems(
     teacher_vocab: int,
     teacher_tok,
@@ -443,7 +329,7 @@ def vocabulary_problems(
     return out
 
 
-def shared_tokenizer(cfg, info: TeacherInfo, teacher_vocab: int, teacher_tok):
+def shared_tokenizer(cfg, info: ModelSource, teacher_vocab: int, teacher_tok):
     """The one tokenizer teacher and student share; UserError naming both sizes on any mismatch.
 
     The student reads the data with the teacher's tokenizer; `data.tokenizer` (a directory), a
@@ -503,31 +389,18 @@ def teacher_run_dir(section: DistillConfig, run_dir: Path) -> Path:
     return Path(run_dir).parent / f"{Path(run_dir).name}-teacher"
 
 
-def run_is_complete(run_dir: Path) -> bool:
-    m = Path(run_dir) / "manifest.json"
-    try:
-        return m.is_file() and json.loads(m.read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
 def teacher_run_config(cfg, name: str):
     """The baseline-recipe config that trains the teacher: teacher_train's model and train sections,
     the student's data, eval and log sections (same corpus and tokenizer, same held-out set)."""
-    from efflab.config import config_from_dict
-
     tt = cfg.distill.teacher_train
-    raw = cfg.to_dict()
-    traw = {
-        "recipe": "baseline",
-        "name": name,
-        "model": tt.model.model_dump(mode="json"),
-        "data": raw["data"],
-        "train": tt.train.model_dump(mode="json"),
-        "eval": raw["eval"],
-        "log": raw["log"],
-    }
-    return config_from_dict(traw, recipe="baseline", source="distill.teacher_train")
+
+    def edit(raw: dict) -> None:
+        for k in [k for k in raw if k not in ("recipe", "name", "data", "eval", "log")]:
+            del raw[k]
+        raw["model"] = tt.model.model_dump(mode="json")
+        raw["train"] = tt.train.model_dump(mode="json")
+
+    return helper_run_config(cfg, drop="distill", name=name, source="distill.teacher_train", edit=edit)
 
 
 def freeze_teacher(teacher):

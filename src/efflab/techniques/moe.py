@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -70,7 +69,7 @@ from pydantic import Field, field_validator
 
 from efflab.config import Section
 from efflab.errors import UserError
-from efflab.hub import local_dir
+from efflab.runs import ModelSource, locate
 
 DENSE_MODEL_TYPES = ("llama", "mistral")  # bias-free gated-MLP decoders: their MLP can be copied into experts
 
@@ -387,87 +386,19 @@ def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.2
 # =============================================================================================
 # sparse upcycling: where the dense model comes from, and whether it fits
 # =============================================================================================
-@dataclass
-class UpcycleSource:
-    """The dense checkpoint an MoE model is upcycled from."""
-
-    path: Path
-    kind: Literal["efflab_run", "hf_dir"]
-    model_dir: Path
-    pretrain_flops: float | None  # the efflab run's ledger total; None: unknown (external model)
-    pretrain_tokens: float
-    pretrain_seconds: float
-
-    def describe(self) -> str:
-        cost = f"{self.pretrain_flops:.4g} FLOPs" if self.pretrain_flops is not None else "unknown cost"
-        return f"{self.path} ({self.kind}, {cost})"
-
-
-def _is_run_dir(p: Path) -> bool:
-    return (p / "manifest.json").is_file()
-
-
-def resolve_upcycle_source(path: str) -> UpcycleSource:
-    """A finished efflab run directory (model/ + ledger.json) or a local HF model directory."""
-    from efflab.accounting.ledger import Ledger
-    from efflab.io import read_json
-    from efflab.models import check_pretrained_dir
-
-    p = Path(local_dir(str(path))).expanduser()  # a hub id: fetched into the hub cache
-    if not p.is_dir():
-        raise UserError(
-            f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local "
-            f"Hugging Face model directory)"
-        )
-    if _is_run_dir(p):
-        m = read_json(p / "manifest.json")
-        if m.get("status") != "complete":
-            raise UserError(
-                f"moe.upcycle_from {path}: the run is not complete (status {m.get('status')!r}); "
-                f"finish it first (efflab run baseline ... --resume)"
-            )
-        probs = check_pretrained_dir(str(p / "model"))
-        if not (p / "ledger.json").is_file():
-            probs.append(f"moe.upcycle_from {path}: no ledger.json")
-        if probs:
-            raise UserError(probs)
-        led = Ledger.load(p / "ledger.json")
-        return UpcycleSource(
-            p,
-            "efflab_run",
-            p / "model",
-            led.total,
-            led.tokens("train"),
-            sum(v.seconds for k, v in led.phases().items() if k != "eval"),
-        )
-    probs = check_pretrained_dir(str(p))
-    if probs:
-        raise UserError([f"moe.upcycle_from: {x}" for x in probs])
-    return UpcycleSource(p, "hf_dir", p, None, 0.0, 0.0)
-
-
-def _dense_config_dict(path: str) -> dict | None:
-    import json
-
-    p = Path(path).expanduser()
-    p = p / "model" if _is_run_dir(p) else p
-    try:
-        return json.loads((p / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     """Every way the dense checkpoint at `path` does not fit the MoE model `cfg` describes (width,
     depth, heads, head_dim, FFN vs expert width, rope): upcycling copies weights tensor for tensor."""
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        return [
-            f"moe.upcycle_from {path}: no such directory (a finished efflab dense run or a local Hugging Face "
-            f"model directory)"
-        ]
-    d = _dense_config_dict(path)
-    if d is None:
+    from efflab.io import DamagedFile, read_json
+
+    probs = ModelSource.problems(path, "moe.upcycle_from")
+    if probs:
+        return probs
+    try:
+        d = read_json(locate(path, weights=False)[1] / "config.json")
+    except (DamagedFile, OSError):
+        d = None
+    if not isinstance(d, dict):
         return [
             f"moe.upcycle_from {path}: no readable config.json (expected a finished efflab run with model/, "
             f"or a transformers model directory)"

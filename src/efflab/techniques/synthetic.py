@@ -65,7 +65,7 @@ from pydantic import Field, field_validator
 
 from efflab.config import Section
 from efflab.errors import UserError, parse_count
-from efflab.hub import local_dir
+from efflab.runs import ModelSource, helper_run_config
 
 
 # =============================================================================================
@@ -199,10 +199,8 @@ class SyntheticConfig(Section):
                 except UserError as e:
                     out.extend(f"synthetic.generator_overrides: {p}" for p in e.problems)
         else:
-            try:
-                inspect_generator(self.generator)
-            except UserError as e:
-                out.extend(f"synthetic.generator: {p}" for p in e.problems)
+            # the student learns the generator's tokens: it needs the generator's tokenizer
+            out.extend(ModelSource.problems(self.generator, "synthetic.generator", tokenizer=True))
         return out
 
     def sampling_kwargs(self) -> dict:
@@ -270,65 +268,8 @@ def _hash(*parts) -> str:
 
 
 # =============================================================================================
-# generator sources
+# the generator: a ModelSource (efflab.runs), or a baseline run trained first
 # =============================================================================================
-@dataclass
-class GeneratorSource:
-    """Where the generator comes from, and what its training cost (FLOPs; None = unknown)."""
-
-    kind: Literal["run", "hf"]
-    path: Path  # the run directory or the Hugging Face model directory
-    model_dir: Path  # what from_pretrained loads (run dir / "model" for a run)
-    training_flops: float | None
-    identity: str = ""  # hash of config.json + weight files: keys the corpus cache
-
-    def describe(self) -> str:
-        if self.kind == "run":
-            return f"efflab run {self.path} (training cost {self.training_flops:.4g} FLOPs, its ledger total)"
-        return f"Hugging Face model {self.path} (training cost unknown: a local pretrained directory)"
-
-
-def inspect_generator(path: str | os.PathLike) -> GeneratorSource:
-    """Classify a generator directory: a finished efflab run (manifest.json) or a local HF model dir."""
-    from efflab.accounting.ledger import Ledger
-    from efflab.io import read_json
-    from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
-
-    p = Path(local_dir(str(path))).expanduser()  # a hub id: fetched into the hub cache
-    if not p.is_dir():
-        raise UserError(f"{path}: no such directory (an efflab run directory or a local Hugging Face model)")
-    if (p / "manifest.json").is_file():
-        man = read_json(p / "manifest.json")
-        if man.get("status") != "complete":
-            raise UserError(
-                f"{path}: the efflab run is not complete (status {man.get('status')!r}); "
-                f"finish it with --resume first"
-            )
-        probs = check_pretrained_dir(str(p / "model")) or pretrained_tokenizer_problems(str(p / "model"))
-        if not (p / "ledger.json").is_file():
-            probs.append(f"{path}: the run has no ledger.json")
-        if probs:
-            raise UserError(probs)
-        return GeneratorSource("run", p, p / "model", Ledger.load(p / "ledger.json").total)
-    probs = check_pretrained_dir(str(p)) or pretrained_tokenizer_problems(str(p))
-    if probs:  # the student learns the generator's tokens: it needs the generator's tokenizer
-        raise UserError(probs)
-    return GeneratorSource("hf", p, p, None)
-
-
-def model_identity(model_dir: str | os.PathLike) -> str:
-    """sha256 of a model directory's config.json and weight files (content, not names or dates)."""
-    d = Path(model_dir)
-    h = hashlib.sha256()
-    files = [d / "config.json"] + sorted(f for f in d.iterdir() if f.suffix in (".safetensors", ".bin"))
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -342,23 +283,22 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def generator_run_config(cfg, syn: SyntheticConfig | None = None):
     """The baseline RunConfig that trains the generator when `synthetic.generator` is 'train': this
     run's config without its synthetic section, plus `synthetic.generator_overrides`."""
-    from efflab.config import Problems, _set_dotted, config_from_dict
+    from efflab.config import Problems, _set_dotted
 
     syn = syn or cfg.synthetic
-    raw = cfg.to_dict()
-    raw.pop("synthetic", None)
-    raw["recipe"] = "baseline"
-    raw["name"] = None
-    probs = Problems()
     overrides = _flatten(syn.generator_overrides)  # {train: {steps: 5}} (a CLI override) = {train.steps: 5}
-    horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
-    if any(k in overrides for k in horizons):  # overriding the horizon replaces it
-        for k in horizons:
-            raw.get("train", {}).pop(k.split(".")[1], None)
-    for k, v in overrides.items():
-        _set_dotted(raw, k, v, probs)
-    probs.raise_if_any()
-    return config_from_dict(raw, recipe="baseline", source="generator config")
+
+    def edit(raw: dict) -> None:
+        probs = Problems()
+        horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
+        if any(k in overrides for k in horizons):  # overriding the horizon replaces it
+            for k in horizons:
+                raw.get("train", {}).pop(k.split(".")[1], None)
+        for k, v in overrides.items():
+            _set_dotted(raw, k, v, probs)
+        probs.raise_if_any()
+
+    return helper_run_config(cfg, drop="synthetic", source="generator config", edit=edit)
 
 
 def default_generator_dir(run_dir: Path, gen_cfg) -> Path:
@@ -366,13 +306,6 @@ def default_generator_dir(run_dir: Path, gen_cfg) -> Path:
     d = gen_cfg.to_dict()
     d.pop("log", None)
     return Path(run_dir).parent / f"synthetic-generator-{_hash(d)[:10]}"
-
-
-def run_is_complete(run_dir: Path) -> bool:
-    from efflab.io import read_json
-
-    m = Path(run_dir) / "manifest.json"
-    return m.is_file() and read_json(m).get("status") == "complete"
 
 
 # =============================================================================================
@@ -808,7 +741,7 @@ def filter_samples(
 # the corpus on disk (datasets), its provenance, and reuse
 # =============================================================================================
 def generation_provenance(
-    source: GeneratorSource,
+    source: ModelSource,
     syn: SyntheticConfig,
     res: GenerationResult,
     *,
@@ -824,7 +757,7 @@ def generation_provenance(
             "kind": source.kind,
             "path": str(source.path.resolve()),
             "identity": source.identity,
-            "training_flops": source.training_flops,
+            "training_flops": source.pretrain_flops,
         },
         "settings": syn.generation_settings(),
         "seed": seed,
@@ -844,17 +777,17 @@ def generation_provenance(
     }
 
 
-def train_budget(cfg, generation_flops: float, source: GeneratorSource) -> tuple[float, float]:
+def train_budget(cfg, generation_flops: float, source: ModelSource) -> tuple[float, float]:
     """(FLOPs left for training, FLOPs the synthetic data took) under `synthetic.budget_includes`."""
     syn = cfg.synthetic
     spent = generation_flops
     if syn.budget_includes == "total":
-        if source.training_flops is None:
+        if source.bill is None:
             raise UserError(
                 "synthetic.budget_includes=total needs the generator's training cost, which a local "
                 "pretrained directory does not have (use marginal)"
             )
-        spent += source.training_flops
+        spent += source.bill.flops
     left = cfg.train.budget_flops - spent
     if left <= 0:
         raise UserError(
@@ -869,7 +802,7 @@ def run_summary(
     *,
     paid_here: bool,
     uses: int | None,
-    source: GeneratorSource,
+    source: ModelSource,
     syn: SyntheticConfig,
     synthetic_blocks: int,
     blocks_consumed: int,
