@@ -151,7 +151,7 @@ def _trained_helper(sub_cfg, what: str, phases: dict, parts: dict):
 def _given_helper(path, role: str, phases: dict, phase: str = "sunk.teacher_pretrain") -> ModelSource:
     """A helper model given by path: its bill (a finished efflab run's ledger) charged to `phase`; an
     external model's is unknown and not charged."""
-    src = ModelSource.resolve(path, role)
+    src = ModelSource.resolve(path, role, weights=False)  # a hub model's config, not its weights
     if src.bill is not None:
         phases[phase] = _phase(src.bill.flops, src.bill.tokens, note=f"ledger total of {path}")
     return src

@@ -753,11 +753,14 @@ class ModelSource:
     bill: Bill | None  # None: unknown (external model)
     manifest: dict = field(default_factory=dict)  # an efflab run's manifest ({} otherwise)
     run_config: dict = field(default_factory=dict)  # an efflab run's resolved config.yaml ({} otherwise)
+    weights_here: bool = True  # False: a hub model resolved without fetching its weights (no identity)
     _identity: str | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> str:
         """The one weights hash (`weights_identity`): keys the logit, corpus and score caches."""
+        if not self.weights_here:
+            raise RuntimeError(f"{self.role} {self.given}: resolved without its weights; no identity")
         if self._identity is None:
             self._identity = weights_identity(self.model_dir)
         return self._identity
@@ -802,7 +805,7 @@ class ModelSource:
             "path": str(self.path),
             "kind": self.kind,
             "model_dir": str(self.model_dir),
-            "identity": self.identity,
+            "identity": self.identity if self.weights_here else None,
             "pretrain": UNKNOWN_BILL
             if self.bill is None
             else {"flops": self.bill.flops, "tokens": self.bill.tokens, "seconds": self.bill.seconds},
@@ -856,13 +859,17 @@ class ModelSource:
         ]
 
     @classmethod
-    def resolve(cls, path: str | os.PathLike, role: str, *, tokenizer: bool = False) -> ModelSource:
+    def resolve(
+        cls, path: str | os.PathLike, role: str, *, tokenizer: bool = False, weights: bool = True
+    ) -> ModelSource:
         """The model at `path` (a finished efflab run, a local model directory, a hub id) for config key
-        `role`; UserError naming every problem (`problems`) when it cannot be used."""
+        `role`; UserError naming every problem (`problems`) when it cannot be used. `weights=False`: a
+        hub model's weights are not fetched (enough for its config and bill: estimates)."""
         probs = cls.problems(path, role, tokenizer=tokenizer)
         if probs:
             raise UserError(probs)
-        p, model_dir, is_run = locate(path)
+        p, model_dir, is_run = locate(path, weights=weights)
+        weights_here = weights or not _is_hub(str(path))
         p, model_dir = p.resolve(), model_dir.resolve()
         try:
             config = read_json(model_dir / "config.json")
@@ -870,7 +877,9 @@ class ModelSource:
             raise UserError(f"{role} {path}: {e}") from None
         tok = model_dir if any((model_dir / f).is_file() for f in TOKENIZER_FILES) else None
         if not is_run:
-            return cls(role, str(path), p, "hf-model", model_dir, config, tok, None)
+            return cls(
+                role, str(path), p, "hf-model", model_dir, config, tok, None, weights_here=weights_here
+            )
         from efflab.accounting.ledger import Ledger
 
         rd = RunDir(p)
@@ -888,7 +897,9 @@ class ModelSource:
             except (OSError, UnicodeDecodeError, yaml.YAMLError):
                 run_config = {}
         run_config = run_config if isinstance(run_config, dict) else {}
-        return cls(role, str(path), p, "efflab-run", model_dir, config, tok, bill, manifest, run_config)
+        return cls(
+            role, str(path), p, "efflab-run", model_dir, config, tok, bill, manifest, run_config, weights_here
+        )
 
 
 def run_is_complete(path: str | os.PathLike) -> bool:
