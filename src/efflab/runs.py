@@ -26,14 +26,13 @@ import math
 import os
 import shutil
 import socket
-import struct
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 from efflab.errors import DamagedRun, UserError
 from efflab.io import DamagedFile, atomic_write_json, read_json, read_jsonl_checked
+from efflab.model_files import WEIGHT_SUFFIXES, weights_file_problem, weights_problems  # noqa: F401
 
 try:
     import fcntl
@@ -44,7 +43,6 @@ LOCK_NAME = ".efflab.lock"
 CONFIG_HEADER = "# resolved config: efflab run"
 STATUSES = ("running", "complete", "failed")
 HOST = socket.gethostname()
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl")
 
 _HELD: dict[Path, RunDir] = {}  # run directories whose lock this process holds
 
@@ -59,59 +57,6 @@ def _close(a: float, b: float, rel: float = 1e-9) -> bool:
 
 def _finite_nonneg(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
-
-
-# =============================================================================================
-# weights files, checked without loading them
-# =============================================================================================
-def weights_file_problem(path: str | os.PathLike) -> str | None:
-    """Why a weights file cannot be read ('truncated', 'not a safetensors file', ...), or None."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        with open(p, "rb") as f:
-            head = f.read(8)
-            if p.suffix == ".safetensors":
-                if len(head) < 8:
-                    return f"{p}: truncated safetensors file ({size} bytes)"
-                (n,) = struct.unpack("<Q", head)
-                if n > size - 8:
-                    return f"{p}: truncated safetensors file (header of {n} bytes, file of {size})"
-                try:
-                    header = json.loads(f.read(n).decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    return f"{p}: not a safetensors file (unreadable header)"
-                ends = [
-                    v["data_offsets"][1]
-                    for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2
-                ]
-                need = 8 + n + max(ends, default=0)
-                if size < need:
-                    return f"{p}: truncated safetensors file ({size} of {need} bytes)"
-                return None
-    except OSError as e:
-        return f"{p}: unreadable ({e.strerror or e})"
-    # torch.save writes a zip archive; its central directory is at the end, so a cut file fails here
-    if not zipfile.is_zipfile(p):
-        return f"{p}: truncated or not a torch file ({size} bytes)"
-    try:
-        with zipfile.ZipFile(p) as z:
-            for info in z.infolist():
-                if info.header_offset + info.compress_size > size:
-                    return f"{p}: truncated torch file"
-    except (zipfile.BadZipFile, OSError):
-        return f"{p}: truncated or not a torch file ({size} bytes)"
-    return None
-
-
-def weights_problems(directory: str | os.PathLike) -> list[str]:
-    """Problems of every weights file directly inside `directory` (a model or checkpoint folder)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return []
-    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
-    return [msg for f in files if (msg := weights_file_problem(f))]
 
 
 def _json_file_problem(path: Path) -> str | None:

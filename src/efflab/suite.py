@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from efflab import RecipeName, recipes
 from efflab.compare_suite import CONTROL_ARMS, compare_suite
 from efflab.config import (
     DataConfig,
@@ -128,7 +129,7 @@ class SweepSpec(Section):
 
 
 class ArmSpec(Section):
-    recipe: Literal["baseline", "moe", "distill", "curriculum", "synthetic"]
+    recipe: RecipeName
     label: str | None = None
     primary: bool = Field(default=True, description="one of the primary endpoints (Holm's family)")
     control_of: str | None = Field(default=None, description="the arm this one controls (report pairing)")
@@ -734,8 +735,6 @@ def execute_run(recipe: str, raw: dict, run_dir: str, log_path: str | None = Non
     {ok, message, seconds}; never raises for a run that fails (the suite records it and goes on)."""
     import torch
 
-    from efflab.commands.run import run_recipe
-
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     out = {"ok": True, "message": "", "seconds": 0.0}
@@ -750,7 +749,7 @@ def execute_run(recipe: str, raw: dict, run_dir: str, log_path: str | None = Non
     try:
         with cm:
             cfg = config_from_dict(raw, recipe=recipe, source=raw.get("name", "run"))
-            run_recipe(recipe, cfg, out=run_dir, resume=True)
+            recipes.run_recipe(recipe, cfg, out=run_dir, resume=True)
     except (RunFailed, UserError) as e:
         out.update(ok=False, message=getattr(e, "message", str(e)))
     finally:

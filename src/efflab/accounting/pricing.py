@@ -227,7 +227,8 @@ def price(
 ) -> dict:
     """The FLOPs efflab prices for training `spec` on `tokens` tokens (None: the published tokens).
 
-    spec: a preset name, a config object, a config.json / model directory path, or an efflab YAML path.
+    spec: a preset name, a config object, or a config.json / model directory path (an efflab YAML run
+    config is priced by efflab.estimate, which knows its recipe's phases).
     Returns {basis, flops (the count priced: full attention, or causal when causal=True),
     model_flops_full, executed_flops, tokens, stages [{seq_len, tokens, flops, note}], mtp_flops,
     train_flops_6nd, published_flops, published_ratio, convention}. UserError when nothing can be priced.

@@ -67,9 +67,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from efflab.config import Section
 from efflab.errors import UserError
 from efflab.hub import local_dir
+from efflab.samplers import BlockSampler
+from efflab.sections import Section
 
 SCORES_VERSION = "curriculum-scores-v1"
 
@@ -462,7 +463,7 @@ class CurriculumSampler:
     warmup length.
 
     blocks [n, T]; `ranking` block indices easiest first (None: the baseline's uniform order, from
-    loop.BlockSampler with the same seed); `pacing(step)` in (0, 1]; `warmup` None for full length.
+    efflab.samplers.BlockSampler with the same seed); `pacing(step)` in (0, 1]; `warmup` None for full length.
     Within the pool, blocks are drawn without replacement until every pool block was seen, then a
     new pass starts (an epoch over a growing pool); the draw at each step uses a generator seeded by
     (seed, step). The order is a pure function of (seed, step): the state (next step, blocks seen in
@@ -492,8 +493,6 @@ class CurriculumSampler:
         self.warmup = warmup
         self._uniform = None
         if self.ranking is None:
-            from efflab.loop import BlockSampler
-
             self._uniform = BlockSampler(blocks, batch_size, seed, labels=labels)
         self._reset()
 

@@ -66,9 +66,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from efflab.config import ModelConfig, Section, TrainConfig
 from efflab.errors import UserError
 from efflab.hub import local_dir
+from efflab.sections import ModelConfig, Section, TrainConfig
 
 LOSSES = ("forward_kl", "reverse_kl", "gjs")
 CACHE_FORMAT = "efflab-teacher-topk-v1"

@@ -63,9 +63,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from efflab.config import Section
 from efflab.errors import UserError, parse_count
 from efflab.hub import local_dir
+from efflab.sections import Section
 
 
 # =============================================================================================
