@@ -6,7 +6,6 @@ with this interface: `batch(step)`, `seq_len_at(step)`, `state_dict()` / `load_s
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from efflab.errors import UserError
 
@@ -38,6 +37,8 @@ class BlockSampler:
         return np.array([self._perm_for(i // n)[i % n] for i in g])
 
     def batch(self, step: int) -> dict:
+        import torch  # (loaded where batches are made: a config or plan needs no torch)
+
         idx = self.indices(step)
         out = {"input_ids": torch.from_numpy(self.blocks[idx].astype(np.int64))}
         if self.labels is not None:

@@ -59,16 +59,17 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from efflab.errors import UserError
 from efflab.hub import local_dir
 from efflab.sections import ModelConfig, Section, TrainConfig
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it
+    import torch
 
 LOSSES = ("forward_kl", "reverse_kl", "gjs")
 CACHE_FORMAT = "efflab-teacher-topk-v1"
@@ -189,6 +190,8 @@ def generalized_jsd(
     `student_rest` [...]: the student's probability outside the listed outcomes (top-k mode), an
     extra outcome where the teacher has mass 0: it adds (1 - beta) * r * log(r / ((1 - beta) r)).
     """
+    import torch
+
     if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be in (0, 1), got {beta}")
     log_m = torch.logaddexp(teacher_logp + math.log(beta), student_logp + math.log1p(-beta))
@@ -212,6 +215,8 @@ def kd_divergence(
     student_logits [..., V]; teacher: full logits [..., V] or a TopK of [..., k] (see the method card
     for how each loss treats the student's mass outside the teacher's top-k). Computed in fp32.
     """
+    import torch.nn.functional as F
+
     if loss not in LOSSES:
         raise ValueError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
     T = float(temperature)
@@ -257,6 +262,8 @@ def distill_loss(
     causal LM, so both terms use positions 0..T-2 where labels[t + 1] != -100.
     Returns (loss, {"ce": float, "kd": float}).
     """
+    import torch.nn.functional as F
+
     target = labels[:, 1:]  # [B, T-1]
     mask = target != -100
     logits = student_logits[:, :-1]  # [B, T-1, V]
@@ -543,6 +550,8 @@ def teacher_logits(teacher, input_ids: torch.Tensor, top_k: int = 0) -> torch.Te
     Runs under torch.inference_mode(); the result is cloned outside it, because inference tensors
     cannot be saved for the student's backward pass.
     """
+    import torch
+
     with torch.inference_mode():
         logits = teacher(input_ids=input_ids).logits  # [B, T, V]
         out = TopK(*logits.topk(top_k, dim=-1, sorted=False)) if top_k else logits
@@ -584,6 +593,8 @@ class LogitCache:
 
     def rows(self, idx: np.ndarray) -> TopK:
         """TopK [len(idx), T, k] for training-block rows `idx`."""
+        import torch
+
         return TopK(
             torch.from_numpy(np.asarray(self.values[idx])), torch.from_numpy(np.asarray(self.indices[idx]))
         )
@@ -621,6 +632,8 @@ def build_cache(
     a manifest with the FLOPs it cost (forward_flops_per_token x n x T), then renames the directory.
     If another process finished the same cache first, its copy is kept and this one discarded.
     """
+    import torch
+
     n, T = train_blocks.shape
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -63,14 +63,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
 
 from efflab.errors import UserError
 from efflab.hub import local_dir
 from efflab.sections import Section
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it
+    import torch
 
 DENSE_MODEL_TYPES = ("llama", "mistral")  # bias-free gated-MLP decoders: their MLP can be copied into experts
 
@@ -224,6 +226,8 @@ def load_balancing_loss(probs: torch.Tensor, top_k_index: torch.Tensor, n_expert
     drops). f_e (no gradient) is the fraction of the N x k assignments that went to e; P_e the mean
     router probability of e, through which the gradient flows.
     """
+    import torch
+
     counts = torch.bincount(top_k_index.reshape(-1), minlength=n_experts)[:n_experts]
     f = counts.to(probs.dtype) / top_k_index.numel()  # [E], sums to 1
     P = probs.mean(dim=0)  # [E]
@@ -232,6 +236,8 @@ def load_balancing_loss(probs: torch.Tensor, top_k_index: torch.Tensor, n_expert
 
 def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
     """ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [N, E]."""
+    import torch
+
     return torch.logsumexp(logits.float(), dim=-1).square().mean()
 
 
@@ -241,6 +247,8 @@ def moe_loss(lm_loss: torch.Tensor, aux: list, *, balance_coef: float, z_coef: f
     aux: one (balance, z) pair per MoE layer from the last training forward. Returns the loop's
     (loss, logs) pair; logs carry the LM loss alone so train_loss can be compared with dense runs.
     """
+    import torch
+
     if not aux:
         raise RuntimeError("no router losses recorded: the model has no efflab MoE blocks in training mode")
     bal = torch.stack([a[0] for a in aux]).mean()
@@ -267,6 +275,8 @@ def capacity_keep(top_k_index: torch.Tensor, n_experts: int, capacity: int) -> t
     Priority (GShard): every token's first choice before any second choice, then token order. Each
     expert keeps its first `capacity` assignments in that order.
     """
+    import torch
+
     N, k = top_k_index.shape
     flat = top_k_index.t().reshape(-1)  # [k*N] in priority order: choice rank, then token
     order = torch.sort(flat, stable=True).indices  # grouped by expert, priority kept inside a group
