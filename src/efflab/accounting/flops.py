@@ -40,7 +40,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from efflab.errors import UserError
+from efflab.accounting import measure, presets
+from efflab.errors import UserError, suggest
 
 KNOWN_MODEL_TYPES: tuple[str, ...] = (
     "llama",
@@ -668,8 +669,6 @@ def _convention(seq_len: int, causal: bool, frozen: bool, lora) -> str:
 
 
 def _preset(spec):
-    from efflab.accounting import presets
-
     if isinstance(spec, str) and presets.is_preset(spec):
         return presets.get_preset(spec)
     return None
@@ -731,9 +730,6 @@ def resolve_config(spec):
         if path.suffix in (".yaml", ".yml"):
             _refuse_yaml(path)
         return _config_from_dict(_read_config_file(path), str(path))
-    from efflab.accounting import presets
-    from efflab.errors import suggest
-
     raise UserError(
         f"{spec!r} is neither a preset nor a config.json / model directory"
         f"{suggest(str(spec).lower(), presets.PRESETS)}; presets: {', '.join(presets.PRESETS)}"
@@ -899,8 +895,6 @@ _MEASURED: dict = {}  # (config JSON, T, LoRA, frozen) -> measurement; one meta-
 
 def _measured_count(src, seq_len, hint, *, causal: bool, lora, frozen: bool) -> FlopCount:
     """FlopCount of a model type without an analytic count: FlopCounterMode on the meta device."""
-    from efflab.accounting import measure
-
     cfg = src if _is_hf_config(src) else resolve_config(src)
     mt = cfg.model_type
     if not is_measurable(mt):

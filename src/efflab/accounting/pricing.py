@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from efflab.accounting import flops as F
+from efflab.accounting import hardware
 from efflab.accounting import presets as P
 from efflab.errors import UserError
 
@@ -342,8 +343,6 @@ def _with_published(out: dict, p, tokens) -> dict:
 def preset_gpu_hours(p) -> dict:
     """What a preset's published GPU-hours imply: the MFU (against the dense peak of the run's precision)
     of the priced FLOPs over the tokens those hours cover. Empty without GPU-hours or tokens."""
-    from efflab.accounting import hardware
-
     if not (p.gpu and p.gpu_hours and (p.tokens or p.train_flops)):
         return {}
     priced = price(p.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from efflab import RECIPES, recipes
+from efflab import RECIPES
 from efflab.paths import configs_root, resolve_config_path  # noqa: F401  (re-exported)
 
 
@@ -67,6 +67,7 @@ def cmd_dry_run(args, cfg) -> int:
 
 
 def cmd_run(args) -> int:
+    from efflab import recipes  # the one recipe registry (imported here: the parser needs the names only)
     from efflab.config import load_config
 
     recipes.check_recipe(args.recipe)
