@@ -2,8 +2,10 @@
 
 A run config has the sections every recipe shares (`model`, `data`, `train`, `eval`, `lora`, `log`)
 and one optional section per technique (`moe`, `distill`, `curriculum`, `synthetic`), whose schema
-lives beside the technique in `efflab.techniques.<name>`. A recipe rejects the section of a technique
-it does not use, so a typo cannot silently switch a technique off.
+lives beside the technique in `efflab.techniques.<name>` and is a typed field of `RunConfig` (None for
+the recipes that do not use it). The shared sections and their base class `Section` live in
+`efflab.sections`. A recipe rejects the section of a technique it does not use, so a typo cannot
+silently switch a technique off.
 
 YAML is read with `yaml.safe_load` only; config values are data, never code.
 """
