@@ -1,8 +1,11 @@
-"""A model directory's files, checked without loading them: weights files cut short or not what their name
-says, a missing config or tokenizer, a load setting this machine cannot honour. Used at config time (the
-run config names every problem before any work) and by the run directory's checks (efflab.runs).
+"""A model directory (local, or a hub id): its files checked without loading them (weights files cut short
+or not what their name says, a missing config or tokenizer, a load setting this machine cannot honour),
+and the model loaded (`load_pretrained`, `load_pretrained_config`, `torch_dtype`). The checks run at
+config time (the run config names every problem before any work) and in the run directory's checks
+(efflab.runs).
 
-Knows no efflab module but errors and hub, so that config validation and the technique sections can use it.
+Knows no efflab module but errors and hub, so that config validation, the technique sections and the
+model builders (efflab.moe_model, efflab.models) can all use it.
 """
 
 from __future__ import annotations
@@ -142,3 +145,76 @@ def loading_problems(cfg) -> list[str]:
     if importlib.util.find_spec("bitsandbytes") is None:
         out.append("model.load_in_4bit (QLoRA) needs bitsandbytes: pip install 'efflab[qlora]'")
     return out
+
+
+def load_pretrained_config(path: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    p = Path(hub.local_dir(path, weights=False)).expanduser()
+    if not (p / "config.json").is_file():
+        raise UserError(f"pretrained model {path}: no config.json")
+    try:
+        return AutoConfig.from_pretrained(str(p), trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise UserError(f"pretrained model {path}: unreadable config ({type(e).__name__}: {e})") from None
+
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def torch_dtype(choice: str = "auto", *, trained: bool = False):
+    """The torch dtype a pretrained model loads in, for `model.dtype` = auto | bf16 | fp16 | fp32.
+
+    auto: bf16 on a CUDA GPU that supports it (an 8B teacher takes 16 GB, not 32), fp32 on a CPU. A
+    fully fine-tuned model (`trained=True`) keeps fp32 weights under auto: AdamW updates smaller than
+    bf16's resolution (~0.4% of a weight) would vanish; its matmuls still run in bf16 through
+    accelerate's autocast. Frozen weights (teacher, generator, reference, a LoRA base) take bf16.
+    """
+    import torch
+
+    if choice == "auto":
+        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu_bf16 and not trained else torch.float32
+    return getattr(torch, DTYPES[choice])
+
+
+def load_pretrained(
+    path: str,
+    *,
+    dtype=None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    load_in_4bit: bool = False,
+):
+    """AutoModelForCausalLM.from_pretrained on a local directory or hub id, with clear errors for bad input.
+
+    dtype: a torch dtype or "auto" | "bf16" | "fp16" | "fp32" (default fp32). load_in_4bit: QLoRA's
+    NF4 base with double quantization and bf16 compute (bitsandbytes, CUDA), placed on the current GPU.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = hub.local_dir(path)
+    probs = check_pretrained_dir(path)
+    if probs:
+        raise UserError(probs)
+    if isinstance(dtype, str):
+        dtype = torch_dtype(dtype)
+    kw = {"trust_remote_code": trust_remote_code, "dtype": dtype or torch.float32}
+    if attn_implementation:
+        kw["attn_implementation"] = attn_implementation
+    if load_in_4bit:  # Dettmers et al. 2023 (QLoRA), section 3: NF4, double quantization, bf16 compute
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kw["dtype"] = torch.bfloat16
+        kw["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(Path(path).expanduser()), **kw)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"pretrained model {path}: could not load ({type(e).__name__}: {e})") from None
