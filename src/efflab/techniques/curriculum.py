@@ -67,8 +67,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from efflab.accounting import flops as F
 from efflab.errors import UserError
 from efflab.hub import local_dir
+from efflab.io import atomic_write_json
 from efflab.samplers import BlockSampler
 from efflab.sections import Section
 
@@ -282,8 +284,6 @@ def reference_scores(
 
 def scoring_flops(ref_config, seq_len: int, tokens: float) -> float:
     """FLOPs of a reference model's forward over `tokens` tokens at context `seq_len` (accounting layer)."""
-    from efflab.accounting import flops as F
-
     return F.forward_flops_per_token(ref_config, seq_len) * float(tokens)
 
 
@@ -409,8 +409,6 @@ def load_cached_scores(cache_dir: Path, key: str) -> tuple[np.ndarray, dict] | N
 def save_cached_scores(cache_dir: Path, key: str, scores: np.ndarray, meta: dict) -> None:
     """Write scores (.npy) then their meta (.json, which marks the entry complete), atomically."""
     import os
-
-    from efflab.io import atomic_write_json
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.{os.getpid()}.npy"

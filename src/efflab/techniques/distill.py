@@ -66,6 +66,7 @@ from pydantic import Field
 
 from efflab.errors import UserError
 from efflab.hub import local_dir
+from efflab.io import atomic_write_json
 from efflab.sections import ModelConfig, Section, TrainConfig
 
 if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it
@@ -670,8 +671,6 @@ def build_cache(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(meta or {}),
     }
-    from efflab.io import atomic_write_json
-
     atomic_write_json(tmp / "manifest.json", manifest)
     try:
         os.replace(tmp, path)
@@ -682,8 +681,6 @@ def build_cache(
 
 def record_cache_use(cache: LogitCache, run_dir: str) -> int:
     """Append a run to the cache's users (for amortisation in reports); returns the number of users."""
-    from efflab.io import atomic_write_json
-
     users_path = cache.path / "users.json"
     users = json.loads(users_path.read_text()) if users_path.is_file() else []
     if run_dir not in users:

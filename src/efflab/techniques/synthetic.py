@@ -63,8 +63,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from efflab.accounting.flops import generation_flops
 from efflab.errors import UserError, parse_count
 from efflab.hub import local_dir
+from efflab.io import append_jsonl, atomic_write_json, read_json, read_jsonl
 from efflab.sections import Section
 
 
@@ -450,8 +452,6 @@ class Sample:
 
 def generation_cost(config):
     """`cost(prompt_len, new_tokens) -> FLOPs` for one sequence, from the accounting layer (memoised)."""
-    from efflab.accounting.flops import generation_flops
-
     memo: dict[tuple[int, int], float] = {}
 
     def cost(prompt_len: int, new_tokens: int) -> float:
@@ -909,8 +909,6 @@ def save_generation(gen_dir: Path, result: GenerationResult, provenance: dict) -
     """Write every sample (a datasets dataset) and generation.json; atomic (folder renamed into place)."""
     import datasets
 
-    from efflab.io import atomic_write_json
-
     datasets.disable_progress_bars()
     gen_dir = Path(gen_dir)
     gen_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -936,8 +934,6 @@ def save_generation(gen_dir: Path, result: GenerationResult, provenance: dict) -
 def load_generation(gen_dir: Path) -> tuple[list[Sample], dict]:
     import datasets
 
-    from efflab.io import read_json
-
     ds = datasets.load_from_disk(str(Path(gen_dir) / "samples"))
     cols = ds.to_dict()
     samples = [
@@ -958,8 +954,6 @@ def build_corpus(
     FLOPs (filtered-away tokens included), tokens generated and kept, and FLOPs per kept token.
     """
     import datasets
-
-    from efflab.io import atomic_write_json, read_json
 
     datasets.disable_progress_bars()
     docs = [(s.prompt_ids + s.new_ids) if syn.keep_prompt else list(s.new_ids) for s in samples]
@@ -1005,8 +999,6 @@ def build_corpus(
 
 def record_use(gen_dir: Path, run_dir: Path) -> int:
     """Note that `run_dir` used this generation (once per run); returns how many runs have used it."""
-    from efflab.io import append_jsonl, read_jsonl
-
     uses = Path(gen_dir) / "uses.jsonl"
     rows = read_jsonl(uses)
     me = str(Path(run_dir).resolve())
