@@ -6,7 +6,7 @@ for every experts implementation transformers offers here and for efflab's choic
     python benchmarks/moe.py --device cuda --precision bf16    # GPU, bf16 weights
     python benchmarks/moe.py --batch 4 --threads 1 --json      # a smaller, quieter measurement
 
-The dense partner is `techniques.moe.dense_config_for(cfg)`: the same attention, its FFN as wide as the
+The dense partner is `efflab.models.dense_config_for(cfg)`: the same attention, its FFN as wide as the
 top-k experts together, so both models have the same train FLOPs per token up to the router (printed,
 from the accounting layer). Variants, all with the same weights:
 - `stock/<impl>`: transformers' own sparse block (Mixtral / Qwen2-MoE) with experts_implementation
@@ -90,7 +90,7 @@ def run_benchmark(a) -> dict:
 
     from efflab.accounting.flops import train_flops_per_token
     from efflab.config import load_config
-    from efflab.models import build_model_config
+    from efflab.models import build_model_config, dense_config_for
     from efflab.moe_model import (
         available_experts_implementations,
         build_moe_config,
@@ -107,7 +107,7 @@ def run_benchmark(a) -> dict:
     batch = [f"train.batch_size={a.batch}", "train.micro_batch_size=null"] if a.batch else []
     prec = {"fp32": ["train.precision=fp32"], "bf16": ["train.precision=bf16"]}.get(precision, [])
     cfg = load_config(a.config, [*a.overrides, *batch, *prec], recipe="moe")
-    dense_cfg = M.dense_config_for(cfg)
+    dense_cfg = dense_config_for(cfg)
     V, T, B = cfg.data.vocab_size, cfg.data.seq_len, a.batch or cfg.train.batch_size
     attn = "sdpa"
 

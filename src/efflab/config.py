@@ -2,8 +2,10 @@
 
 A run config has the sections every recipe shares (`model`, `data`, `train`, `eval`, `lora`, `log`)
 and one optional section per technique (`moe`, `distill`, `curriculum`, `synthetic`), whose schema
-lives beside the technique in `efflab.techniques.<name>`. A recipe rejects the section of a technique
-it does not use, so a typo cannot silently switch a technique off.
+lives beside the technique in `efflab.techniques.<name>` and is a typed field of `RunConfig` (None for
+the recipes that do not use it). The shared sections and their base class `Section` live in
+`efflab.sections`. A recipe rejects the section of a technique it does not use, so a typo cannot
+silently switch a technique off.
 
 YAML is read with `yaml.safe_load` only; config values are data, never code.
 """
@@ -11,22 +13,39 @@ YAML is read with `yaml.safe_load` only; config values are data, never code.
 from __future__ import annotations
 
 import copy
-import importlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
-from efflab import RECIPES  # noqa: E402  (re-exported)
-from efflab.errors import Problems, UserError, parse_count
+from efflab import RECIPES, RecipeName, hub  # noqa: F401  (RECIPES re-exported)
+from efflab.accounting import flops as F
+from efflab.errors import Problems, UserError, suggest
+from efflab.model_files import check_pretrained_dir, loading_problems, pretrained_tokenizer_problems
 from efflab.preflight import horizon_problems, memory_problems
+from efflab.sections import (  # noqa: F401  (re-exported: the shared sections' home is efflab.sections)
+    DataConfig,
+    EvalConfig,
+    LogConfig,
+    LoraConfig,
+    ModelConfig,
+    Section,
+    TrainConfig,
+    _count,
+)
+from efflab.techniques.curriculum import CurriculumConfig
+from efflab.techniques.distill import DistillConfig
+from efflab.techniques.moe import MoEConfig
+from efflab.techniques.synthetic import SyntheticConfig
+from efflab.trackers import problems as tracker_problems
 
+# the technique sections, by name (each defined beside its technique in efflab.techniques.<name>)
 TECHNIQUE_SECTIONS = {
-    "moe": "efflab.techniques.moe:MoEConfig",
-    "distill": "efflab.techniques.distill:DistillConfig",
-    "curriculum": "efflab.techniques.curriculum:CurriculumConfig",
-    "synthetic": "efflab.techniques.synthetic:SyntheticConfig",
+    "moe": MoEConfig,
+    "distill": DistillConfig,
+    "curriculum": CurriculumConfig,
+    "synthetic": SyntheticConfig,
 }
 # which technique sections each recipe uses
 RECIPE_SECTIONS = {
@@ -38,222 +57,8 @@ RECIPE_SECTIONS = {
 }
 
 
-class Section(BaseModel):
-    """Base for every config section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-def _count(v):
-    """Accept 1e12, '15.6e12', 2_000 for counts and budgets."""
-    if v is None or isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        try:
-            return parse_count(v)
-        except UserError as e:  # a ValueError, so pydantic names the key beside every other problem
-            raise ValueError(e.message.removeprefix("value: ")) from None
-    return v
-
-
-class ModelConfig(Section):
-    """The trained model. Either a point on the depth ladder, explicit fields, or a local pretrained dir.
-
-    Ladder (as nanochat sizes models by one dial): width = depth * aspect, heads = width / head_dim,
-    FFN = ffn_mult * width rounded up to a multiple of 32 (SwiGLU keeps about 8/3 x width).
-    """
-
-    arch: Literal["llama"] = "llama"
-    depth: int | None = Field(default=None, ge=1, le=128, description="layers; the one-dial ladder")
-    aspect: int = Field(default=64, ge=8, description="width per layer of depth on the ladder")
-    width: int | None = Field(default=None, ge=8, description="d_model")
-    n_layer: int | None = Field(default=None, ge=1)
-    n_head: int | None = Field(default=None, ge=1)
-    n_kv_head: int | None = Field(default=None, ge=1, description="grouped-query attention; default = n_head")
-    head_dim: int = Field(default=64, ge=4)
-    ffn_mult: float = Field(default=8 / 3, gt=0)
-    ffn_width: int | None = Field(default=None, ge=1)
-    tie_embeddings: bool = False
-    rope_theta: float = Field(default=10000.0, gt=0, description="rotary base; > 0")
-    init_std: float = Field(
-        default=0.02, gt=0, le=1, description="transformers accepts initializer_range in [0, 1]"
-    )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    pretrained: str | None = Field(
-        default=None,
-        description="local directory written by save_pretrained, "
-        "or a hub id (owner/name, fetched through huggingface_hub)",
-    )
-    trust_remote_code: bool = False
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        default="auto",
-        description="pretrained weights: auto = bf16 on a GPU (fp32 for fully trained weights), fp32 on CPU",
-    )
-    load_in_4bit: bool = Field(default=False, description="QLoRA: 4-bit NF4 base + LoRA (CUDA, bitsandbytes)")
-
-    def resolved(self) -> dict:
-        """Concrete shape {n_layer, width, n_head, n_kv_head, head_dim, ffn_width} (no pretrained)."""
-        n_layer = self.n_layer or self.depth
-        width = self.width or (self.depth * self.aspect if self.depth else None)
-        n_head = self.n_head or (max(1, width // self.head_dim) if width else None)
-        head_dim = width // n_head if (width and n_head) else self.head_dim
-        ffn = self.ffn_width or (int(-(-(self.ffn_mult * width) // 32) * 32) if width else None)
-        return {
-            "n_layer": n_layer,
-            "width": width,
-            "n_head": n_head,
-            "n_kv_head": self.n_kv_head or n_head,
-            "head_dim": head_dim,
-            "ffn_width": ffn,
-        }
-
-    @model_validator(mode="after")
-    def _shape(self):
-        if self.pretrained:
-            return self
-        r = self.resolved()
-        errs = []
-        if r["n_layer"] is None:
-            errs.append("give depth (the ladder dial) or n_layer")
-        if r["width"] is None:
-            errs.append("give depth (the ladder dial) or width")
-        if r["width"] and r["n_head"] and r["width"] % r["n_head"]:
-            errs.append(f"n_head={r['n_head']} does not divide width={r['width']}")
-        if r["n_head"] and r["n_kv_head"] and r["n_head"] % r["n_kv_head"]:
-            errs.append(f"n_kv_head={r['n_kv_head']} does not divide n_head={r['n_head']}")
-        if r["head_dim"] and r["head_dim"] % 2:
-            errs.append(f"head_dim={r['head_dim']} must be even for rotary embeddings")
-        if errs:
-            raise ValueError("; ".join(errs))
-        return self
-
-
-class DataConfig(Section):
-    """Corpus -> tokenizer -> packed blocks. `corpus` is `stdlib` (embedded, offline), a local path
-    (.txt/.md/.jsonl/.json/.parquet file or folder of them, or a `datasets.save_to_disk` folder), or
-    `hf:NAME[:CONFIG]` for a hub dataset (needs the network)."""
-
-    corpus: str = "stdlib"
-    text_field: str = "text"
-    split: str = "train"
-    max_chars: float | None = Field(
-        default=None, description="cap on corpus characters (documents kept whole)"
-    )
-    tokenizer: str = Field(
-        default="train", description="'train' (BPE on the train split) or a local tokenizer dir"
-    )
-    vocab_size: int = Field(default=4096, ge=260, le=1_000_000)
-    seq_len: int = Field(default=256, ge=8, le=1_048_576)
-    eval_fraction: float = Field(default=0.05, gt=0, lt=0.5)
-    valid_fraction: float = Field(
-        default=0.0,
-        ge=0,
-        lt=0.5,
-        description="documents carved out of training "
-        "for a validation split (eval.split=valid), never the eval set",
-    )
-    format: Literal["text", "chat"] = Field(
-        default="text", description="chat: prompt/response or messages JSONL, loss on responses"
-    )
-    cache_dir: str | None = Field(default=None, description="default: $EFFLAB_CACHE or ~/.cache/efflab")
-
-    _c = field_validator("max_chars", mode="before")(_count)
-
-
-class TrainConfig(Section):
-    """Optimization and the horizon. Exactly one of budget_flops / budget_tokens / steps."""
-
-    budget_flops: float | None = Field(
-        default=None, description="train-phase FLOPs (docs/conventions.md section 2)"
-    )
-    budget_tokens: float | None = None
-    steps: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=16, ge=1, description="global sequences per optimizer step")
-    micro_batch_size: int | None = Field(
-        default=None, ge=1, description="per process per forward; default batch_size"
-    )
-    lr: float = Field(default=3e-3, gt=0, lt=1)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    warmup_steps: int | float = Field(
-        default=0.05, ge=0, description="int steps, or a fraction of the horizon if < 1"
-    )
-    weight_decay: float = Field(default=0.1, ge=0)
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.95, ge=0, lt=1)
-    grad_clip: float = Field(default=1.0, ge=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    fused_optimizer: Literal["auto", "on", "off"] = "auto"
-    compile: bool = False
-    gradient_checkpointing: bool = False
-    checkpoint_every: int = Field(
-        default=0, ge=0, description="steps between checkpoints; 0 = only at the end"
-    )
-    keep_checkpoint: bool = Field(
-        default=False,
-        description="keep the last checkpoint when the run completes "
-        "(default: removed; model/ holds the result)",
-    )
-    seed: int = 0
-    init_seed: int | None = Field(
-        default=None,
-        description="seed of the initial weights; default train.seed (which also orders the data)",
-    )
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: all cores")
-
-    _c = field_validator("budget_flops", "budget_tokens", "steps", mode="before")(_count)
-
-    @field_validator("budget_flops", "budget_tokens")
-    @classmethod
-    def _positive(cls, v):
-        if v is not None and v <= 0:
-            raise ValueError("a budget must be positive")
-        return v
-
-    @model_validator(mode="after")
-    def _horizon(self):
-        given = [k for k in ("budget_flops", "budget_tokens", "steps") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of budget_flops, budget_tokens, steps (got {given or 'none'})"
-            )
-        mb = self.micro_batch_size
-        if mb is not None and self.batch_size % mb:
-            raise ValueError(f"micro_batch_size={mb} does not divide batch_size={self.batch_size}")
-        return self
-
-
-class EvalConfig(Section):
-    every: int = Field(default=50, ge=1, description="steps between evaluations (and at the end)")
-    max_blocks: int = Field(default=64, ge=1, description="held-out blocks evaluated (fixed, hashed)")
-    batch_size: int = Field(default=16, ge=1)
-    split: Literal["eval", "valid"] = Field(
-        default="eval",
-        description="valid: score on data.valid_fraction's "
-        "documents (hyperparameter sweeps), not the eval set",
-    )
-
-
-class LoraConfig(Section):
-    r: int = Field(default=0, ge=0, description="0 = off")
-    alpha: float = Field(default=16, gt=0)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    merge_on_save: bool = True
-
-
-class LogConfig(Section):
-    tensorboard: bool = False
-    trackers: list[str] = Field(
-        default_factory=list,
-        description="accelerate trackers: tensorboard, wandb, "
-        "trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab",
-    )
-    progress: bool = True
-    every: int = Field(default=10, ge=1, description="steps between metrics.jsonl rows")
-
-
 class RunConfig(Section):
-    recipe: Literal["baseline", "moe", "distill", "curriculum", "synthetic"] = "baseline"
+    recipe: RecipeName = "baseline"
     name: str | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -261,27 +66,22 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    moe: Any = None
-    distill: Any = None
-    curriculum: Any = None
-    synthetic: Any = None
+    # technique sections: validated on their own by config_from_dict (with the recipe's rules: present
+    # only for the recipe that uses it, filled with its defaults there), None for the other recipes
+    moe: MoEConfig | None = None
+    distill: DistillConfig | None = None
+    curriculum: CurriculumConfig | None = None
+    synthetic: SyntheticConfig | None = None
 
     def to_dict(self) -> dict:
         d = self.model_dump(mode="json")
-        for sec in TECHNIQUE_SECTIONS:
-            v = getattr(self, sec)
-            d[sec] = v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+        for sec in TECHNIQUE_SECTIONS:  # a technique's section appears only in its recipe's config
             if d[sec] is None:
                 d.pop(sec)
         return d
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def _section_class(name: str):
-    mod, cls = TECHNIQUE_SECTIONS[name].split(":")
-    return getattr(importlib.import_module(mod), cls)
 
 
 def _set_dotted(d: dict, key: str, value, problems: Problems) -> None:
@@ -331,8 +131,6 @@ def _known_keys(cls, loc) -> list[str]:
 
 
 def _validation_messages(err: ValidationError, prefix: str = "", cls=None) -> list[str]:
-    from efflab.errors import suggest
-
     cls = cls or RunConfig
     out = []
     for e in err.errors():
@@ -370,8 +168,6 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         raise UserError(f"{source}: the top level must be a mapping of sections")
     if recipe is not None:
         if recipe not in RECIPES:
-            from efflab.errors import suggest
-
             raise UserError(
                 f"unknown recipe {recipe!r}{suggest(recipe, RECIPES)}; recipes: {', '.join(RECIPES)}"
             )
@@ -395,9 +191,9 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
             problems.add(f"{sec}: must be a mapping")
             continue
         try:
-            sections[sec] = _section_class(sec).model_validate(val)
+            sections[sec] = TECHNIQUE_SECTIONS[sec].model_validate(val)
         except ValidationError as e:
-            problems.extend(_validation_messages(e, sec, _section_class(sec)))
+            problems.extend(_validation_messages(e, sec, TECHNIQUE_SECTIONS[sec]))
     cfg = None
     try:
         cfg = RunConfig.model_validate(raw)
@@ -427,13 +223,13 @@ def config_from_dict(raw: dict, *, recipe: str | None = None, source: str = "con
         for sec in RECIPE_SECTIONS.get(cfg.recipe, ()):
             if sec not in sections and sec not in [p.split(":")[0].split(".")[0] for p in problems.items]:
                 try:
-                    sections[sec] = _section_class(sec)()
+                    sections[sec] = TECHNIQUE_SECTIONS[sec]()
                 except ValidationError as e:
                     problems.extend(_validation_messages(e, sec))
         problems.extend(_cross_checks(cfg, sections))
     problems.raise_if_any()
     for sec, val in sections.items():
-        object.__setattr__(cfg, sec, val)
+        setattr(cfg, sec, val)
     return cfg
 
 
@@ -448,7 +244,7 @@ def section_problems(raw: dict, prefix: str = "") -> list[str]:
     for name, val in (raw or {}).items():
         if not isinstance(val, dict) or name not in (*classes, *TECHNIQUE_SECTIONS):
             continue
-        cls = classes.get(name) or _section_class(name)
+        cls = classes.get(name) or TECHNIQUE_SECTIONS[name]
         if name == "train" and not any(k in val for k in ("budget_flops", "budget_tokens", "steps")):
             val = {**val, "steps": 1}
         try:
@@ -463,28 +259,48 @@ def _cross_checks(cfg: RunConfig, sections: dict) -> list[str]:
     if (
         cfg.model.pretrained
     ):  # a local directory: weights, config and (unless given) tokenizer, checked up front
-        from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
-
         out += [f"model.pretrained: {p}" for p in check_pretrained_dir(cfg.model.pretrained)]
         if not out:  # the FLOP ledger can count it (before any data or weights are touched)
-            from efflab.models import ledger_problems
-
             out += ledger_problems(cfg)
         if cfg.data.tokenizer == "train" and not out:
             out += pretrained_tokenizer_problems(cfg.model.pretrained)
     if cfg.model.load_in_4bit:
-        from efflab.models import loading_problems
-
         out += loading_problems(cfg)
-    from efflab.trackers import problems as tracker_problems
-
     out += tracker_problems(cfg)
     for val in sections.values():
         check = getattr(val, "cross_check", None)
         if check:
             out.extend(check(cfg) or [])
+    syn = sections.get("synthetic")
+    if (
+        syn is not None
+        and syn.generator == "train"
+        and not any(k.split(".")[0] in ("data", "synthetic", "recipe") for k in syn.generator_overrides)
+    ):
+        try:  # the generator's own config, as the recipe will build it
+            generator_run_config(cfg, syn)
+        except UserError as e:
+            out.extend(f"synthetic.generator_overrides: {p}" for p in e.problems)
     out += memory_problems(cfg, sections) + horizon_problems(cfg)
     return out
+
+
+def ledger_problems(cfg) -> list[str]:
+    """The FLOP ledger must count the pretrained model of `cfg` (a RunConfig): checked at config time,
+    before data or weights are touched. Analytic families cost nothing; any other transformers causal
+    LM is measured once on the meta device (no weights allocated); anything else is refused."""
+    path = hub.local_dir(cfg.model.pretrained, weights=False)
+    if cfg.recipe == "moe":  # the MoE recipe counts the sparse model it builds; the type must still be known
+        try:
+            mt = F._read_config_file(Path(path).expanduser() / "config.json").get("model_type")
+        except UserError:
+            return []  # reported by check_pretrained_dir
+        return [] if F.counting_method(mt) else [f"pretrained model {path}: {F._unknown_type_msg(mt)}"]
+    try:
+        F.count_flops(str(Path(path).expanduser()), cfg.data.seq_len, lora=cfg.lora if cfg.lora.r else None)
+    except UserError as e:
+        return [f"pretrained model {path}: {p}" for p in e.problems]
+    return []
 
 
 HORIZON_KEYS = ("budget_flops", "budget_tokens", "steps")
@@ -537,3 +353,84 @@ def load_config(
         raise
     problems.raise_if_any()
     return cfg
+
+
+# =============================================================================================
+# the config of a helper model a technique trains first (teacher, generator, curriculum reference)
+# =============================================================================================
+def helper_run_config(cfg, *, drop: str, name: str | None = None, source: str, edit=None):
+    """The baseline-recipe config of a helper model trained from run config `cfg`: `cfg` without its
+    technique section `drop`, recipe baseline, named `name`; `edit(raw)` changes the raw dict first
+    (a technique's own overrides)."""
+    raw = cfg.to_dict()
+    raw.pop(drop, None)
+    raw.update(recipe="baseline", name=name)
+    if edit is not None:
+        edit(raw)
+    return config_from_dict(raw, recipe="baseline", source=source)
+
+
+def teacher_run_config(cfg, name: str):
+    """The baseline-recipe config that trains the teacher: teacher_train's model and train sections,
+    the student's data, eval and log sections (same corpus and tokenizer, same held-out set)."""
+    tt = cfg.distill.teacher_train
+
+    def edit(raw: dict) -> None:
+        for k in [k for k in raw if k not in ("recipe", "name", "data", "eval", "log")]:
+            del raw[k]
+        raw["model"] = tt.model.model_dump(mode="json")
+        raw["train"] = tt.train.model_dump(mode="json")
+
+    return helper_run_config(cfg, drop="distill", name=name, source="distill.teacher_train", edit=edit)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def generator_run_config(cfg, syn: SyntheticConfig | None = None):
+    """The baseline RunConfig that trains the generator when `synthetic.generator` is 'train': this
+    run's config without its synthetic section, plus `synthetic.generator_overrides`."""
+    syn = syn or cfg.synthetic
+    overrides = _flatten(syn.generator_overrides)  # {train: {steps: 5}} (a CLI override) = {train.steps: 5}
+
+    def edit(raw: dict) -> None:
+        probs = Problems()
+        horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
+        if any(k in overrides for k in horizons):  # overriding the horizon replaces it
+            for k in horizons:
+                raw.get("train", {}).pop(k.split(".")[1], None)
+        for k, v in overrides.items():
+            _set_dotted(raw, k, v, probs)
+        probs.raise_if_any()
+
+    return helper_run_config(cfg, drop="synthetic", source="generator config", edit=edit)
+
+
+def reference_run_config(cfg):
+    """The config of a reference model the recipe trains for scoring: the baseline recipe on the same
+    data, with `reference_depth` layers (default: half the model's) and `reference_budget` x the budget."""
+    cc = cfg.curriculum
+    layers = cfg.model.resolved()["n_layer"]
+    depth = cc.reference_depth or max(1, layers // 2)
+
+    def edit(raw: dict) -> None:
+        model = raw["model"]
+        if model.get("depth"):
+            model.update(depth=depth, n_layer=None)  # on the ladder: width shrinks with depth
+        else:
+            model["n_layer"] = depth
+        t = raw["train"]
+        for k in ("budget_flops", "budget_tokens"):
+            if t.get(k) is not None:
+                t[k] = t[k] * cc.reference_budget
+        if t.get("steps") is not None:
+            t["steps"] = max(1, int(round(t["steps"] * cc.reference_budget)))
+
+    return helper_run_config(cfg, drop="curriculum", source="curriculum reference config", edit=edit)

@@ -34,6 +34,9 @@ import numpy as np
 
 from efflab.errors import UserError
 from efflab.hub import local_dir
+from efflab.io import read_json
+from efflab.model_files import load_pretrained_config
+from efflab.techniques.distill import vocabulary_problems
 
 EOS = "<|endoftext|>"
 STDLIB_SKIP = {
@@ -769,3 +772,83 @@ def _prepare(
     meta["bytes_per_token"] = bundle.eval_bytes / max(1, held[:, 1:].size)
     assert math.isfinite(meta["unigram_entropy_nats"])
     return bundle
+
+
+# =============================================================================================
+# tokenizers and blocks a technique shares with a helper model (teacher, generator, reference)
+# =============================================================================================
+def shared_tokenizer(cfg, info, teacher_vocab: int, teacher_tok):
+    """The one tokenizer teacher and student share; UserError naming both sizes on any mismatch.
+
+    `info`: the teacher (an efflab.runs.ModelSource). The student reads the data with the teacher's tokenizer; `data.tokenizer` (a directory), a
+    pretrained student (`model.pretrained`) or an explicit `data.vocab_size` must agree with it.
+    """
+    student_tok = load_tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer != "train" else None
+    student_vocab = None
+    if cfg.model.pretrained:
+        student_vocab = load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code).vocab_size
+        if student_tok is None:  # the data pipeline reads with the pretrained student's own tokenizer
+            student_tok = load_tokenizer(cfg.model.pretrained)
+    # data.vocab_size only sizes a tokenizer trained here: a pretrained student brings its own
+    requested = (
+        cfg.data.vocab_size
+        if (
+            "vocab_size" in cfg.data.model_fields_set
+            and cfg.data.tokenizer == "train"
+            and not cfg.model.pretrained
+        )
+        else None
+    )
+    if teacher_tok is None and student_tok is None:
+        raise UserError(
+            f"distill.teacher {info.path}: the model directory holds no tokenizer; set data.tokenizer "
+            f"to the tokenizer the teacher was trained with"
+        )
+    where = f"the student (data.tokenizer {cfg.data.tokenizer})" if student_tok is not None else "the student"
+    if cfg.model.pretrained:
+        where = f"the student (model.pretrained {cfg.model.pretrained})"
+    probs = vocabulary_problems(
+        teacher_vocab,
+        teacher_tok,
+        student_tok,
+        student_vocab=student_vocab,
+        requested_vocab=requested,
+        teacher_requested=info.requested_vocab,
+        where=where,
+    )
+    if teacher_tok is None and len(student_tok) > teacher_vocab:
+        probs.append(
+            f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, the student's tokenizer "
+            f"(data.tokenizer {cfg.data.tokenizer}) has {len(student_tok)}"
+        )
+    if probs:
+        raise UserError(probs, header=f"teacher {info.path} and the student cannot be distilled")
+    return teacher_tok if teacher_tok is not None else student_tok
+
+
+def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> str | None:
+    """Why the reference cannot score these blocks (another tokenizer), or None.
+
+    An efflab run records its tokenizer hash in manifest.json; a model directory with tokenizer files
+    is hashed the same way; a directory without them is checked on vocabulary size only."""
+    want = data.meta.get("tokenizer_hash")
+    if run_dir is not None:
+        got = (read_json(Path(run_dir) / "manifest.json").get("data") or {}).get("tokenizer_hash")
+    elif any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        got = tokenizer_hash(load_tokenizer(str(model_dir)))
+    else:
+        got = None
+    if got is not None and want is not None and got != want:
+        return f"reference {model_dir} was trained with another tokenizer than this run's data"
+    try:
+        vocab = json.loads((model_dir / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError):
+        vocab = None
+    if vocab is not None and vocab < data.vocab_size:
+        return f"reference {model_dir} has a vocabulary of {vocab}, smaller than this run's {data.vocab_size}"
+    return None
+
+
+def pack_documents(docs: list[list[int]], eos_id: int, seq_len: int) -> np.ndarray:
+    """Token-id documents -> EOS-separated, packed blocks [n, seq_len] (int32), like the real data."""
+    return pack(([*d, eos_id] for d in docs), seq_len)

@@ -36,6 +36,7 @@ from efflab import RECIPES
 from efflab.accounting import flops as F
 from efflab.accounting import hardware
 from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES
+from efflab.config import generator_run_config, reference_run_config, teacher_run_config
 from efflab.errors import UserError
 from efflab.runs import ModelSource
 
@@ -158,7 +159,6 @@ def _given_helper(path, role: str, phases: dict, phase: str = "sunk.teacher_pret
 
 
 def _distill_phases(cfg, train: dict, phases: dict, parts: dict) -> None:
-    from efflab.techniques.distill import teacher_run_config
 
     d = cfg.distill
     if d.teacher_train is not None:
@@ -180,7 +180,6 @@ def _distill_phases(cfg, train: dict, phases: dict, parts: dict) -> None:
 
 def _synthetic_phases(cfg, phases: dict, parts: dict) -> float | None:
     """Generation and the generator's training; returns the FLOPs left for training (budget_flops)."""
-    from efflab.techniques.synthetic import generator_run_config
 
     s = cfg.synthetic
     if s.generator == "train":
@@ -210,7 +209,6 @@ def _synthetic_phases(cfg, phases: dict, parts: dict) -> float | None:
 
 
 def _curriculum_phases(cfg, train: dict, phases: dict, parts: dict, split_tokens: float | None) -> None:
-    from efflab.techniques.curriculum import reference_run_config
 
     c = cfg.curriculum
     if c.scorer != "reference":

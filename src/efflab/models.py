@@ -9,19 +9,22 @@ Every model is a transformers `PreTrainedModel`: saved with `save_pretrained`, l
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
-from efflab import hub
+from efflab.accounting.flops import train_flops_per_token
+from efflab.config import config_from_dict, ledger_problems  # noqa: F401  (ledger_problems re-exported)
 from efflab.errors import UserError
-from efflab.runs import weights_problems
-
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-    "adapter_model.safetensors",
+from efflab.model_files import (  # noqa: F401  (re-exported: a model directory, checked and loaded)
+    DTYPES,
+    WEIGHT_FILES,
+    check_pretrained_dir,
+    check_pretrained_tokenizer,
+    load_pretrained,
+    load_pretrained_config,
+    loading_problems,
+    pretrained_tokenizer_problems,
+    torch_dtype,
 )
+from efflab.techniques.moe import moe_shape
 
 
 def build_model_config(cfg, vocab_size: int | None = None):
@@ -60,65 +63,6 @@ def build_model_config(cfg, vocab_size: int | None = None):
     )
 
 
-def check_pretrained_dir(path: str) -> list[str]:
-    """Problems with a local model directory or hub id (missing, no config, no weights). A hub id is
-    fetched without its weights here (config and tokenizer); the weights come when the model loads."""
-    if hub.is_hub_id(path):
-        try:
-            local = hub.local_dir(path, weights=False)
-        except UserError as e:
-            return [f"pretrained model {p}" for p in e.problems]
-        return [] if (Path(local) / "config.json").is_file() else [f"pretrained model {path}: no config.json"]
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        return [f"pretrained model {path}: no such directory (a local directory written by save_pretrained)"]
-    probs = []
-    if not (p / "config.json").is_file():
-        probs.append(f"pretrained model {path}: no config.json")
-    if not any((p / w).is_file() for w in WEIGHT_FILES) and not list(p.glob("model-*.safetensors")):
-        probs.append(f"pretrained model {path}: no weights (expected one of {', '.join(WEIGHT_FILES[:3])})")
-    # truncated or corrupt weights are named before any work (never loaded to find out)
-    return probs + [f"pretrained model {path}: {w}" for w in weights_problems(p)]
-
-
-def ledger_problems(cfg) -> list[str]:
-    """The FLOP ledger must count the pretrained model of `cfg` (a RunConfig): checked at config time,
-    before data or weights are touched. Analytic families cost nothing; any other transformers causal
-    LM is measured once on the meta device (no weights allocated); anything else is refused."""
-    from efflab.accounting import flops as F
-
-    path = hub.local_dir(cfg.model.pretrained, weights=False)
-    if cfg.recipe == "moe":  # the MoE recipe counts the sparse model it builds; the type must still be known
-        try:
-            mt = F._read_config_file(Path(path).expanduser() / "config.json").get("model_type")
-        except UserError:
-            return []  # reported by check_pretrained_dir
-        return [] if F.counting_method(mt) else [f"pretrained model {path}: {F._unknown_type_msg(mt)}"]
-    try:
-        F.count_flops(str(Path(path).expanduser()), cfg.data.seq_len, lora=cfg.lora if cfg.lora.r else None)
-    except UserError as e:
-        return [f"pretrained model {path}: {p}" for p in e.problems]
-    return []
-
-
-def pretrained_tokenizer_problems(path: str) -> list[str]:
-    """A pretrained directory must carry its tokenizer when the data pipeline is to use it."""
-    p = Path(hub.local_dir(path, weights=False)).expanduser()
-    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-    if p.is_dir() and not any((p / n).is_file() for n in names):
-        return [
-            f"pretrained model {path}: no tokenizer files ({', '.join(names)}); save the tokenizer "
-            f"with the model, or set data.tokenizer to a tokenizer directory"
-        ]
-    return []
-
-
-def check_pretrained_tokenizer(path: str) -> None:
-    probs = pretrained_tokenizer_problems(path)
-    if probs:
-        raise UserError(probs)
-
-
 def apply_lora(model, lora_cfg):
     """Wrap `model` with peft LoRA adapters (rank, alpha, dropout, target modules); base weights freeze.
 
@@ -147,104 +91,6 @@ def apply_lora(model, lora_cfg):
             f"lora.target_modules {targets} match no module of this model "
             f"(its linear layers: {', '.join(names)}) [{e}]"
         ) from None
-
-
-def load_pretrained_config(path: str, trust_remote_code: bool = False):
-    from transformers import AutoConfig
-
-    p = Path(hub.local_dir(path, weights=False)).expanduser()
-    if not (p / "config.json").is_file():
-        raise UserError(f"pretrained model {path}: no config.json")
-    try:
-        return AutoConfig.from_pretrained(str(p), trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise UserError(f"pretrained model {path}: unreadable config ({type(e).__name__}: {e})") from None
-
-
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
-
-def torch_dtype(choice: str = "auto", *, trained: bool = False):
-    """The torch dtype a pretrained model loads in, for `model.dtype` = auto | bf16 | fp16 | fp32.
-
-    auto: bf16 on a CUDA GPU that supports it (an 8B teacher takes 16 GB, not 32), fp32 on a CPU. A
-    fully fine-tuned model (`trained=True`) keeps fp32 weights under auto: AdamW updates smaller than
-    bf16's resolution (~0.4% of a weight) would vanish; its matmuls still run in bf16 through
-    accelerate's autocast. Frozen weights (teacher, generator, reference, a LoRA base) take bf16.
-    """
-    import torch
-
-    if choice == "auto":
-        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if gpu_bf16 and not trained else torch.float32
-    return getattr(torch, DTYPES[choice])
-
-
-def loading_problems(cfg) -> list[str]:
-    """Config-time problems with how the pretrained model loads (4-bit QLoRA needs LoRA, CUDA and
-    bitsandbytes)."""
-    m = cfg.model
-    if not getattr(m, "load_in_4bit", False):
-        return []
-    import importlib.util
-
-    import torch
-
-    out = []
-    if not m.pretrained:
-        out.append("model.load_in_4bit (QLoRA) quantizes a pretrained model: set model.pretrained")
-    if not cfg.lora.r:
-        out.append("model.load_in_4bit (QLoRA) trains LoRA adapters on a frozen 4-bit base: set lora.r > 0")
-    if not torch.cuda.is_available():
-        out.append(
-            "model.load_in_4bit (QLoRA) runs on a CUDA GPU only (bitsandbytes 4-bit kernels); this "
-            "machine has none: drop it, or use plain LoRA (lora.r) with model.dtype"
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        out.append("model.load_in_4bit (QLoRA) needs bitsandbytes: pip install 'efflab[qlora]'")
-    return out
-
-
-def load_pretrained(
-    path: str,
-    *,
-    dtype=None,
-    trust_remote_code: bool = False,
-    attn_implementation: str | None = None,
-    load_in_4bit: bool = False,
-):
-    """AutoModelForCausalLM.from_pretrained on a local directory or hub id, with clear errors for bad input.
-
-    dtype: a torch dtype or "auto" | "bf16" | "fp16" | "fp32" (default fp32). load_in_4bit: QLoRA's
-    NF4 base with double quantization and bf16 compute (bitsandbytes, CUDA), placed on the current GPU.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    path = hub.local_dir(path)
-    probs = check_pretrained_dir(path)
-    if probs:
-        raise UserError(probs)
-    if isinstance(dtype, str):
-        dtype = torch_dtype(dtype)
-    kw = {"trust_remote_code": trust_remote_code, "dtype": dtype or torch.float32}
-    if attn_implementation:
-        kw["attn_implementation"] = attn_implementation
-    if load_in_4bit:  # Dettmers et al. 2023 (QLoRA), section 3: NF4, double quantization, bf16 compute
-        from transformers import BitsAndBytesConfig
-
-        kw["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kw["dtype"] = torch.bfloat16
-        kw["device_map"] = {"": torch.cuda.current_device()}
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(Path(path).expanduser()), **kw)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"pretrained model {path}: could not load ({type(e).__name__}: {e})") from None
 
 
 def build_model(cfg, vocab_size: int, *, config=None):
@@ -285,3 +131,53 @@ def param_counts(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"params": total, "trainable_params": trainable}
+
+
+# =============================================================================================
+# the MoE run and its dense partner on the ladder (techniques/moe.py's docstring; equal active FLOPs)
+# =============================================================================================
+def flop_budget(cfg, vocab_size: int | None = None) -> float:
+    """A run config's train-phase FLOP budget: budget_flops, or budget_tokens / steps converted with the
+    accounting layer's train FLOPs per token for its model (tokenizer size assumed = data.vocab_size)."""
+    t = cfg.train
+    if t.budget_flops is not None:
+        return float(t.budget_flops)
+    T = cfg.data.seq_len
+    tokens = t.budget_tokens if t.budget_tokens is not None else t.steps * t.batch_size * T
+    return float(tokens) * train_flops_per_token(build_model_config(cfg, vocab_size), T)
+
+
+def moe_config_for(dense_cfg, *, name: str | None = None, **moe_fields):
+    """The MoE run paired with a dense baseline RunConfig on the ladder (see the module docstring):
+    same model/data/eval sections, experts sized for equal active FLOPs per token (unless `moe_fields`
+    say otherwise, e.g. expert_width), and the dense run's FLOP budget."""
+    raw = dense_cfg.to_dict()
+    raw["recipe"] = "moe"
+    raw["name"] = name or (f"{dense_cfg.name}-moe" if dense_cfg.name else None)
+    budget = flop_budget(dense_cfg)
+    raw["train"].update(budget_flops=budget, budget_tokens=None, steps=None)
+    raw["moe"] = dict(moe_fields)
+    return config_from_dict(raw, recipe="moe", source="moe_config_for")
+
+
+def dense_config_for(moe_cfg, *, name: str | None = None):
+    """The dense baseline RunConfig paired with a moe RunConfig: the same attention and sections, the
+    FFN as wide as the active experts together (shared + top_k x expert_width), the same budget."""
+    if moe_cfg.model.pretrained:
+        raise UserError("dense_config_for: a pretrained MoE model has no dense partner on the ladder")
+    s = moe_shape(moe_cfg)
+    raw = moe_cfg.to_dict()
+    raw.pop("moe", None)
+    raw["recipe"] = "baseline"
+    raw["name"] = name or (f"{moe_cfg.name}-dense" if moe_cfg.name else None)
+    raw["model"]["ffn_width"] = s.active_ffn
+    return config_from_dict(raw, recipe="baseline", source="dense_config_for")
+
+
+def active_flops_ratio(moe_cfg, dense_cfg=None, vocab_size: int | None = None) -> float:
+    """Train FLOPs per token of the MoE model over its dense partner's (accounting layer; >1 by the router)."""
+    dense_cfg = dense_cfg or dense_config_for(moe_cfg)
+    T = moe_cfg.data.seq_len
+    return train_flops_per_token(build_model_config(moe_cfg, vocab_size), T) / train_flops_per_token(
+        build_model_config(dense_cfg, vocab_size), T
+    )

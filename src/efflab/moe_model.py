@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from efflab.errors import UserError
+from efflab.model_files import load_pretrained, torch_dtype
 from efflab.techniques import moe as M
 
 MOE_MODEL_TYPES = ("mixtral", "qwen2_moe")
@@ -493,8 +494,6 @@ def build_moe_model(cfg, vocab_size: int, *, config=None, device=None):
     """The MoE model of a moe RunConfig (fresh, or `model.pretrained` MoE), with efflab blocks installed
     and the experts implementation picked for `device` (default: CUDA if available, else CPU)."""
     from transformers import AutoModelForCausalLM
-
-    from efflab.models import load_pretrained, torch_dtype
 
     if cfg.model.pretrained:
         model = load_pretrained(

@@ -26,15 +26,22 @@ import math
 import os
 import shutil
 import socket
-import struct
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from efflab.errors import DamagedRun, UserError
+from efflab.hub import is_hub_id
 from efflab.io import DamagedFile, atomic_write_json, read_json, read_jsonl_checked
+from efflab.model_files import (  # noqa: F401  (re-exported: runs is where users look for them)
+    TOKENIZER_FILES,
+    WEIGHT_SUFFIXES,
+    locate,
+    source_problems,
+    weights_file_problem,
+    weights_problems,
+)
 
 try:
     import fcntl
@@ -45,7 +52,6 @@ LOCK_NAME = ".efflab.lock"
 CONFIG_HEADER = "# resolved config: efflab run"
 STATUSES = ("running", "complete", "failed")
 HOST = socket.gethostname()
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl")
 
 _HELD: dict[Path, RunDir] = {}  # run directories whose lock this process holds
 
@@ -60,59 +66,6 @@ def _close(a: float, b: float, rel: float = 1e-9) -> bool:
 
 def _finite_nonneg(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
-
-
-# =============================================================================================
-# weights files, checked without loading them
-# =============================================================================================
-def weights_file_problem(path: str | os.PathLike) -> str | None:
-    """Why a weights file cannot be read ('truncated', 'not a safetensors file', ...), or None."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        with open(p, "rb") as f:
-            head = f.read(8)
-            if p.suffix == ".safetensors":
-                if len(head) < 8:
-                    return f"{p}: truncated safetensors file ({size} bytes)"
-                (n,) = struct.unpack("<Q", head)
-                if n > size - 8:
-                    return f"{p}: truncated safetensors file (header of {n} bytes, file of {size})"
-                try:
-                    header = json.loads(f.read(n).decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    return f"{p}: not a safetensors file (unreadable header)"
-                ends = [
-                    v["data_offsets"][1]
-                    for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2
-                ]
-                need = 8 + n + max(ends, default=0)
-                if size < need:
-                    return f"{p}: truncated safetensors file ({size} of {need} bytes)"
-                return None
-    except OSError as e:
-        return f"{p}: unreadable ({e.strerror or e})"
-    # torch.save writes a zip archive; its central directory is at the end, so a cut file fails here
-    if not zipfile.is_zipfile(p):
-        return f"{p}: truncated or not a torch file ({size} bytes)"
-    try:
-        with zipfile.ZipFile(p) as z:
-            for info in z.infolist():
-                if info.header_offset + info.compress_size > size:
-                    return f"{p}: truncated torch file"
-    except (zipfile.BadZipFile, OSError):
-        return f"{p}: truncated or not a torch file ({size} bytes)"
-    return None
-
-
-def weights_problems(directory: str | os.PathLike) -> list[str]:
-    """Problems of every weights file directly inside `directory` (a model or checkpoint folder)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return []
-    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
-    return [msg for f in files if (msg := weights_file_problem(f))]
 
 
 def _json_file_problem(path: Path) -> str | None:
@@ -673,7 +626,6 @@ atexit.register(release_held)
 # =============================================================================================
 # a model from somewhere, with its bill (teacher, generator, curriculum reference, dense seed)
 # =============================================================================================
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 UNKNOWN_BILL = "unknown (external model)"
 _HASH_WHOLE = 256 << 20  # weight files up to this size are hashed whole; larger: size, head and tail
 _HASH_PART = 16 << 20
@@ -719,23 +671,6 @@ class Bill:
         phases = ledger.phases()
         secs = sum(v.seconds for k, v in phases.items() if k in MARGINAL_PHASES + SUNK_PHASES)
         return cls(float(ledger.total), float(ledger.tokens("train")), float(secs))
-
-
-def _is_hub(path) -> bool:
-    from efflab.hub import is_hub_id
-
-    return is_hub_id(path)
-
-
-def locate(path: str | os.PathLike, *, weights: bool = True) -> tuple[Path, Path, bool]:
-    """(local directory, model directory, is an efflab run) for a run directory, a model directory or a
-    hub id (fetched into the hub cache; UserError when it cannot be). Checks nothing else."""
-    from efflab.hub import local_dir
-
-    p = Path(local_dir(str(path), weights=weights)).expanduser()
-    if (p / "manifest.json").is_file():
-        return p, p / "model", True
-    return p, p, False
 
 
 @dataclass
@@ -812,51 +747,7 @@ class ModelSource:
         }
 
     # ---- finding and checking ---------------------------------------------------------------------
-    @staticmethod
-    def problems(path: str | os.PathLike, role: str, *, tokenizer: bool = False) -> list[str]:
-        """Every problem with `path` as the model of config key `role`, each naming the key; found before
-        any work starts. `tokenizer`: the model directory must also hold its tokenizer."""
-        from efflab.models import check_pretrained_dir, pretrained_tokenizer_problems
-
-        def named(probs: list[str], d) -> list[str]:
-            return [f"{role} {path}: {q.replace(f'pretrained model {d}: ', '')}" for q in probs]
-
-        if _is_hub(str(path)):  # config and tokenizer fetched here; weights when the model loads
-            probs = check_pretrained_dir(str(path))
-            if not probs and tokenizer:
-                probs = pretrained_tokenizer_problems(str(path))
-            return [f"{role} {q}" for q in probs]
-        p = Path(path).expanduser()
-        if not p.is_dir():
-            return [
-                f"{role} {path}: no such directory (a finished efflab run or a local Hugging Face model directory)"
-            ]
-        rd = RunDir(p)
-        if rd.manifest_path.is_file():
-            status = rd.status()
-            if status == "damaged":
-                return [f"{role} {path}: unreadable manifest.json"]
-            if status != "complete":
-                return [
-                    f"{role} {path}: the efflab run is not complete (status: {status}); finish it "
-                    f"(efflab run ... --resume) or point at another model"
-                ]
-            if not (p / "model" / "config.json").is_file():
-                return [f"{role} {path}: complete run without a model/ directory"]
-            probs = named(check_pretrained_dir(str(p / "model")), p / "model")
-            if not rd.ledger_path.is_file():
-                probs.append(f"{role} {path}: the run has no ledger.json")
-            if not probs and tokenizer:
-                probs = named(pretrained_tokenizer_problems(str(p / "model")), p / "model")
-            return probs
-        if (p / "config.json").is_file():
-            probs = named(check_pretrained_dir(str(p)), p)
-            if not probs and tokenizer:
-                probs = named(pretrained_tokenizer_problems(str(p)), p)
-            return probs
-        return [
-            f"{role} {path}: neither a finished efflab run (manifest.json) nor a model directory (config.json)"
-        ]
+    problems = staticmethod(source_problems)  # every problem with a path, found before any work starts
 
     @classmethod
     def resolve(
@@ -869,7 +760,7 @@ class ModelSource:
         if probs:
             raise UserError(probs)
         p, model_dir, is_run = locate(path, weights=weights)
-        weights_here = weights or not _is_hub(str(path))
+        weights_here = weights or not is_hub_id(str(path))
         p, model_dir = p.resolve(), model_dir.resolve()
         try:
             config = read_json(model_dir / "config.json")
@@ -920,17 +811,3 @@ def train_helper(
     if accelerator is not None:
         accelerator.wait_for_everyone()  # the main process writes the ledger and manifest last
     return ModelSource.resolve(out_dir, role, tokenizer=tokenizer)
-
-
-def helper_run_config(cfg, *, drop: str, name: str | None = None, source: str, edit=None):
-    """The baseline-recipe config of a helper model trained from run config `cfg`: `cfg` without its
-    technique section `drop`, recipe baseline, named `name`; `edit(raw)` changes the raw dict first
-    (a technique's own overrides)."""
-    from efflab.config import config_from_dict  # config sits below runs; loaded on use like the rest
-
-    raw = cfg.to_dict()
-    raw.pop(drop, None)
-    raw.update(recipe="baseline", name=name)
-    if edit is not None:
-        edit(raw)
-    return config_from_dict(raw, recipe="baseline", source=source)

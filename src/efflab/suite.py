@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from efflab import RecipeName, recipes
+from efflab.accounting.flops import train_flops_per_token
 from efflab.compare_suite import CONTROL_ARMS, compare_suite
 from efflab.config import (
     DataConfig,
@@ -52,12 +54,19 @@ from efflab.config import (
     LogConfig,
     ModelConfig,
     Section,
+    _set_dotted,
     _validation_messages,
     config_from_dict,
+    parse_overrides,
     section_problems,
 )
+from efflab.data import prepare
 from efflab.errors import Problems, RunFailed, UserError, parse_count
+from efflab.estimate import estimate_run
+from efflab.extrapolate import extrapolate_suite
 from efflab.io import atomic_write_json, atomic_write_text, read_json
+from efflab.models import build_model_config
+from efflab.report import write_report
 
 # config keys of the recipes that consume the shared model, filled in by the suite
 SHARED_USERS = {"distill": "teacher", "synthetic": "generator"}
@@ -128,7 +137,7 @@ class SweepSpec(Section):
 
 
 class ArmSpec(Section):
-    recipe: Literal["baseline", "moe", "distill", "curriculum", "synthetic"]
+    recipe: RecipeName
     label: str | None = None
     primary: bool = Field(default=True, description="one of the primary endpoints (Holm's family)")
     control_of: str | None = Field(default=None, description="the arm this one controls (report pairing)")
@@ -259,8 +268,6 @@ def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, d
     """Read and validate a suite file (yaml.safe_load); dotted overrides apply first. (config, raw dict)."""
     import yaml
 
-    from efflab.config import _set_dotted, parse_overrides
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"suite file not found: {p}")
@@ -380,9 +387,6 @@ def _uses_shared(arm: ArmSpec) -> bool:
 
 
 def _train_flops_per_token(model: ModelConfig, sc: SuiteConfig) -> float | None:
-    from efflab.accounting.flops import train_flops_per_token
-    from efflab.models import build_model_config
-
     try:
         probe = config_from_dict(
             {
@@ -665,8 +669,6 @@ def describe_plan(sc: SuiteConfig, *, measure: bool = False) -> dict:
 def _predict_wall(sc: SuiteConfig, log=print) -> dict:
     """Wall time of the suite on this machine: each run's compute timed from a few steps of its shape
     (efflab.estimate, cached per shape), spread over the workers, plus start-up per run."""
-    from efflab.estimate import estimate_run
-
     tasks = plan(sc, "PLAN", validate_only=True)
     runs_s = 0.0
     for t in tasks:
@@ -734,8 +736,6 @@ def execute_run(recipe: str, raw: dict, run_dir: str, log_path: str | None = Non
     {ok, message, seconds}; never raises for a run that fails (the suite records it and goes on)."""
     import torch
 
-    from efflab.commands.run import run_recipe
-
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     out = {"ok": True, "message": "", "seconds": 0.0}
@@ -750,7 +750,7 @@ def execute_run(recipe: str, raw: dict, run_dir: str, log_path: str | None = Non
     try:
         with cm:
             cfg = config_from_dict(raw, recipe=recipe, source=raw.get("name", "run"))
-            run_recipe(recipe, cfg, out=run_dir, resume=True)
+            recipes.run_recipe(recipe, cfg, out=run_dir, resume=True)
     except (RunFailed, UserError) as e:
         out.update(ok=False, message=getattr(e, "message", str(e)))
     finally:
@@ -776,8 +776,6 @@ def _fmt_s(s: float) -> str:
 
 def _warm_data_cache(tasks: list[Task], log) -> None:
     """Train the tokenizer and tokenize the corpus once, before parallel workers would race to do it."""
-    from efflab.data import prepare
-
     t = next((t for t in tasks if t.kind == "frontier"), None) or (tasks[0] if tasks else None)
     if t is None:
         return
@@ -1088,14 +1086,9 @@ def run_suite(
 # =============================================================================================
 def analyse_suite(sdir, sc: SuiteConfig | None = None, *, state: dict | None = None, log=print) -> dict:
     """compare.json (verdicts) over the suite's complete runs; then extrapolate and report."""
-    from efflab.compare_suite import compare_suite
-
     sdir = Path(sdir)
     sc = sc or load_suite_dir(sdir)
     state = state or read_json(sdir / "suite.json")
-    from efflab.extrapolate import extrapolate_suite
-    from efflab.report import write_report
-
     comparison = compare_suite(
         sdir, sc, state, tasks=plan(sc, sdir, extra_seeds=state.get("extra_seeds") or {})
     )

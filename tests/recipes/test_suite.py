@@ -52,7 +52,7 @@ def _check_contract(doc: dict, techniques: set[str]) -> None:
 
 
 def test_smoke_suite_interrupted_continued_and_rerun_without_training(tmp_path, cache_dir, monkeypatch):
-    import efflab.commands.run as run_cmd
+    import efflab.recipes as run_cmd  # the recipe registry the suite runs through
     from efflab.compare_suite import format_verdicts
     from efflab.suite import load_suite, plan, run_suite
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from efflab.accounting import flops as F
+from efflab.config import reference_run_config
+from efflab.data import reference_tokenizer_problem
 from efflab.errors import UserError
 from efflab.runs import locate
 from efflab.techniques import curriculum as C
@@ -318,7 +320,7 @@ def test_reference_run_config_is_a_smaller_baseline_on_a_fraction_of_the_budget(
             "curriculum": {"scorer": "reference", "reference_budget": 0.25},
         },
     )
-    ref = C.reference_run_config(cfg)
+    ref = reference_run_config(cfg)
     assert ref.recipe == "baseline" and ref.curriculum is None
     assert ref.model.resolved()["n_layer"] == 2 and ref.train.steps == 10
     assert ref.data == cfg.data and ref.eval == cfg.eval
@@ -355,13 +357,13 @@ def test_a_reference_with_another_tokenizer_or_a_smaller_vocabulary_is_refused(t
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     (model_dir / "config.json").write_text(json.dumps({"vocab_size": 96}))
-    assert "smaller" in C.reference_tokenizer_problem(model_dir, None, data)
+    assert "smaller" in reference_tokenizer_problem(model_dir, None, data)
     (model_dir / "config.json").write_text(json.dumps({"vocab_size": 128}))
-    assert C.reference_tokenizer_problem(model_dir, None, data) is None
+    assert reference_tokenizer_problem(model_dir, None, data) is None
     run_dir = tmp_path / "run"
     (run_dir / "model").mkdir(parents=True)
     (run_dir / "manifest.json").write_text(
         json.dumps({"status": "complete", "data": {"tokenizer_hash": "zzz"}})
     )
     assert locate(run_dir) == (run_dir, run_dir / "model", True)
-    assert "another tokenizer" in C.reference_tokenizer_problem(run_dir / "model", run_dir, data)
+    assert "another tokenizer" in reference_tokenizer_problem(run_dir / "model", run_dir, data)

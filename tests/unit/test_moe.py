@@ -11,7 +11,13 @@ from efflab.accounting import measure
 from efflab.accounting.flops import count_flops
 from efflab.config import config_from_dict
 from efflab.errors import UserError
-from efflab.models import build_model, build_model_config
+from efflab.models import (
+    active_flops_ratio,
+    build_model,
+    build_model_config,
+    dense_config_for,
+    moe_config_for,
+)
 from efflab.moe_model import (
     SparseMoeBlock,
     available_experts_implementations,
@@ -301,26 +307,26 @@ def test_flop_count_matches_flopcountermode_on_efflab_experts(moe):
 
 def test_active_params_and_flops_match_the_dense_partner():
     cfg = _cfg({"n_experts": 8, "top_k": 2})
-    dense = M.dense_config_for(cfg)
+    dense = dense_config_for(cfg)
     assert dense.recipe == "baseline" and dense.model.resolved()["ffn_width"] == 192
     cm, cd = count_flops(build_model_config(cfg, 512), 32), count_flops(build_model_config(dense, 512), 32)
     assert cm.breakdown["experts"] == cd.breakdown["mlp"]  # routed experts active = the dense FFN
     assert cm.breakdown["router"] == 2 * 64 * 8 * 2  # 2 x d x E per layer, 2 layers
     assert cm.params_active == cd.params_total + 2 * 64 * 8
     assert cm.params_total > 3 * cd.params_total // 2
-    assert 1.0 < M.active_flops_ratio(cfg, dense, 512) < 1.01
+    assert 1.0 < active_flops_ratio(cfg, dense, 512) < 1.01
 
 
 # ---- the ladder pairing --------------------------------------------------------------------------
 def test_moe_config_for_keeps_attention_and_converts_the_budget_to_flops():
     dense = _cfg(recipe="baseline", train={"steps": None, "budget_tokens": 1e5})
-    moe = M.moe_config_for(dense)
+    moe = moe_config_for(dense)
     assert moe.recipe == "moe" and moe.model == dense.model and moe.data == dense.data
     want = 1e5 * count_flops(build_model_config(dense), 32).train_flops_per_token
     assert moe.train.budget_flops == pytest.approx(want) and moe.train.budget_tokens is None
     assert M.moe_shape(moe).expert_width == 96 and moe.moe.n_experts == 8
-    mixtral_like = M.moe_config_for(dense, expert_width=192)
-    assert M.dense_config_for(mixtral_like).model.resolved()["ffn_width"] == 2 * 192  # a documented multiple
+    mixtral_like = moe_config_for(dense, expert_width=192)
+    assert dense_config_for(mixtral_like).model.resolved()["ffn_width"] == 2 * 192  # a documented multiple
     assert isinstance(build_moe_config(moe, 512).to_dict()["efflab_moe"], dict)
 
 

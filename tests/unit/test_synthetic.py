@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from efflab.accounting.flops import generation_flops
+from efflab.config import generator_run_config
 from efflab.errors import UserError
 from efflab.runs import ModelSource, weights_identity
 from efflab.techniques import synthetic as S
@@ -299,10 +300,10 @@ def test_config_problems_are_reported_together(tiny_cfg, tmp_path):
         "synthetic", {"synthetic": {"token_budget": "3e4", "generator_overrides": {"model.depth": 3}}}
     )
     assert cfg.synthetic.token_budget == 3e4
-    gen = S.generator_run_config(cfg)
+    gen = generator_run_config(cfg)
     assert gen.model.depth == 3 and gen.recipe == "baseline" and gen.train.steps == cfg.train.steps
     nested = tiny_cfg("synthetic", {"synthetic": {"generator_overrides": {"train": {"budget_tokens": 5e4}}}})
-    gen = S.generator_run_config(nested)  # the shape a CLI override gives: the horizon is replaced
+    gen = generator_run_config(nested)  # the shape a CLI override gives: the horizon is replaced
     assert gen.train.budget_tokens == 5e4 and gen.train.steps is None and gen.train.lr == nested.train.lr
 
 

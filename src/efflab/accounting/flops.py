@@ -40,7 +40,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from efflab.errors import UserError
+from efflab.accounting import measure, presets
+from efflab.errors import UserError, suggest
 
 KNOWN_MODEL_TYPES: tuple[str, ...] = (
     "llama",
@@ -668,8 +669,6 @@ def _convention(seq_len: int, causal: bool, frozen: bool, lora) -> str:
 
 
 def _preset(spec):
-    from efflab.accounting import presets
-
     if isinstance(spec, str) and presets.is_preset(spec):
         return presets.get_preset(spec)
     return None
@@ -705,9 +704,10 @@ def _is_hf_config(obj) -> bool:
 
 
 def resolve_config(spec):
-    """A transformers PretrainedConfig from a preset name, a config.json, a model directory, an efflab
-    YAML config, a dict (config.json content) or a PretrainedConfig. UserError for an unknown preset, an
-    unreadable file or a model type the counter does not know (the message lists the known ones)."""
+    """A transformers PretrainedConfig from a preset name, a config.json, a model directory, a dict
+    (config.json content) or a PretrainedConfig (an efflab YAML run config is refused: see `count_flops`).
+    UserError for an unknown preset, an unreadable file or a model type the counter does not know (the
+    message lists the known ones)."""
     if _is_hf_config(spec):
         if not _countable(spec.model_type):
             raise UserError(_unknown_type_msg(spec.model_type))
@@ -728,32 +728,22 @@ def resolve_config(spec):
         path = path / "config.json"
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
-            return _config_from_yaml(path)
+            _refuse_yaml(path)
         return _config_from_dict(_read_config_file(path), str(path))
-    from efflab.accounting import presets
-    from efflab.errors import suggest
-
     raise UserError(
-        f"{spec!r} is neither a preset nor a config.json / model directory / YAML file"
+        f"{spec!r} is neither a preset nor a config.json / model directory"
         f"{suggest(str(spec).lower(), presets.PRESETS)}; presets: {', '.join(presets.PRESETS)}"
     )
 
 
-def _load_yaml(path: Path):
-    try:
-        from efflab.config import load_config
-        from efflab.models import build_model_config
-    except ImportError as e:
-        raise UserError(f"{path}: efflab YAML configs need efflab.config and efflab.models ({e})") from None
-    run_cfg = load_config(path)
-    cfg = build_model_config(run_cfg)
-    if not _countable(cfg.model_type):
-        raise UserError(f"{path}: {_unknown_type_msg(cfg.model_type)}")
-    return cfg, run_cfg
-
-
-def _config_from_yaml(path: Path):
-    return _load_yaml(path)[0]
+def _refuse_yaml(path: Path):
+    """An efflab YAML run config is read above the accounting layer (it names a recipe, a data pipeline
+    and a model to build): the caller passes the model config it describes."""
+    raise UserError(
+        f"{path}: an efflab YAML run config; count the model it describes "
+        "(efflab.estimate.load_run_config, then efflab.models.build_model_config), "
+        "or run `efflab flops FILE` / `efflab cost FILE`"
+    )
 
 
 def _yaml_path(spec) -> Path | None:
@@ -786,9 +776,7 @@ def _source(spec):
         return p.config, p, hint
     y = _yaml_path(spec)
     if y is not None:
-        cfg, run_cfg = _load_yaml(y)
-        T = getattr(getattr(run_cfg, "data", None), "seq_len", None)
-        return cfg, None, ((int(T), f"seq_len {T}: data.seq_len of {y.name}") if T else None)
+        _refuse_yaml(y)
     return resolve_config(spec), None, None
 
 
@@ -857,9 +845,9 @@ def count_flops(
     """Parameters and FLOPs per token of `config` at context length `seq_len` (tokens).
 
     config: a PretrainedConfig, a dict (config.json content), a path to config.json or a model
-    directory, an efflab YAML config, or a preset name. seq_len default: a preset's published
-    pre-training context or a YAML config's data.seq_len, else min(max_position_embeddings, 4096),
-    else 2048 (stated in `notes`).
+    directory, or a preset name; never an efflab YAML run config (this layer knows no recipes: its
+    callers build the model config, e.g. efflab.estimate). seq_len default: a preset's published
+    pre-training context, else min(max_position_embeddings, 4096), else 2048 (stated in `notes`).
     causal: halve attention FLOPs (flash-attention execution). frozen: every weight frozen while
     gradients flow through (train = forward + input-grad backward; for documentation: a frozen teacher
     used for logits only is charged its forward by callers). lora: LoraSpec(r, target_modules) or any
@@ -907,8 +895,6 @@ _MEASURED: dict = {}  # (config JSON, T, LoRA, frozen) -> measurement; one meta-
 
 def _measured_count(src, seq_len, hint, *, causal: bool, lora, frozen: bool) -> FlopCount:
     """FlopCount of a model type without an analytic count: FlopCounterMode on the meta device."""
-    from efflab.accounting import measure
-
     cfg = src if _is_hf_config(src) else resolve_config(src)
     mt = cfg.model_type
     if not is_measurable(mt):

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from efflab.accounting import flops as F
+from efflab.accounting import hardware
 from efflab.accounting import presets as P
 from efflab.errors import UserError
 
@@ -227,7 +228,8 @@ def price(
 ) -> dict:
     """The FLOPs efflab prices for training `spec` on `tokens` tokens (None: the published tokens).
 
-    spec: a preset name, a config object, a config.json / model directory path, or an efflab YAML path.
+    spec: a preset name, a config object, or a config.json / model directory path (an efflab YAML run
+    config is priced by efflab.estimate, which knows its recipe's phases).
     Returns {basis, flops (the count priced: full attention, or causal when causal=True),
     model_flops_full, executed_flops, tokens, stages [{seq_len, tokens, flops, note}], mtp_flops,
     train_flops_6nd, published_flops, published_ratio, convention}. UserError when nothing can be priced.
@@ -341,8 +343,6 @@ def _with_published(out: dict, p, tokens) -> dict:
 def preset_gpu_hours(p) -> dict:
     """What a preset's published GPU-hours imply: the MFU (against the dense peak of the run's precision)
     of the priced FLOPs over the tokens those hours cover. Empty without GPU-hours or tokens."""
-    from efflab.accounting import hardware
-
     if not (p.gpu and p.gpu_hours and (p.tokens or p.train_flops)):
         return {}
     priced = price(p.name)

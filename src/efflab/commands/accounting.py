@@ -197,6 +197,7 @@ def _price_yaml(path, tokens, seq_len, causal) -> dict:
         "published_ratio": None,
         "convention": "",
         "seq_len_note": f"seq_len {cfg.data.seq_len}: data.seq_len of {Path(str(path)).name}",
+        "model_config": tr["model_config"],
     }
 
 
@@ -231,7 +232,7 @@ def cmd_flops(args) -> int:
         if kind == "model":
             out["published"] = _published(obj)
         if args.measure:
-            out.update(_measure(kind, obj, count))
+            out.update(_measure(kind, obj, count, priced))
     if args.json:
         from efflab.cli import emit_json
 
@@ -300,13 +301,16 @@ def _run_preset_summary(p, priced) -> dict:
     return out
 
 
-def _measure(kind, obj, count) -> dict:
+def _measure(kind, obj, count, priced) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
     from efflab.accounting import flops, measure
 
-    config = flops.resolve_config(obj.name if kind == "model" else obj)
+    if kind == "yaml":  # the model the run config describes (built by efflab.estimate)
+        config = priced["model_config"]
+    else:
+        config = flops.resolve_config(obj.name if kind == "model" else obj)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     ids = torch.randint(0, config.vocab_size, (1, count.seq_len))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from efflab import RECIPES
 from efflab.paths import configs_root, resolve_config_path  # noqa: F401  (re-exported)
 
@@ -68,28 +66,18 @@ def cmd_dry_run(args, cfg) -> int:
     return 0
 
 
-def run_recipe(recipe: str, cfg, **kw) -> dict:
-    """Run a recipe in this process; a failure after its run directory was started marks it `failed`
-    with the reason, an interruption leaves it resumable (efflab.runs.guarded)."""
-    from efflab.runs import guarded
-
-    mod = importlib.import_module(f"efflab.recipes.{recipe}")
-    return guarded(mod.main, cfg, **kw)
-
-
 def cmd_run(args) -> int:
+    from efflab import recipes  # the one recipe registry (imported here: the parser needs the names only)
     from efflab.config import load_config
-    from efflab.errors import UserError, suggest
 
-    if args.recipe not in RECIPES:
-        raise UserError(
-            f"unknown recipe {args.recipe!r}{suggest(args.recipe, RECIPES)}; recipes: {', '.join(RECIPES)}"
-        )
+    recipes.check_recipe(args.recipe)
     path = resolve_config_path(args.config)
     cfg = load_config(path, args.overrides, recipe=args.recipe)
     if getattr(args, "dry_run", False):
         return cmd_dry_run(args, cfg)
-    run_recipe(args.recipe, cfg, out=args.out, resume=args.resume, overwrite=args.overwrite, config_path=path)
+    recipes.run_recipe(
+        args.recipe, cfg, out=args.out, resume=args.resume, overwrite=args.overwrite, config_path=path
+    )
     return 0
 
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from efflab import loop
 from efflab.accounting import flops as F
-from efflab.data import cache_root
+from efflab.config import reference_run_config
+from efflab.data import cache_root, reference_tokenizer_problem
 from efflab.errors import UserError
 from efflab.models import build_model, load_pretrained, torch_dtype
 from efflab.runs import ModelSource, train_helper
@@ -53,7 +54,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         else:  # a small model trained for the purpose by the baseline recipe (resumed or reused if there)
             from efflab.recipes import baseline
 
-            ref_cfg = C.reference_run_config(cfg)
+            ref_cfg = reference_run_config(cfg)
             ref = train_helper(
                 baseline.main,
                 ref_cfg,
@@ -63,7 +64,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
                 log=run.log,
             )
         ref_dir = ref.model_dir
-        problem = C.reference_tokenizer_problem(ref_dir, ref.path if ref.kind == "efflab-run" else None, data)
+        problem = reference_tokenizer_problem(ref_dir, ref.path if ref.kind == "efflab-run" else None, data)
         if problem:
             raise UserError(problem)
         run.charge_sunk(ref, "sunk.teacher_pretrain")  # a known bill: sunk, in "total" but not "marginal"

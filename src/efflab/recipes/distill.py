@@ -26,7 +26,8 @@ from accelerate.utils import set_seed
 
 from efflab import loop
 from efflab.accounting import flops as F
-from efflab.data import cache_root
+from efflab.config import teacher_run_config
+from efflab.data import cache_root, shared_tokenizer
 from efflab.models import build_model, load_pretrained, torch_dtype
 from efflab.recipes import baseline
 from efflab.runs import ModelSource, train_helper
@@ -44,7 +45,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     # ---- teacher: a finished efflab run, a local HF model dir, or trained here first ----------
     if dc.teacher is None:  # the baseline recipe trains it once; a complete teacher run is reused
         teacher_dir = D.teacher_run_dir(dc, run.dir)
-        teacher_cfg = D.teacher_run_config(cfg, teacher_dir.name)
+        teacher_cfg = teacher_run_config(cfg, teacher_dir.name)
         info = train_helper(
             baseline.main,
             teacher_cfg,
@@ -58,7 +59,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     teacher_config = info.hf_config()
 
     # ---- data: the student reads with the teacher's tokenizer, so their logits line up --------
-    tokenizer = D.shared_tokenizer(cfg, info, teacher_config.vocab_size, info.load_tokenizer())
+    tokenizer = shared_tokenizer(cfg, info, teacher_config.vocab_size, info.load_tokenizer())
     data = loop.prepare_data(run, tokenizer=tokenizer)
 
     # ---- models: the frozen teacher (eval mode, no grad) and the smaller student ---------------

@@ -8,7 +8,7 @@ dense run whose MLP is copied into every expert, and that run's bill goes to `su
 the loss adds the load-balancing and router z-losses; every eval row carries per-layer routing
 diagnostics and a warning when routing collapses. The train phase is charged by the accounting
 layer on the Mixtral / Qwen2-MoE config: router plus the top-k routed (and shared) experts only.
-At equal compute, compare with the dense model `techniques.moe.dense_config_for(cfg)` describes
+At equal compute, compare with the dense model `efflab.models.dense_config_for(cfg)` describes
 (the small config pairs with configs/baseline/small.yaml: same attention, FFN and FLOP budget).
 
 A finished run's model/ is a plain Mixtral (or Qwen2-MoE) checkpoint: AutoModelForCausalLM loads it
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from efflab import loop
 from efflab.errors import UserError
-from efflab.models import build_model, load_pretrained, torch_dtype
+from efflab.models import active_flops_ratio, build_model, load_pretrained, torch_dtype
 from efflab.moe_model import build_moe_config, moe_blocks, upcycle_
 from efflab.runs import ModelSource
 from efflab.techniques import moe as M
@@ -72,7 +72,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     blocks = moe_blocks(model)
     impl = model.config._experts_implementation
     dense_ratio = (
-        None if cfg.model.pretrained else M.active_flops_ratio(cfg, vocab_size=model.config.vocab_size)
+        None if cfg.model.pretrained else active_flops_ratio(cfg, vocab_size=model.config.vocab_size)
     )
     run.log(
         f"moe: {len(blocks)} sparse layers x {blocks[0].num_experts} experts, top-{blocks[0].top_k}, "

@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from efflab import loop
+from efflab.config import generator_run_config
+from efflab.data import pack_documents
 from efflab.models import build_model
 from efflab.runs import ModelSource, train_helper
 
@@ -45,7 +47,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     if syn.generator == "train":
         from efflab.recipes import baseline
 
-        gen_cfg = S.generator_run_config(cfg)
+        gen_cfg = generator_run_config(cfg)
         gen_run = Path(syn.generator_dir) if syn.generator_dir else S.default_generator_dir(run.dir, gen_cfg)
         gen_src = train_helper(
             baseline.main,
@@ -141,7 +143,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     )
 
     # ---- training data: synthetic blocks, mixed with real ones at mix_ratio ---------------------
-    syn_blocks = S.pack_documents(docs, eos, data.seq_len)
+    syn_blocks = pack_documents(docs, eos, data.seq_len)
     if len(syn_blocks) < 1:
         raise UserError(
             f"the filtered synthetic corpus ({prov['tokens_kept']} tokens) is shorter than one block "

@@ -67,9 +67,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from efflab.config import Section
+from efflab.accounting import flops as F
 from efflab.errors import UserError
-from efflab.runs import ModelSource, RunDir, helper_run_config
+from efflab.io import atomic_write_json
+from efflab.model_files import source_problems
+from efflab.samplers import BlockSampler
+from efflab.sections import Section
 
 SCORES_VERSION = "curriculum-scores-v1"
 
@@ -139,7 +142,7 @@ class CurriculumConfig(Section):
             out.append(f"curriculum.reference is set but scorer is {self.scorer!r} (it would be ignored)")
         if self.scorer == "reference":
             if self.reference is not None:
-                out.extend(ModelSource.problems(self.reference, "curriculum.reference"))
+                out.extend(source_problems(self.reference, "curriculum.reference"))
             elif cfg.model.pretrained:
                 out.append(
                     "curriculum.reference: give a reference model (an efflab run dir or a local model dir); "
@@ -281,8 +284,6 @@ def reference_scores(
 
 def scoring_flops(ref_config, seq_len: int, tokens: float) -> float:
     """FLOPs of a reference model's forward over `tokens` tokens at context `seq_len` (accounting layer)."""
-    from efflab.accounting import flops as F
-
     return F.forward_flops_per_token(ref_config, seq_len) * float(tokens)
 
 
@@ -300,54 +301,6 @@ def difficulty_ranking(scores: np.ndarray, order: str, seed: int) -> np.ndarray:
 # =============================================================================================
 # reference model: where it comes from, and its cache key
 # =============================================================================================
-def reference_run_config(cfg):
-    """The config of a reference model the recipe trains for scoring: the baseline recipe on the same
-    data, with `reference_depth` layers (default: half the model's) and `reference_budget` x the budget."""
-    cc = cfg.curriculum
-    layers = cfg.model.resolved()["n_layer"]
-    depth = cc.reference_depth or max(1, layers // 2)
-
-    def edit(raw: dict) -> None:
-        model = raw["model"]
-        if model.get("depth"):
-            model.update(depth=depth, n_layer=None)  # on the ladder: width shrinks with depth
-        else:
-            model["n_layer"] = depth
-        t = raw["train"]
-        for k in ("budget_flops", "budget_tokens"):
-            if t.get(k) is not None:
-                t[k] = t[k] * cc.reference_budget
-        if t.get("steps") is not None:
-            t["steps"] = max(1, int(round(t["steps"] * cc.reference_budget)))
-
-    return helper_run_config(cfg, drop="curriculum", source="curriculum reference config", edit=edit)
-
-
-def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> str | None:
-    """Why the reference cannot score these blocks (another tokenizer), or None.
-
-    An efflab run records its tokenizer hash in manifest.json; a model directory with tokenizer files
-    is hashed the same way; a directory without them is checked on vocabulary size only."""
-    from efflab.data import load_tokenizer, tokenizer_hash
-
-    want = data.meta.get("tokenizer_hash")
-    if run_dir is not None:
-        got = (RunDir(run_dir).read_manifest().get("data") or {}).get("tokenizer_hash")
-    elif any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        got = tokenizer_hash(load_tokenizer(str(model_dir)))
-    else:
-        got = None
-    if got is not None and want is not None and got != want:
-        return f"reference {model_dir} was trained with another tokenizer than this run's data"
-    try:
-        vocab = json.loads((model_dir / "config.json").read_text()).get("vocab_size")
-    except (OSError, ValueError):
-        vocab = None
-    if vocab is not None and vocab < data.vocab_size:
-        return f"reference {model_dir} has a vocabulary of {vocab}, smaller than this run's {data.vocab_size}"
-    return None
-
-
 def scores_cache_key(identity: str, blocks: np.ndarray) -> str:
     """Cache key of reference scores: the reference's weights identity (efflab.runs.weights_identity)
     and the exact blocks."""
@@ -369,8 +322,6 @@ def load_cached_scores(cache_dir: Path, key: str) -> tuple[np.ndarray, dict] | N
 def save_cached_scores(cache_dir: Path, key: str, scores: np.ndarray, meta: dict) -> None:
     """Write scores (.npy) then their meta (.json, which marks the entry complete), atomically."""
     import os
-
-    from efflab.io import atomic_write_json
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.{os.getpid()}.npy"
@@ -423,7 +374,7 @@ class CurriculumSampler:
     warmup length.
 
     blocks [n, T]; `ranking` block indices easiest first (None: the baseline's uniform order, from
-    loop.BlockSampler with the same seed); `pacing(step)` in (0, 1]; `warmup` None for full length.
+    efflab.samplers.BlockSampler with the same seed); `pacing(step)` in (0, 1]; `warmup` None for full length.
     Within the pool, blocks are drawn without replacement until every pool block was seen, then a
     new pass starts (an epoch over a growing pool); the draw at each step uses a generator seeded by
     (seed, step). The order is a pure function of (seed, step): the state (next step, blocks seen in
@@ -453,8 +404,6 @@ class CurriculumSampler:
         self.warmup = warmup
         self._uniform = None
         if self.ranking is None:
-            from efflab.loop import BlockSampler
-
             self._uniform = BlockSampler(blocks, batch_size, seed, labels=labels)
         self._reset()
 

@@ -59,16 +59,18 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from efflab.config import ModelConfig, Section, TrainConfig
 from efflab.errors import UserError
-from efflab.runs import ModelSource, helper_run_config
+from efflab.io import atomic_write_json
+from efflab.model_files import source_problems
+from efflab.sections import ModelConfig, Section, TrainConfig
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it
+    import torch
 
 LOSSES = ("forward_kl", "reverse_kl", "gjs")
 CACHE_FORMAT = "efflab-teacher-topk-v1"
@@ -140,7 +142,7 @@ class DistillConfig(Section):
                 "distill.teacher_train=null drops a teacher_train section of the file)"
             )
         if self.teacher is not None:
-            out.extend(ModelSource.problems(self.teacher, "distill.teacher"))
+            out.extend(source_problems(self.teacher, "distill.teacher"))
         if self.logits == "cache" and self.top_k == 0:
             out.append(
                 "distill.logits=cache stores the teacher's top-k logits per token: set distill.top_k "
@@ -189,6 +191,8 @@ def generalized_jsd(
     `student_rest` [...]: the student's probability outside the listed outcomes (top-k mode), an
     extra outcome where the teacher has mass 0: it adds (1 - beta) * r * log(r / ((1 - beta) r)).
     """
+    import torch
+
     if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be in (0, 1), got {beta}")
     log_m = torch.logaddexp(teacher_logp + math.log(beta), student_logp + math.log1p(-beta))
@@ -212,6 +216,8 @@ def kd_divergence(
     student_logits [..., V]; teacher: full logits [..., V] or a TopK of [..., k] (see the method card
     for how each loss treats the student's mass outside the teacher's top-k). Computed in fp32.
     """
+    import torch.nn.functional as F
+
     if loss not in LOSSES:
         raise ValueError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
     T = float(temperature)
@@ -257,6 +263,8 @@ def distill_loss(
     causal LM, so both terms use positions 0..T-2 where labels[t + 1] != -100.
     Returns (loss, {"ce": float, "kd": float}).
     """
+    import torch.nn.functional as F
+
     target = labels[:, 1:]  # [B, T-1]
     mask = target != -100
     logits = student_logits[:, :-1]  # [B, T-1, V]
@@ -329,78 +337,12 @@ def vocabulary_problems(
     return out
 
 
-def shared_tokenizer(cfg, info: ModelSource, teacher_vocab: int, teacher_tok):
-    """The one tokenizer teacher and student share; UserError naming both sizes on any mismatch.
-
-    The student reads the data with the teacher's tokenizer; `data.tokenizer` (a directory), a
-    pretrained student (`model.pretrained`) or an explicit `data.vocab_size` must agree with it.
-    """
-    from efflab.data import load_tokenizer
-    from efflab.models import load_pretrained_config
-
-    student_tok = load_tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer != "train" else None
-    student_vocab = None
-    if cfg.model.pretrained:
-        student_vocab = load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code).vocab_size
-        if student_tok is None:  # the data pipeline reads with the pretrained student's own tokenizer
-            student_tok = load_tokenizer(cfg.model.pretrained)
-    # data.vocab_size only sizes a tokenizer trained here: a pretrained student brings its own
-    requested = (
-        cfg.data.vocab_size
-        if (
-            "vocab_size" in cfg.data.model_fields_set
-            and cfg.data.tokenizer == "train"
-            and not cfg.model.pretrained
-        )
-        else None
-    )
-    if teacher_tok is None and student_tok is None:
-        raise UserError(
-            f"distill.teacher {info.path}: the model directory holds no tokenizer; set data.tokenizer "
-            f"to the tokenizer the teacher was trained with"
-        )
-    where = f"the student (data.tokenizer {cfg.data.tokenizer})" if student_tok is not None else "the student"
-    if cfg.model.pretrained:
-        where = f"the student (model.pretrained {cfg.model.pretrained})"
-    probs = vocabulary_problems(
-        teacher_vocab,
-        teacher_tok,
-        student_tok,
-        student_vocab=student_vocab,
-        requested_vocab=requested,
-        teacher_requested=info.requested_vocab,
-        where=where,
-    )
-    if teacher_tok is None and len(student_tok) > teacher_vocab:
-        probs.append(
-            f"vocabulary mismatch: the teacher predicts {teacher_vocab} tokens, the student's tokenizer "
-            f"(data.tokenizer {cfg.data.tokenizer}) has {len(student_tok)}"
-        )
-    if probs:
-        raise UserError(probs, header=f"teacher {info.path} and the student cannot be distilled")
-    return teacher_tok if teacher_tok is not None else student_tok
-
-
 def teacher_run_dir(section: DistillConfig, run_dir: Path) -> Path:
     """Where the recipe trains (or finds) its teacher: teacher_train.out, else <run_dir>/../<name>-teacher."""
     tt = section.teacher_train
     if tt is not None and tt.out:
         return Path(tt.out).expanduser()
     return Path(run_dir).parent / f"{Path(run_dir).name}-teacher"
-
-
-def teacher_run_config(cfg, name: str):
-    """The baseline-recipe config that trains the teacher: teacher_train's model and train sections,
-    the student's data, eval and log sections (same corpus and tokenizer, same held-out set)."""
-    tt = cfg.distill.teacher_train
-
-    def edit(raw: dict) -> None:
-        for k in [k for k in raw if k not in ("recipe", "name", "data", "eval", "log")]:
-            del raw[k]
-        raw["model"] = tt.model.model_dump(mode="json")
-        raw["train"] = tt.train.model_dump(mode="json")
-
-    return helper_run_config(cfg, drop="distill", name=name, source="distill.teacher_train", edit=edit)
 
 
 def freeze_teacher(teacher):
@@ -416,6 +358,8 @@ def teacher_logits(teacher, input_ids: torch.Tensor, top_k: int = 0) -> torch.Te
     Runs under torch.inference_mode(); the result is cloned outside it, because inference tensors
     cannot be saved for the student's backward pass.
     """
+    import torch
+
     with torch.inference_mode():
         logits = teacher(input_ids=input_ids).logits  # [B, T, V]
         out = TopK(*logits.topk(top_k, dim=-1, sorted=False)) if top_k else logits
@@ -457,6 +401,8 @@ class LogitCache:
 
     def rows(self, idx: np.ndarray) -> TopK:
         """TopK [len(idx), T, k] for training-block rows `idx`."""
+        import torch
+
         return TopK(
             torch.from_numpy(np.asarray(self.values[idx])), torch.from_numpy(np.asarray(self.indices[idx]))
         )
@@ -494,6 +440,8 @@ def build_cache(
     a manifest with the FLOPs it cost (forward_flops_per_token x n x T), then renames the directory.
     If another process finished the same cache first, its copy is kept and this one discarded.
     """
+    import torch
+
     n, T = train_blocks.shape
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -530,8 +478,6 @@ def build_cache(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(meta or {}),
     }
-    from efflab.io import atomic_write_json
-
     atomic_write_json(tmp / "manifest.json", manifest)
     try:
         os.replace(tmp, path)
@@ -542,8 +488,6 @@ def build_cache(
 
 def record_cache_use(cache: LogitCache, run_dir: str) -> int:
     """Append a run to the cache's users (for amortisation in reports); returns the number of users."""
-    from efflab.io import atomic_write_json
-
     users_path = cache.path / "users.json"
     users = json.loads(users_path.read_text()) if users_path.is_file() else []
     if run_dir not in users:

@@ -41,7 +41,7 @@ Costs it adds to the ledger (docs/conventions.md sections 2 and 3).
   answers "the dense checkpoint already existed", its total view "we trained it for this". A plain
   Hugging Face directory has no known training cost: nothing is charged and the run says so.
 
-Ladder pairing (what `moe_config_for` / `dense_config_for` build; the suite calls them)
+Ladder pairing (what `efflab.models.moe_config_for` / `dense_config_for` build; the suite calls them)
 ------------------------------------------------------------------------------------------------
 A dense baseline config D (model section: width d, layers, heads, FFN width F) is paired with
 M = moe_config_for(D):
@@ -62,14 +62,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
 
-from efflab.config import Section
-from efflab.errors import UserError
-from efflab.runs import ModelSource, locate
+from efflab.model_files import locate, source_problems
+from efflab.sections import Section
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it
+    import torch
 
 DENSE_MODEL_TYPES = ("llama", "mistral")  # bias-free gated-MLP decoders: their MLP can be copied into experts
 
@@ -213,63 +214,6 @@ def moe_shape(cfg, mc: MoEConfig | None = None) -> MoEShape:
     return MoEShape(mc.n_experts, mc.top_k, int(w), int(mc.shared_expert_width), ffn)
 
 
-def flop_budget(cfg, vocab_size: int | None = None) -> float:
-    """A run config's train-phase FLOP budget: budget_flops, or budget_tokens / steps converted with the
-    accounting layer's train FLOPs per token for its model (tokenizer size assumed = data.vocab_size)."""
-    t = cfg.train
-    if t.budget_flops is not None:
-        return float(t.budget_flops)
-    from efflab.accounting.flops import train_flops_per_token
-    from efflab.models import build_model_config
-
-    T = cfg.data.seq_len
-    tokens = t.budget_tokens if t.budget_tokens is not None else t.steps * t.batch_size * T
-    return float(tokens) * train_flops_per_token(build_model_config(cfg, vocab_size), T)
-
-
-def moe_config_for(dense_cfg, *, name: str | None = None, **moe_fields):
-    """The MoE run paired with a dense baseline RunConfig on the ladder (see the module docstring):
-    same model/data/eval sections, experts sized for equal active FLOPs per token (unless `moe_fields`
-    say otherwise, e.g. expert_width), and the dense run's FLOP budget."""
-    from efflab.config import config_from_dict
-
-    raw = dense_cfg.to_dict()
-    raw["recipe"] = "moe"
-    raw["name"] = name or (f"{dense_cfg.name}-moe" if dense_cfg.name else None)
-    budget = flop_budget(dense_cfg)
-    raw["train"].update(budget_flops=budget, budget_tokens=None, steps=None)
-    raw["moe"] = dict(moe_fields)
-    return config_from_dict(raw, recipe="moe", source="moe_config_for")
-
-
-def dense_config_for(moe_cfg, *, name: str | None = None):
-    """The dense baseline RunConfig paired with a moe RunConfig: the same attention and sections, the
-    FFN as wide as the active experts together (shared + top_k x expert_width), the same budget."""
-    from efflab.config import config_from_dict
-
-    if moe_cfg.model.pretrained:
-        raise UserError("dense_config_for: a pretrained MoE model has no dense partner on the ladder")
-    s = moe_shape(moe_cfg)
-    raw = moe_cfg.to_dict()
-    raw.pop("moe", None)
-    raw["recipe"] = "baseline"
-    raw["name"] = name or (f"{moe_cfg.name}-dense" if moe_cfg.name else None)
-    raw["model"]["ffn_width"] = s.active_ffn
-    return config_from_dict(raw, recipe="baseline", source="dense_config_for")
-
-
-def active_flops_ratio(moe_cfg, dense_cfg=None, vocab_size: int | None = None) -> float:
-    """Train FLOPs per token of the MoE model over its dense partner's (accounting layer; >1 by the router)."""
-    from efflab.accounting.flops import train_flops_per_token
-    from efflab.models import build_model_config
-
-    dense_cfg = dense_cfg or dense_config_for(moe_cfg)
-    T = moe_cfg.data.seq_len
-    return train_flops_per_token(build_model_config(moe_cfg, vocab_size), T) / train_flops_per_token(
-        build_model_config(dense_cfg, vocab_size), T
-    )
-
-
 # =============================================================================================
 # router losses (pure functions of the router's outputs)
 # =============================================================================================
@@ -280,6 +224,8 @@ def load_balancing_loss(probs: torch.Tensor, top_k_index: torch.Tensor, n_expert
     drops). f_e (no gradient) is the fraction of the N x k assignments that went to e; P_e the mean
     router probability of e, through which the gradient flows.
     """
+    import torch
+
     counts = torch.bincount(top_k_index.reshape(-1), minlength=n_experts)[:n_experts]
     f = counts.to(probs.dtype) / top_k_index.numel()  # [E], sums to 1
     P = probs.mean(dim=0)  # [E]
@@ -288,6 +234,8 @@ def load_balancing_loss(probs: torch.Tensor, top_k_index: torch.Tensor, n_expert
 
 def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
     """ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2. logits: [N, E]."""
+    import torch
+
     return torch.logsumexp(logits.float(), dim=-1).square().mean()
 
 
@@ -297,6 +245,8 @@ def moe_loss(lm_loss: torch.Tensor, aux: list, *, balance_coef: float, z_coef: f
     aux: one (balance, z) pair per MoE layer from the last training forward. Returns the loop's
     (loss, logs) pair; logs carry the LM loss alone so train_loss can be compared with dense runs.
     """
+    import torch
+
     if not aux:
         raise RuntimeError("no router losses recorded: the model has no efflab MoE blocks in training mode")
     bal = torch.stack([a[0] for a in aux]).mean()
@@ -323,6 +273,8 @@ def capacity_keep(top_k_index: torch.Tensor, n_experts: int, capacity: int) -> t
     Priority (GShard): every token's first choice before any second choice, then token order. Each
     expert keeps its first `capacity` assignments in that order.
     """
+    import torch
+
     N, k = top_k_index.shape
     flat = top_k_index.t().reshape(-1)  # [k*N] in priority order: choice rank, then token
     order = torch.sort(flat, stable=True).indices  # grouped by expert, priority kept inside a group
@@ -391,7 +343,7 @@ def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     depth, heads, head_dim, FFN vs expert width, rope): upcycling copies weights tensor for tensor."""
     from efflab.io import DamagedFile, read_json
 
-    probs = ModelSource.problems(path, "moe.upcycle_from")
+    probs = source_problems(path, "moe.upcycle_from")
     if probs:
         return probs
     try:

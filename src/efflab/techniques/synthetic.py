@@ -63,9 +63,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from efflab.config import Section
+from efflab.accounting.flops import generation_flops
 from efflab.errors import UserError, parse_count
-from efflab.runs import ModelSource, helper_run_config
+from efflab.io import append_jsonl, atomic_write_json, read_json, read_jsonl
+from efflab.model_files import source_problems
+from efflab.sections import Section
 
 
 # =============================================================================================
@@ -193,14 +195,10 @@ class SyntheticConfig(Section):
                     f"synthetic.generator_overrides: {', '.join(bad)} cannot be overridden (the generator "
                     f"shares the student's data and tokenizer)"
                 )
-            else:
-                try:
-                    generator_run_config(cfg, self)
-                except UserError as e:
-                    out.extend(f"synthetic.generator_overrides: {p}" for p in e.problems)
+            # the overrides themselves are checked where the generator's config is built (efflab.config)
         else:
             # the student learns the generator's tokens: it needs the generator's tokenizer
-            out.extend(ModelSource.problems(self.generator, "synthetic.generator", tokenizer=True))
+            out.extend(source_problems(self.generator, "synthetic.generator", tokenizer=True))
         return out
 
     def sampling_kwargs(self) -> dict:
@@ -270,37 +268,6 @@ def _hash(*parts) -> str:
 # =============================================================================================
 # the generator: a ModelSource (efflab.runs), or a baseline run trained first
 # =============================================================================================
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def generator_run_config(cfg, syn: SyntheticConfig | None = None):
-    """The baseline RunConfig that trains the generator when `synthetic.generator` is 'train': this
-    run's config without its synthetic section, plus `synthetic.generator_overrides`."""
-    from efflab.config import Problems, _set_dotted
-
-    syn = syn or cfg.synthetic
-    overrides = _flatten(syn.generator_overrides)  # {train: {steps: 5}} (a CLI override) = {train.steps: 5}
-
-    def edit(raw: dict) -> None:
-        probs = Problems()
-        horizons = ("train.budget_flops", "train.budget_tokens", "train.steps")
-        if any(k in overrides for k in horizons):  # overriding the horizon replaces it
-            for k in horizons:
-                raw.get("train", {}).pop(k.split(".")[1], None)
-        for k, v in overrides.items():
-            _set_dotted(raw, k, v, probs)
-        probs.raise_if_any()
-
-    return helper_run_config(cfg, drop="synthetic", source="generator config", edit=edit)
-
-
 def default_generator_dir(run_dir: Path, gen_cfg) -> Path:
     """Beside the run, named by a hash of the generator's config, so runs with one generator share it."""
     d = gen_cfg.to_dict()
@@ -383,8 +350,6 @@ class Sample:
 
 def generation_cost(config):
     """`cost(prompt_len, new_tokens) -> FLOPs` for one sequence, from the accounting layer (memoised)."""
-    from efflab.accounting.flops import generation_flops
-
     memo: dict[tuple[int, int], float] = {}
 
     def cost(prompt_len: int, new_tokens: int) -> float:
@@ -741,7 +706,7 @@ def filter_samples(
 # the corpus on disk (datasets), its provenance, and reuse
 # =============================================================================================
 def generation_provenance(
-    source: ModelSource,
+    source,  # an efflab.runs.ModelSource
     syn: SyntheticConfig,
     res: GenerationResult,
     *,
@@ -777,7 +742,7 @@ def generation_provenance(
     }
 
 
-def train_budget(cfg, generation_flops: float, source: ModelSource) -> tuple[float, float]:
+def train_budget(cfg, generation_flops: float, source) -> tuple[float, float]:
     """(FLOPs left for training, FLOPs the synthetic data took) under `synthetic.budget_includes`."""
     syn = cfg.synthetic
     spent = generation_flops
@@ -802,7 +767,7 @@ def run_summary(
     *,
     paid_here: bool,
     uses: int | None,
-    source: ModelSource,
+    source,  # an efflab.runs.ModelSource
     syn: SyntheticConfig,
     synthetic_blocks: int,
     blocks_consumed: int,
@@ -842,8 +807,6 @@ def save_generation(gen_dir: Path, result: GenerationResult, provenance: dict) -
     """Write every sample (a datasets dataset) and generation.json; atomic (folder renamed into place)."""
     import datasets
 
-    from efflab.io import atomic_write_json
-
     datasets.disable_progress_bars()
     gen_dir = Path(gen_dir)
     gen_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -869,8 +832,6 @@ def save_generation(gen_dir: Path, result: GenerationResult, provenance: dict) -
 def load_generation(gen_dir: Path) -> tuple[list[Sample], dict]:
     import datasets
 
-    from efflab.io import read_json
-
     ds = datasets.load_from_disk(str(Path(gen_dir) / "samples"))
     cols = ds.to_dict()
     samples = [
@@ -891,8 +852,6 @@ def build_corpus(
     FLOPs (filtered-away tokens included), tokens generated and kept, and FLOPs per kept token.
     """
     import datasets
-
-    from efflab.io import atomic_write_json, read_json
 
     datasets.disable_progress_bars()
     docs = [(s.prompt_ids + s.new_ids) if syn.keep_prompt else list(s.new_ids) for s in samples]
@@ -938,8 +897,6 @@ def build_corpus(
 
 def record_use(gen_dir: Path, run_dir: Path) -> int:
     """Note that `run_dir` used this generation (once per run); returns how many runs have used it."""
-    from efflab.io import append_jsonl, read_jsonl
-
     uses = Path(gen_dir) / "uses.jsonl"
     rows = read_jsonl(uses)
     me = str(Path(run_dir).resolve())
@@ -947,13 +904,6 @@ def record_use(gen_dir: Path, run_dir: Path) -> int:
         append_jsonl(uses, {"run": me, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         rows.append({"run": me})
     return len(rows)
-
-
-def pack_documents(docs: list[list[int]], eos_id: int, seq_len: int) -> np.ndarray:
-    """Token-id documents -> EOS-separated, packed blocks [n, seq_len] (int32), like the real data."""
-    from efflab.data import pack
-
-    return pack(([*d, eos_id] for d in docs), seq_len)
 
 
 # =============================================================================================
