@@ -10,6 +10,7 @@ import importlib
 import json
 import sys
 
+from efflab import __version__
 from efflab.errors import RunFailed, UserError
 
 # module -> the subcommands it adds through register(subparsers)
@@ -40,7 +41,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Measure which efficiency technique saves training compute, "
         "and what it is worth at frontier scale. Exit status: 0 done, 2 bad input, 1 failure.",
     )
-    from efflab import __version__
 
     parser.add_argument("--version", action="version", version=f"efflab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

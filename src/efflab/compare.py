@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from efflab import compare_math as cm
+from efflab.accounting import flops as F
 from efflab.accounting.ledger import MARGINAL_PHASES, PHASES, SUNK_PHASES, Ledger
 from efflab.errors import Problems, UserError
 from efflab.io import read_json, read_jsonl
@@ -242,7 +243,6 @@ def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> Ru
 
 def _serving(rec: RunRecord) -> None:
     """Forward FLOPs per served token of the trained model at the run's context (accounting layer)."""
-    from efflab.accounting import flops as F
 
     model_dir = rec.path / "model"
     if not (model_dir / "config.json").is_file():

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from efflab import verdicts as V
+from efflab.accounting.flops import count_flops
 from efflab.io import read_json
+from efflab.runs import check_run
 
 CONVENTIONS = (
     "FLOPs: multiply-add = 2; forward = 2 x active matmul parameters (LM head included, embedding lookup "
@@ -33,7 +35,6 @@ CONVENTIONS = (
 
 def _read_run(run_dir: Path) -> tuple[dict | None, str | None]:
     """(what the verdicts need, None) for a complete, sound run, else (None, why not)."""
-    from efflab.runs import check_run
 
     mpath = run_dir / "manifest.json"
     if not mpath.is_file():
@@ -61,8 +62,6 @@ def _read_run(run_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def _params(run_dir: Path, seq_len: int) -> dict:
-    from efflab.accounting.flops import count_flops
-
     c = count_flops(str(run_dir / "model" / "config.json"), seq_len)
     return {
         "params": c.params_total,

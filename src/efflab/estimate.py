@@ -36,8 +36,11 @@ from efflab import RECIPES
 from efflab.accounting import flops as F
 from efflab.accounting import hardware
 from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES
-from efflab.config import generator_run_config, reference_run_config, teacher_run_config
+from efflab.config import generator_run_config, load_config, reference_run_config, teacher_run_config
+from efflab.data import prepare
 from efflab.errors import UserError
+from efflab.models import build_model, build_model_config
+from efflab.paths import resolve_config_path
 from efflab.runs import ModelSource
 
 TECHNIQUE_OF = {"moe": "moe", "distill": "distill", "curriculum": "curriculum", "synthetic": "synthetic"}
@@ -62,7 +65,6 @@ def infer_recipe(raw: dict, path: str | Path | None = None) -> str:
 
 def load_run_config(path, overrides: list[str] | None = None, recipe: str | None = None):
     """A validated RunConfig from a YAML file for `recipe` (inferred when None; see `infer_recipe`)."""
-    from efflab.config import load_config
 
     if recipe is None:
         try:
@@ -84,8 +86,6 @@ def load_run_config(path, overrides: list[str] | None = None, recipe: str | None
 
 
 def _model_config(cfg):
-    from efflab.models import build_model_config
-
     return build_model_config(cfg)
 
 
@@ -159,7 +159,6 @@ def _given_helper(path, role: str, phases: dict, phase: str = "sunk.teacher_pret
 
 
 def _distill_phases(cfg, train: dict, phases: dict, parts: dict) -> None:
-
     d = cfg.distill
     if d.teacher_train is not None:
         tconf = _trained_helper(teacher_run_config(cfg, "teacher"), "teacher", phases, parts)
@@ -209,7 +208,6 @@ def _synthetic_phases(cfg, phases: dict, parts: dict) -> float | None:
 
 
 def _curriculum_phases(cfg, train: dict, phases: dict, parts: dict, split_tokens: float | None) -> None:
-
     c = cfg.curriculum
     if c.scorer != "reference":
         phases["scoring"] = _phase(0.0, 0.0, note=f"scorer {c.scorer}: no model FLOPs")
@@ -316,8 +314,6 @@ def _time_train_steps(cfg, steps: int = TIMED_STEPS) -> dict:
 
     import torch
 
-    from efflab.models import build_model
-
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     cuda = torch.cuda.is_available()
@@ -410,12 +406,9 @@ def estimate_config(cfg, *, tokens: float | None = None, split_tokens: float | N
 def _resolve(cfg_or_recipe_and_config, overrides):
     if isinstance(cfg_or_recipe_and_config, (tuple, list)):
         recipe, path = cfg_or_recipe_and_config
-        from efflab.paths import resolve_config_path
 
         return load_run_config(resolve_config_path(str(path)), overrides, recipe=recipe)
     if isinstance(cfg_or_recipe_and_config, (str, Path)):
-        from efflab.paths import resolve_config_path
-
         return load_run_config(resolve_config_path(str(cfg_or_recipe_and_config)), overrides)
     return cfg_or_recipe_and_config
 
@@ -457,8 +450,6 @@ def estimate_run(
         raise UserError(f"MFU must be in (0, 1], got {mfu!r} (default {hardware.DEFAULT_MFU})")
     split_tokens = None
     if measure and cfg.recipe == "curriculum" and cfg.curriculum.scorer == "reference":
-        from efflab.data import prepare  # cached on disk: the run reuses it
-
         split_tokens = float(prepare(cfg.data, cfg.eval.max_blocks, log=lambda *a, **k: None).train.size)
     est = estimate_config(cfg, tokens=tokens, split_tokens=split_tokens)
     out = {k: v for k, v in est.items() if k not in ("train", "parts")}

@@ -30,9 +30,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from efflab import scaling
 from efflab.accounting import hardware, presets
 from efflab.errors import Problems, UserError
+from efflab.io import atomic_write_json, read_json
 from efflab.laws import get_law, multiplier_at, optimal, scenario_multipliers
+from efflab.laws.moe import EXPANSION, moe_multiplier
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -197,7 +200,6 @@ def _anchor(law_name: str, cfg: dict, c_ref: float, budgets: dict, ref: dict | N
 def _anchor_krajewski(law, row: dict, cfg: dict, c_ref: float, budgets: dict) -> dict:
     """Krajewski et al. 2024: the compute-optimal MoE (E = 64, the configuration's G; N and D chosen
     for each budget under the paper's Eq. 10 FLOPs) over the same paper's compute-optimal dense law."""
-    from efflab.laws.moe import EXPANSION, moe_multiplier
 
     n_exp, G, k = _num(cfg.get("experts")), _num(cfg.get("granularity")), _num(cfg.get("top_k"))
     G = 1.0 if G is None else G
@@ -330,7 +332,6 @@ def what_if(budgets: dict, *, gpu: str, mfu: float, price: float | None, pue: fl
 
 def backtest(cmp: dict) -> dict:
     """Fit L(C) on every frontier budget but the largest, predict the largest (or say why not)."""
-    from efflab import scaling
 
     fr = cmp.get("frontier") or {}
     budgets = sorted(float(b) for b in fr.get("budgets") or [] if _num(b))
@@ -482,7 +483,6 @@ def extrapolate_suite(suite_dir, **kw) -> dict:
     Settings not given in `kw` come from the suite file's `extrapolate` section (suite_defaults),
     then from the defaults of `extrapolate`.
     """
-    from efflab.io import atomic_write_json, read_json
 
     sdir = Path(suite_dir)
     kw = {**suite_defaults(sdir), **kw}

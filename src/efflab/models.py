@@ -24,6 +24,7 @@ from efflab.model_files import (  # noqa: F401  (re-exported: a model directory,
     pretrained_tokenizer_problems,
     torch_dtype,
 )
+from efflab.moe_model import build_moe_config, build_moe_model
 from efflab.techniques.moe import moe_shape
 
 
@@ -35,8 +36,6 @@ def build_model_config(cfg, vocab_size: int | None = None):
     if cfg.model.pretrained:
         return load_pretrained_config(cfg.model.pretrained, cfg.model.trust_remote_code)
     if cfg.recipe == "moe":  # Mixtral / Qwen2-MoE config from the moe section
-        from efflab.moe_model import build_moe_config
-
         return build_moe_config(cfg, vocab_size)
     from transformers import LlamaConfig
 
@@ -98,8 +97,6 @@ def build_model(cfg, vocab_size: int, *, config=None):
     from transformers import AutoModelForCausalLM
 
     if cfg.recipe == "moe":  # efflab's sparse blocks, fresh or on a pretrained MoE model
-        from efflab.moe_model import build_moe_model
-
         return build_moe_model(cfg, vocab_size, config=config)
     if cfg.model.pretrained:
         q4 = bool(getattr(cfg.model, "load_in_4bit", False))

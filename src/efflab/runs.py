@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from efflab.errors import DamagedRun, UserError
+from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES, Ledger
+from efflab.data import load_tokenizer
+from efflab.errors import DamagedRun, RunFailed, UserError
 from efflab.hub import is_hub_id
 from efflab.io import DamagedFile, atomic_write_json, read_json, read_jsonl_checked
 from efflab.model_files import (  # noqa: F401  (re-exported: runs is where users look for them)
@@ -42,6 +44,7 @@ from efflab.model_files import (  # noqa: F401  (re-exported: runs is where user
     weights_file_problem,
     weights_problems,
 )
+from efflab.models import load_pretrained_config
 
 try:
     import fcntl
@@ -599,7 +602,6 @@ def guarded(main, cfg, **kw):
     """`main(cfg, **kw)` (a recipe's entry point). A failure after its run directory was started marks the
     directory `failed` with the reason (so a rerun with --overwrite or a fixed config is possible, and
     --resume says why it cannot continue); an interruption leaves it resumable. Locks are released."""
-    from efflab.errors import RunFailed
 
     try:
         return main(cfg, **kw)
@@ -666,8 +668,6 @@ class Bill:
 
     @classmethod
     def of_ledger(cls, ledger) -> Bill:
-        from efflab.accounting.ledger import MARGINAL_PHASES, SUNK_PHASES
-
         phases = ledger.phases()
         secs = sum(v.seconds for k, v in phases.items() if k in MARGINAL_PHASES + SUNK_PHASES)
         return cls(float(ledger.total), float(ledger.tokens("train")), float(secs))
@@ -717,7 +717,6 @@ class ModelSource:
 
     def hf_config(self, trust_remote_code: bool = False):
         """The transformers config object of the model (AutoConfig)."""
-        from efflab.models import load_pretrained_config  # models sits beside runs: loaded on use
 
         return load_pretrained_config(str(self.model_dir), trust_remote_code)
 
@@ -725,7 +724,6 @@ class ModelSource:
         """The tokenizer saved with the model, or None when its directory has none."""
         if self.tokenizer_dir is None:
             return None
-        from efflab.data import load_tokenizer  # data sits beside runs: loaded on use
 
         return load_tokenizer(str(self.tokenizer_dir))
 
@@ -771,7 +769,6 @@ class ModelSource:
             return cls(
                 role, str(path), p, "hf-model", model_dir, config, tok, None, weights_here=weights_here
             )
-        from efflab.accounting.ledger import Ledger
 
         rd = RunDir(p)
         try:

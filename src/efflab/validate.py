@@ -34,8 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efflab import verdicts as V
+from efflab.accounting.hardware import gpu as gpu_spec
 from efflab.errors import Problems, UserError
 from efflab.io import atomic_write_json, atomic_write_text, read_json
+from efflab.paths import configs_root
+from efflab.suite import describe_plan, load_suite, run_suite
 
 SCHEMA = "efflab.validate/1"
 # Throughput for the time estimates of --plan on a CPU: configs/suite/quick.yaml's measured figure
@@ -516,8 +519,6 @@ def select(only: list[str] | None) -> list[Case]:
 
 
 def config_dir(gpu: bool = False) -> Path:
-    from efflab.paths import configs_root
-
     return configs_root() / "validate" / ("gpu" if gpu else "")
 
 
@@ -530,8 +531,6 @@ def config_path(case: Case, gpu: bool = False) -> Path:
 # =============================================================================================
 def plan_cases(cases: list[Case], *, gpu: bool = False) -> dict:
     """Every case's suite validated and planned (nothing trained): runs, FLOPs, estimated time."""
-    from efflab.accounting.hardware import gpu as gpu_spec
-    from efflab.suite import describe_plan, load_suite
 
     rows, seen = [], set()
     rate = GPU_MFU_ESTIMATE * gpu_spec("h100").peak_flops if gpu else CPU_FLOPS_PER_S
@@ -604,7 +603,6 @@ def run_validation(
 ) -> dict:
     """Run each selected case's suite (reusing complete runs), then write the table over every case
     measured in `out`. A and F come from --controls-from's compare.json when given."""
-    from efflab.suite import run_suite
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from efflab.io import atomic_write_json, read_json
+
 MARGINAL_PHASES = ("train", "teacher_forward", "generation", "scoring")
 SUNK_PHASES = ("sunk.teacher_pretrain", "sunk.dense_pretrain")
 SHOWN_PHASES = ("eval",)
@@ -214,12 +216,8 @@ class Ledger:
         return led
 
     def save(self, path) -> None:
-        from efflab.io import atomic_write_json
-
         atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> Ledger:
-        from efflab.io import read_json
-
         return cls.from_dict(read_json(path))

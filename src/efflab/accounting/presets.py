@@ -61,6 +61,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from efflab.accounting import hardware
 from efflab.errors import UserError, suggest
 
 DAYS_PER_MONTH = 365.25 / 12  # 30.44 days: a calendar-average month
@@ -844,7 +845,6 @@ _add(
 def _frontier_2026() -> Preset:
     # Derived, not published: efflab's starting claims sketch 32,000 B200 GPUs for three to four months (we take
     # 3.5). FLOPs = GPUs x dense BF16 peak x default MFU x seconds.
-    from efflab.accounting import hardware
 
     gpus, months = 32_000, 3.5
     b200 = hardware.gpu("b200")

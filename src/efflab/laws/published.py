@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from efflab.laws.moe import optimal_moe
+
 __all__ = ["Law", "LAWS", "get_law", "law_names"]
 
 
@@ -123,7 +125,6 @@ def _krajewski(moe: dict, dense: dict):
 
 def _krajewski_optimal(law, flops, granularity=None):
     """Compute-optimal MoE under the paper's Eq. 10 FLOPs (efflab.laws.moe.optimal_moe)."""
-    from efflab.laws.moe import optimal_moe
 
     o = optimal_moe(law, flops, granularity)
     o["tokens_per_param"] = o["tokens"] / o["params"]  # per total parameter, as the law's N counts

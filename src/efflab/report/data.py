@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from efflab.errors import UserError
+from efflab.extrapolate import extrapolate_suite
 from efflab.io import read_json, read_jsonl
 
 
@@ -96,8 +97,6 @@ def load(
         p = sdir / "extrapolate.json"
         extra = read_json(p) if p.is_file() else None
         if not extra or extra.get("schema") != "efflab.extrapolate/2":
-            from efflab.extrapolate import extrapolate_suite
-
             extra = extrapolate_suite(sdir)
     if state is None:
         state = read_json(sdir / "suite.json") if (sdir / "suite.json").is_file() else {}

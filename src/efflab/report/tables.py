@@ -4,6 +4,7 @@ outside [1e-3, 1e3] or an interval wider than 100x as a result."""
 
 from __future__ import annotations
 
+from efflab.laws import LAWS
 from efflab.report.figures import ledger_rows, scale_free_band
 from efflab.report.fmt import (
     count,
@@ -148,8 +149,6 @@ def ledger_table(data) -> str | None:
 
 
 def laws_table(data) -> str:
-    from efflab.laws import LAWS
-
     rows = []
     for law in LAWS.values():
         rng = ", ".join(f"{k} {lo:.2g}-{hi:.2g}" for k, (lo, hi) in law.fitted_range.items()) or "-"

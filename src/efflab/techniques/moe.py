@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
+from efflab.io import DamagedFile, read_json
 from efflab.model_files import locate, source_problems
 from efflab.sections import Section
 
@@ -341,7 +342,6 @@ def routing_metrics(stats: list[dict | None], *, collapse_threshold: float = 0.2
 def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     """Every way the dense checkpoint at `path` does not fit the MoE model `cfg` describes (width,
     depth, heads, head_dim, FFN vs expert width, rope): upcycling copies weights tensor for tensor."""
-    from efflab.io import DamagedFile, read_json
 
     probs = source_problems(path, "moe.upcycle_from")
     if probs:
