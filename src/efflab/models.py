@@ -212,11 +212,16 @@ def load_pretrained(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
     load_in_4bit: bool = False,
+    lora=None,
+    gradient_checkpointing: bool = False,
 ):
     """AutoModelForCausalLM.from_pretrained on a local directory or hub id, with clear errors for bad input.
 
     dtype: a torch dtype or "auto" | "bf16" | "fp16" | "fp32" (default fp32). load_in_4bit: QLoRA's
-    NF4 base with double quantization and bf16 compute (bitsandbytes, CUDA), placed on the current GPU.
+    NF4 base with double quantization and bf16 compute (bitsandbytes, CUDA), placed on the current GPU,
+    prepared for k-bit training (`gradient_checkpointing` passed on to peft). lora: a LoRA config
+    (`lora` section); when its r > 0 the model comes back wrapped in trainable adapters (`apply_lora`).
+    Only the trained model asks for it: a teacher, generator or reference scorer loads without.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -242,19 +247,28 @@ def load_pretrained(
         kw["dtype"] = torch.bfloat16
         kw["device_map"] = {"": torch.cuda.current_device()}
     try:
-        return AutoModelForCausalLM.from_pretrained(str(Path(path).expanduser()), **kw)
+        model = AutoModelForCausalLM.from_pretrained(str(Path(path).expanduser()), **kw)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"pretrained model {path}: could not load ({type(e).__name__}: {e})") from None
+    if load_in_4bit:  # norms to fp32, input grads on, as peft prescribes for k-bit training
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return apply_lora(model, lora) if lora is not None and lora.r else model
 
 
-def build_model(cfg, vocab_size: int, *, config=None):
-    """The trained model: from `model.pretrained`, or freshly initialised (seeded by the caller)."""
+def build_model(cfg, vocab_size: int, *, config=None, lora: bool = True):
+    """The trained model: from `model.pretrained`, or freshly initialised (seeded by the caller), wrapped
+    in LoRA adapters when `lora.r` > 0 (base weights frozen). lora=False: the bare model, for a caller
+    that copies weights in first (upcycling) and applies `apply_lora` after."""
     from transformers import AutoModelForCausalLM
 
+    with_lora = cfg.lora if lora and cfg.lora.r else None
     if cfg.recipe == "moe":  # efflab's sparse blocks, fresh or on a pretrained MoE model
         from efflab.moe_model import build_moe_model
 
-        return build_moe_model(cfg, vocab_size, config=config)
+        model = build_moe_model(cfg, vocab_size, config=config)
+        return apply_lora(model, with_lora) if with_lora else model
     if cfg.model.pretrained:
         q4 = bool(getattr(cfg.model, "load_in_4bit", False))
         model = load_pretrained(
@@ -263,13 +277,9 @@ def build_model(cfg, vocab_size: int, *, config=None):
             attn_implementation=cfg.model.attn_implementation,
             load_in_4bit=q4,
             dtype=torch_dtype(cfg.model.dtype, trained=not cfg.lora.r),
+            lora=with_lora,
+            gradient_checkpointing=cfg.train.gradient_checkpointing,
         )
-        if q4:  # norms to fp32, input grads on, as peft prescribes for k-bit training
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
-            )
         if model.config.vocab_size < vocab_size:
             raise UserError(
                 f"pretrained model {cfg.model.pretrained}: vocabulary {model.config.vocab_size} is "
@@ -278,7 +288,8 @@ def build_model(cfg, vocab_size: int, *, config=None):
         return model
     config = config or build_model_config(cfg, vocab_size)
     config._attn_implementation = cfg.model.attn_implementation
-    return AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
+    return apply_lora(model, with_lora) if with_lora else model
 
 
 def param_counts(model) -> dict:
