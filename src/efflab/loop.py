@@ -138,66 +138,23 @@ def start_run(
     accelerator=None,
 ) -> Run:
     """Validate the output directory, start the Accelerator, seed, and write config + manifest."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     run_dir = Path(out) if out else default_run_dir(cfg, config_path)
     probs = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    saved_cfg = run_dir / "config.yaml"
-    if resume and saved_cfg.exists() and not probs:
-        import yaml
-
-        try:
-            old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError):
-            old = None
-        if not isinstance(old, dict):
-            raise UserError(
-                f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite"
-            )
-        new = cfg.to_dict()
-        diffs = _dict_diff(old, new)
-        diffs = [d for d in diffs if not d.startswith("log.")]
-        if diffs:
-            probs.append(
-                f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
-                + (" ..." if len(diffs) > 8 else "")
-            )
+    if resume and (run_dir / "config.yaml").exists() and not probs:
+        probs += _resume_config_problems(cfg, run_dir)
     if probs:
         raise UserError(probs)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if accelerator is None:
-        from accelerate.state import AcceleratorState
-
-        # one process may run several recipes (tests, the suite): let each choose its own precision
-        AcceleratorState._reset_state(reset_partial_state=False)
-        kw = trackers.accelerator_kwargs(cfg, run_dir)
-        accelerator = Accelerator(
-            mixed_precision=_precision(cfg),
-            gradient_accumulation_steps=1,
-            step_scheduler_with_optimizer=False,
-            cpu=not torch.cuda.is_available(),
-            **kw,
-        )
+        accelerator = _make_accelerator(cfg, run_dir)
     set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
     rd = RunDir(run_dir)
     manifest_path = run_dir / "manifest.json"
-    refused = None
-    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
-        try:
-            _lock_and_check(rd, resume=resume, overwrite=overwrite)
-        except UserError as e:
-            refused = e
-    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
-        from accelerate.utils import broadcast_object_list
-
-        msg = broadcast_object_list([refused.message if refused else None])[0]
-        if msg and refused is None:
-            raise UserError(msg)
-    if refused is not None:
-        raise refused
+    _lock_on_main(rd, accelerator, resume=resume, overwrite=overwrite)
     accelerator.wait_for_everyone()
     if resume and manifest_path.exists():
         manifest = read_json(manifest_path)
@@ -215,12 +172,70 @@ def start_run(
             run.log(f"{run_dir} is already complete; nothing to do")
             rd.unlock()
             return run
+    manifest = _new_manifest(cfg, accelerator)
+    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume, rundir=rd)
+    for note in rd.notes:
+        run.log(note)
+    if run.is_main:
+        atomic_write_text(
+            run_dir / "config.yaml",
+            f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
+        )
+        atomic_write_json(manifest_path, manifest)
+        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
+    trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
+    return run
+
+
+def _resume_config_problems(cfg, run_dir: Path) -> list[str]:
+    """--resume: the config must be the one the run started with (`log.*` may change)."""
+    import yaml
+
+    saved_cfg = run_dir / "config.yaml"
+    try:
+        old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        old = None
+    if not isinstance(old, dict):
+        raise UserError(
+            f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite"
+        )
+    new = cfg.to_dict()
+    diffs = _dict_diff(old, new)
+    diffs = [d for d in diffs if not d.startswith("log.")]
+    if diffs:
+        return [
+            f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
+            + (" ..." if len(diffs) > 8 else "")
+        ]
+    return []
+
+
+def _make_accelerator(cfg, run_dir: Path):
+    """The run's Accelerator: its precision, one accumulation step (the loop sets it), the trackers."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # one process may run several recipes (tests, the suite): let each choose its own precision
+    AcceleratorState._reset_state(reset_partial_state=False)
+    kw = trackers.accelerator_kwargs(cfg, run_dir)
+    return Accelerator(
+        mixed_precision=_precision(cfg),
+        gradient_accumulation_steps=1,
+        step_scheduler_with_optimizer=False,
+        cpu=not torch.cuda.is_available(),
+        **kw,
+    )
+
+
+def _new_manifest(cfg, accelerator) -> dict:
+    """manifest.json of a run that starts: versions, machine, seed, status running."""
     import accelerate
     import transformers
 
     from efflab import __version__
 
-    manifest = {
+    return {
         "efflab": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -235,18 +250,24 @@ def start_run(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
     }
-    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume, rundir=rd)
-    for note in rd.notes:
-        run.log(note)
-    if run.is_main:
-        atomic_write_text(
-            run_dir / "config.yaml",
-            f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
-        )
-        atomic_write_json(manifest_path, manifest)
-        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
-    trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
-    return run
+
+
+def _lock_on_main(rd: RunDir, accelerator, *, resume: bool, overwrite: bool) -> None:
+    """The main process takes the directory's lock (`_lock_and_check`); a refusal stops every rank."""
+    refused = None
+    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
+        try:
+            _lock_and_check(rd, resume=resume, overwrite=overwrite)
+        except UserError as e:
+            refused = e
+    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
+        from accelerate.utils import broadcast_object_list
+
+        msg = broadcast_object_list([refused.message if refused else None])[0]
+        if msg and refused is None:
+            raise UserError(msg)
+    if refused is not None:
+        raise refused
 
 
 def _lock_and_check(rd: RunDir, *, resume: bool, overwrite: bool) -> None:
