@@ -5,8 +5,12 @@ A recipe reads top to bottom and calls, in order:
 
     run = start_run(cfg, out=..., resume=..., overwrite=...)   # run dir, Accelerator, seed, manifest
     data = prepare_data(run)                                   # blocks + tokenizer (cached)
-    model = build_model(cfg, data.vocab_size)
+    model = build_model(cfg, data.vocab_size)                  # LoRA adapters on when lora.r > 0
     result = train(run, model, data, source=BlockSampler(...), loss_fn=..., ...)
+
+`train` reads as its steps: FLOP counters, batch plan and horizon, optimizer setup, restore, the
+evaluator, then per step `train_step` -> `charge_step` -> `StepLogger` -> `checkpoint_policy`, and
+`end_of_training` -> `finish`.
 
 Techniques plug in as plain functions and objects, never by subclassing: `loss_fn(model, batch)`
 (distillation, MoE auxiliary losses), `source` (curriculum order, synthetic data), charges to
@@ -805,9 +809,9 @@ def announce(run: Run, model, plan: Plan, source, flops: FlopCounters, start_ste
     T = source.seq_len_at(start_step)
     precision = "fp32" if acc.mixed_precision == "no" else acc.mixed_precision + " autocast"
     run.log(
-        f"training {run.cfg.recipe}: {n_params:,} params{trainable}, {plan.total_steps} steps x {plan.batch} x "
-        f"{T} tokens, {flops.train(T):.4g} train FLOPs/token, {plan.accum} micro-step(s) of {plan.micro} per "
-        f"process, {plan.world} process(es), {precision}"
+        f"training {run.cfg.recipe}: {n_params:,} params{trainable}, {plan.total_steps} steps x "
+        f"{plan.batch} x {T} tokens, {flops.train(T):.4g} train FLOPs/token, {plan.accum} micro-step(s) "
+        f"of {plan.micro} per process, {plan.world} process(es), {precision}"
     )
     return n_params
 
