@@ -5,8 +5,12 @@ A recipe reads top to bottom and calls, in order:
 
     run = start_run(cfg, out=..., resume=..., overwrite=...)   # run dir, Accelerator, seed, manifest
     data = prepare_data(run)                                   # blocks + tokenizer (cached)
-    model = build_model(cfg, data.vocab_size)
+    model = build_model(cfg, data.vocab_size)                  # LoRA adapters on when lora.r > 0
     result = train(run, model, data, source=BlockSampler(...), loss_fn=..., ...)
+
+`train` reads as its steps: FLOP counters, batch plan and horizon, optimizer setup, restore, the
+evaluator, then per step `train_step` -> `charge_step` -> `StepLogger` -> `checkpoint_policy`, and
+`end_of_training` -> `finish`.
 
 Techniques plug in as plain functions and objects, never by subclassing: `loss_fn(model, batch)`
 (distillation, MoE auxiliary losses), `source` (curriculum order, synthetic data), charges to
@@ -19,6 +23,7 @@ ledger.json, model/, checkpoint/. Files are written atomically.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 
 from efflab import trackers
+from efflab.accounting.flops import count_flops, forward_flops_per_token, train_flops_per_token
 from efflab.accounting.ledger import Ledger
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
@@ -162,66 +168,23 @@ def start_run(
     accelerator=None,
 ) -> Run:
     """Validate the output directory, start the Accelerator, seed, and write config + manifest."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     run_dir = Path(out) if out else default_run_dir(cfg, config_path)
     probs = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    saved_cfg = run_dir / "config.yaml"
-    if resume and saved_cfg.exists() and not probs:
-        import yaml
-
-        try:
-            old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError):
-            old = None
-        if not isinstance(old, dict):
-            raise UserError(
-                f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite"
-            )
-        new = cfg.to_dict()
-        diffs = _dict_diff(old, new)
-        diffs = [d for d in diffs if not d.startswith("log.")]
-        if diffs:
-            probs.append(
-                f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
-                + (" ..." if len(diffs) > 8 else "")
-            )
+    if resume and (run_dir / "config.yaml").exists() and not probs:
+        probs += _resume_config_problems(cfg, run_dir)
     if probs:
         raise UserError(probs)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if accelerator is None:
-        from accelerate.state import AcceleratorState
-
-        # one process may run several recipes (tests, the suite): let each choose its own precision
-        AcceleratorState._reset_state(reset_partial_state=False)
-        kw = trackers.accelerator_kwargs(cfg, run_dir)
-        accelerator = Accelerator(
-            mixed_precision=_precision(cfg),
-            gradient_accumulation_steps=1,
-            step_scheduler_with_optimizer=False,
-            cpu=not torch.cuda.is_available(),
-            **kw,
-        )
+        accelerator = _make_accelerator(cfg, run_dir)
     set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
     rd = RunDir(run_dir)
     manifest_path = run_dir / "manifest.json"
-    refused = None
-    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
-        try:
-            _lock_and_check(rd, resume=resume, overwrite=overwrite)
-        except UserError as e:
-            refused = e
-    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
-        from accelerate.utils import broadcast_object_list
-
-        msg = broadcast_object_list([refused.message if refused else None])[0]
-        if msg and refused is None:
-            raise UserError(msg)
-    if refused is not None:
-        raise refused
+    _lock_on_main(rd, accelerator, resume=resume, overwrite=overwrite)
     accelerator.wait_for_everyone()
     if resume and manifest_path.exists():
         manifest = read_json(manifest_path)
@@ -239,12 +202,70 @@ def start_run(
             run.log(f"{run_dir} is already complete; nothing to do")
             rd.unlock()
             return run
+    manifest = _new_manifest(cfg, accelerator)
+    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume, rundir=rd)
+    for note in rd.notes:
+        run.log(note)
+    if run.is_main:
+        atomic_write_text(
+            run_dir / "config.yaml",
+            f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
+        )
+        atomic_write_json(manifest_path, manifest)
+        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
+    trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
+    return run
+
+
+def _resume_config_problems(cfg, run_dir: Path) -> list[str]:
+    """--resume: the config must be the one the run started with (`log.*` may change)."""
+    import yaml
+
+    saved_cfg = run_dir / "config.yaml"
+    try:
+        old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        old = None
+    if not isinstance(old, dict):
+        raise UserError(
+            f"--resume: {saved_cfg} is damaged (not a YAML mapping); start the run again with --overwrite"
+        )
+    new = cfg.to_dict()
+    diffs = _dict_diff(old, new)
+    diffs = [d for d in diffs if not d.startswith("log.")]
+    if diffs:
+        return [
+            f"--resume: the config differs from the one {run_dir} was started with: {', '.join(diffs[:8])}"
+            + (" ..." if len(diffs) > 8 else "")
+        ]
+    return []
+
+
+def _make_accelerator(cfg, run_dir: Path):
+    """The run's Accelerator: its precision, one accumulation step (the loop sets it), the trackers."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # one process may run several recipes (tests, the suite): let each choose its own precision
+    AcceleratorState._reset_state(reset_partial_state=False)
+    kw = trackers.accelerator_kwargs(cfg, run_dir)
+    return Accelerator(
+        mixed_precision=_precision(cfg),
+        gradient_accumulation_steps=1,
+        step_scheduler_with_optimizer=False,
+        cpu=not torch.cuda.is_available(),
+        **kw,
+    )
+
+
+def _new_manifest(cfg, accelerator) -> dict:
+    """manifest.json of a run that starts: versions, machine, seed, status running."""
     import accelerate
     import transformers
 
     from efflab import __version__
 
-    manifest = {
+    return {
         "efflab": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -259,18 +280,24 @@ def start_run(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
     }
-    run = Run(cfg, run_dir, accelerator, ledger, manifest, resume=resume, rundir=rd)
-    for note in rd.notes:
-        run.log(note)
-    if run.is_main:
-        atomic_write_text(
-            run_dir / "config.yaml",
-            f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
-        )
-        atomic_write_json(manifest_path, manifest)
-        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
-    trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
-    return run
+
+
+def _lock_on_main(rd: RunDir, accelerator, *, resume: bool, overwrite: bool) -> None:
+    """The main process takes the directory's lock (`_lock_and_check`); a refusal stops every rank."""
+    refused = None
+    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
+        try:
+            _lock_and_check(rd, resume=resume, overwrite=overwrite)
+        except UserError as e:
+            refused = e
+    if accelerator.num_processes > 1:  # every rank stops with the main one (none waits at a barrier)
+        from accelerate.utils import broadcast_object_list
+
+        msg = broadcast_object_list([refused.message if refused else None])[0]
+        if msg and refused is None:
+            raise UserError(msg)
+    if refused is not None:
+        raise refused
 
 
 def _lock_and_check(rd: RunDir, *, resume: bool, overwrite: bool) -> None:
@@ -572,56 +599,127 @@ def train(
 ) -> dict:
     """Train `model` until the budget is spent; charge the Ledger every step; eval, log, checkpoint.
 
+    model: as `efflab.models.build_model` returns it (LoRA adapters already on when `lora.r` is set).
     source: `batch(step) -> {"input_ids": [B_global, T], "labels"?}`, `seq_len_at(step)`, state_dict.
     loss_fn: `(model, micro_batch) -> (loss, {name: float})`; default causal LM cross-entropy.
     flops_per_token: train FLOPs per processed token at a sequence length; default from the
         accounting layer for the model's config (LoRA-aware).
+    lora: the LoRA config the FLOP count assumes; default the run config's `lora` section when `r` > 0.
     metrics_fn: `(model) -> dict` extra diagnostics logged at eval points (observers only).
     Returns the result summary also stored in manifest.json.
     """
-    from efflab.accounting import flops as F
-
-    cfg, acc = run.cfg, run.accelerator
+    cfg = run.cfg
     source = source or BlockSampler(
         data.train, cfg.train.batch_size, cfg.train.seed, labels=data.train_labels
     )
     loss_fn = loss_fn or default_loss
-    raw_config = model.config
-    if cfg.lora.r and lora is None:
-        from efflab.models import apply_lora
+    counted_lora = lora_for_count(cfg, model, lora)
+    flops = FlopCounters(base_config(model), data.seq_len, lora=counted_lora, train_fn=flops_per_token)
+    plan = plan_training(run, source, flops.train)
+    model, optimizer, scheduler = setup_optimization(run, model, plan)
+    start_step = restore(run, source, plan.total_steps)
+    peak = _peak_flops(run.accelerator.device)  # here: measuring a CPU's peak draws from torch's RNG
+    n_params = announce(run, model, plan, source, flops, start_step)
+    evaluator = Evaluator(run, model, data, flops, eval_fn=eval_fn, metrics_fn=metrics_fn)
+    last_eval = evaluator.first(start_step)
+    logger = StepLogger(run, plan, flops, evaluator, peak, progress_bar(run, plan.total_steps, start_step))
+    model.train()
+    window = Window()
+    for step in range(start_step + 1, plan.total_steps + 1):
+        done = train_step(run, model, optimizer, scheduler, source, loss_fn, plan, step)
+        charge_step(run, flops, done, step)
+        window.add(done, plan.world)
+        if logger.due(step):
+            last_eval = logger(step, window, done, scheduler) or last_eval
+            window = Window()
+        logger.tick()
+        checkpoint_policy(run, step, plan.total_steps, source)
+    logger.close()
+    last_eval = end_of_training(run, plan.total_steps, start_step, source, evaluator, last_eval)
+    return finish(run, model, data, last_eval, plan.total_steps, n_params)
 
-        lora = cfg.lora  # the accounting layer counts frozen base matmuls without weight gradients
-        model = apply_lora(model, cfg.lora)
-    _fpt_cache: dict[int, float] = {}
-    if flops_per_token is None:
 
-        def flops_per_token(T: int) -> float:  # noqa: E306
-            if T not in _fpt_cache:
-                _fpt_cache[T] = F.train_flops_per_token(raw_config, T, lora=lora)
-            return _fpt_cache[T]
+# ---- step 1: FLOPs per token (docs/conventions.md section 2), cached per sequence length ------------
+def base_config(model):
+    """The transformers config of the model under any peft wrapper: the shape FLOPs are counted for."""
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
-    fwd_eval = F.forward_flops_per_token(raw_config, data.seq_len)
-    fwd_eval_exec = F.forward_flops_per_token(raw_config, data.seq_len, causal=True)
-    _exec_ratio: dict[int, float] = {}
 
-    def executed_per_token(T: int) -> float:
+def lora_for_count(cfg, model, lora=None):
+    """The LoRA config the FLOP count assumes: `lora` if given, else `cfg.lora` when its r > 0. A run
+    config asking for LoRA with a model that has no adapters is a recipe error (the count would be
+    wrong): LoRA goes on where the model is built (`efflab.models.build_model`)."""
+    if lora is not None:
+        return lora
+    if not cfg.lora.r:
+        return None
+    if not hasattr(model, "peft_config"):
+        raise ValueError(
+            f"lora.r={cfg.lora.r} but the model has no LoRA adapters: build it with "
+            f"efflab.models.build_model (which applies them), or pass lora= for adapters put on otherwise"
+        )
+    return cfg.lora
+
+
+class FlopCounters:
+    """FLOPs per token from the accounting layer for one model config (LoRA-aware), per sequence length:
+    `train(T)` model FLOPs of a train step (attention in full), `executed(T)` as flash attention runs it
+    (causal half), `recompute(T)` hardware FLOPs of gradient checkpointing, and the eval forward pass
+    (`eval_forward`, `eval_forward_executed`) at the eval length. `train_fn` replaces the train count
+    (a recipe's own); the executed count keeps the accounting layer's causal / full ratio on top of it."""
+
+    def __init__(
+        self, config, eval_seq_len: int, *, lora=None, train_fn: Callable[[int], float] | None = None
+    ):
+        self.config, self.lora, self._train_fn = config, lora, train_fn
+        self._train: dict[int, float] = {}
+        self._exec_ratio: dict[int, float] = {}
+        self._recompute: dict[int, float] = {}
+        self.eval_forward = forward_flops_per_token(config, eval_seq_len)
+        self.eval_forward_executed = forward_flops_per_token(config, eval_seq_len, causal=True)
+
+    def train(self, T: int) -> float:
+        """Train FLOPs per processed token at length T (ledger `flops`)."""
+        if self._train_fn is not None:
+            return self._train_fn(T)
+        if T not in self._train:
+            self._train[T] = train_flops_per_token(self.config, T, lora=self.lora)
+        return self._train[T]
+
+    def executed(self, T: int) -> float:
         """Train FLOPs per token as flash attention executes causal attention (ledger `executed_flops`):
         the model count scaled by the accounting layer's causal / full ratio at this length."""
-        if T not in _exec_ratio:
-            full = F.train_flops_per_token(raw_config, T, lora=lora)
-            _exec_ratio[T] = F.train_flops_per_token(raw_config, T, causal=True, lora=lora) / full
-        return flops_per_token(T) * _exec_ratio[T]
+        if T not in self._exec_ratio:
+            full = train_flops_per_token(self.config, T, lora=self.lora)
+            self._exec_ratio[T] = train_flops_per_token(self.config, T, causal=True, lora=self.lora) / full
+        return self.train(T) * self._exec_ratio[T]
 
-    recompute_per_token: dict[int, float] = {}
-
-    def recompute_flops_per_token(T: int) -> float:
+    def recompute(self, T: int) -> float:
         """Gradient checkpointing re-runs each decoder layer's forward in backward: hardware FLOPs,
         not model FLOPs (docs/conventions.md section 2); reported beside the ledger, never in it."""
-        if T not in recompute_per_token:
-            c = F.count_flops(raw_config, T, lora=lora)
-            recompute_per_token[T] = c.forward_flops_per_token - c.breakdown.get("lm_head", 0.0)
-        return recompute_per_token[T]
+        if T not in self._recompute:
+            c = count_flops(self.config, T, lora=self.lora)
+            self._recompute[T] = c.forward_flops_per_token - c.breakdown.get("lm_head", 0.0)
+        return self._recompute[T]
 
+
+# ---- step 2: batch split and horizon ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How each optimizer step is split (global batch -> processes -> micro-batches) and how many run."""
+
+    world: int  # processes
+    batch: int  # global batch (sequences per optimizer step)
+    micro: int  # sequences per micro-batch on one process
+    accum: int  # micro-batches per optimizer step on one process
+    total_steps: int  # optimizer steps the budget buys
+    warmup: int  # learning-rate warmup steps
+
+
+def plan_training(run: Run, source, flops_per_token: Callable[[int], float]) -> Plan:
+    """Split the global batch over processes and micro-batches (bad splits are user errors), set the
+    accelerator's accumulation, and resolve the horizon and the warmup (a fraction < 1 of the horizon)."""
+    cfg, acc = run.cfg, run.accelerator
     world = acc.num_processes
     B = cfg.train.batch_size
     if B % world:
@@ -632,11 +730,16 @@ def train(
         raise UserError(f"train.micro_batch_size={micro} does not divide the per-process batch {per_rank}")
     accum = per_rank // micro
     acc.gradient_accumulation_steps = accum
-
     total_steps = horizon(cfg, source, flops_per_token)
     warm = cfg.train.warmup_steps
     warmup = int(round(warm * total_steps)) if isinstance(warm, float) and warm < 1 else int(warm)
+    return Plan(world, B, micro, accum, total_steps, warmup)
 
+
+# ---- step 3: gradient checkpointing, optimizer, schedule, accelerate, compile -------------------------
+def setup_optimization(run: Run, model, plan: Plan):
+    """Returns (model, optimizer, scheduler), prepared by accelerate (and compiled if asked)."""
+    cfg, acc = run.cfg, run.accelerator
     if cfg.train.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -644,14 +747,20 @@ def train(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model, cfg, acc.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total_steps, warmup, cfg.train.min_lr_ratio)
+        optimizer, lr_lambda(plan.total_steps, plan.warmup, cfg.train.min_lr_ratio)
     )
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     if cfg.train.compile:  # CPU too: pays where many runs share a shape (see compile_model)
         from efflab.data import cache_root
 
         model = compile_model(model, cache_root(cfg.data))
+    return model, optimizer, scheduler
 
+
+# ---- step 4: resume ---------------------------------------------------------------------------------
+def restore(run: Run, source, total_steps: int) -> int:
+    """The step training starts from: the checkpoint's (state, ledger and source restored; metrics rows
+    logged after it dropped, to be logged again) on --resume, else 0 with an empty metrics.jsonl."""
     metrics_path = run.dir / "metrics.jsonl"
     start_step = 0
     state = load_checkpoint(run) if run.resume else None
@@ -664,191 +773,276 @@ def train(
             rows = [r for r in reader.read_metrics() if r.get("step", 0) <= start_step]
             for note in reader.notes:
                 run.log(note)
-            atomic_write_text(metrics_path, "".join(__import__("json").dumps(r) + "\n" for r in rows))
+            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
     elif run.is_main:
         if run.resume:
             run.log("no checkpoint found: starting from the beginning")
         atomic_write_text(metrics_path, "")
-    acc.wait_for_everyone()
+    run.accelerator.wait_for_everyone()
+    return start_step
 
-    peak = _peak_flops(acc.device)
+
+def announce(run: Run, model, plan: Plan, source, flops: FlopCounters, start_step: int) -> int:
+    """Log what is about to train; returns the parameter count (frozen ones included)."""
+    acc = run.accelerator
     n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
     n_train = sum(p.numel() for p in acc.unwrap_model(model).parameters() if p.requires_grad)
     trainable = "" if n_train == n_params else f" ({n_train:,} trainable)"
+    T = source.seq_len_at(start_step)
+    precision = "fp32" if acc.mixed_precision == "no" else acc.mixed_precision + " autocast"
     run.log(
-        f"training {cfg.recipe}: {n_params:,} params{trainable}, {total_steps} steps x {B} x {source.seq_len_at(start_step)} "
-        f"tokens, {flops_per_token(source.seq_len_at(start_step)):.4g} train FLOPs/token, {accum} micro-step(s) "
-        f"of {micro} per process, {world} process(es), {'fp32' if acc.mixed_precision == 'no' else acc.mixed_precision + ' autocast'}"
+        f"training {run.cfg.recipe}: {n_params:,} params{trainable}, {plan.total_steps} steps x "
+        f"{plan.batch} x {T} tokens, {flops.train(T):.4g} train FLOPs/token, {plan.accum} micro-step(s) "
+        f"of {plan.micro} per process, {plan.world} process(es), {precision}"
     )
+    return n_params
 
-    def global_ledger() -> Ledger:
-        return run.ledger.reduced(acc)
 
-    def log_row(row: dict) -> None:
-        if run.is_main:
-            append_jsonl(metrics_path, row)
-        if trackers.names(cfg):
-            acc.log(trackers.scalars(row), step=row["step"])
+# ---- metrics rows -----------------------------------------------------------------------------------
+def log_row(run: Run, row: dict) -> None:
+    """One metrics.jsonl row (main process) and the same scalars to every tracker."""
+    if run.is_main:
+        append_jsonl(run.dir / "metrics.jsonl", row)
+    if trackers.names(run.cfg):
+        run.accelerator.log(trackers.scalars(row), step=row["step"])
 
-    def flops_row(led: Ledger) -> dict:
-        ph = led.phases()
-        d = {"train": 0.0, **{k: v.flops for k, v in ph.items()}}
-        d.update(marginal=led.marginal, total=led.total)
-        return d
 
-    def do_eval(step: int, extra: dict) -> dict:
+def flops_row(led: Ledger) -> dict:
+    """A metrics row's `flops`: every phase's FLOPs so far (train first), marginal and total."""
+    ph = led.phases()
+    d = {"train": 0.0, **{k: v.flops for k, v in ph.items()}}
+    d.update(marginal=led.marginal, total=led.total)
+    return d
+
+
+# ---- step 5: evaluation, charged to its own ledger phase ---------------------------------------------
+class Evaluator:
+    """Held-out eval at a step: charged to the ledger's eval phase (forward FLOPs of the eval tokens),
+    logged as a metrics row with the ledger so far, `extra` (the train window) and `metrics_fn`'s
+    diagnostics. Eval runs the uncompiled module: its no-grad graph and eval batch would be more compiles."""
+
+    def __init__(self, run: Run, model, data, flops: FlopCounters, *, eval_fn=None, metrics_fn=None):
+        self.run, self.model, self.data, self.flops = run, model, data, flops
+        self.eval_fn, self.metrics_fn = eval_fn or evaluate, metrics_fn
+
+    def due(self, step: int, total_steps: int) -> bool:
+        return step % self.run.cfg.eval.every == 0 or step == total_steps
+
+    def __call__(self, step: int, extra: dict) -> dict:
+        run, acc, world = self.run, self.run.accelerator, self.run.accelerator.num_processes
         t0 = time.perf_counter()
-        # eval runs the uncompiled module: its no-grad graph and eval batch would be more compiles
-        ev = (eval_fn or evaluate)(run, getattr(model, "_orig_mod", model), data)
+        ev = self.eval_fn(run, getattr(self.model, "_orig_mod", self.model), self.data)
         run.ledger.charge(
             "eval",
-            fwd_eval * ev["eval_tokens"] / world,
+            self.flops.eval_forward * ev["eval_tokens"] / world,
             ev["eval_tokens"] / world,
             time.perf_counter() - t0,
-            executed_flops=fwd_eval_exec * ev["eval_tokens"] / world,
+            executed_flops=self.flops.eval_forward_executed * ev["eval_tokens"] / world,
         )
-        led = global_ledger()
+        led = run.ledger.reduced(acc)
         row = {"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra, **ev}
-        if metrics_fn is not None:
-            row.update(metrics_fn(acc.unwrap_model(model)) or {})
-        log_row(row)
+        if self.metrics_fn is not None:
+            row.update(self.metrics_fn(acc.unwrap_model(self.model)) or {})
+        log_row(run, row)
         return row
 
-    last_eval = None
-    if start_step == 0:
-        last_eval = do_eval(0, {})
-        run.log(f"step 0: eval loss {last_eval['eval_loss']:.4f} nats/token, {last_eval['eval_bpb']:.4f} bpb")
+    def first(self, start_step: int) -> dict | None:
+        """The step-0 eval of a run that starts from the beginning (None when resuming)."""
+        if start_step != 0:
+            return None
+        ev = self(0, {})
+        self.run.log(f"step 0: eval loss {ev['eval_loss']:.4f} nats/token, {ev['eval_bpb']:.4f} bpb")
+        return ev
 
-    bar = None
-    if run.is_main and cfg.log.progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=total_steps,
-            initial=start_step,
-            desc=f"{cfg.recipe}",
-            unit="step",
-            dynamic_ncols=True,
-            mininterval=1.0,
-            disable=None,
+def progress_bar(run: Run, total_steps: int, start_step: int):
+    """A tqdm bar on the main process when `log.progress` (it hides itself without a terminal)."""
+    if not (run.is_main and run.cfg.log.progress):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc=f"{run.cfg.recipe}",
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=None,
+    )
+
+
+# ---- step 6: one optimizer step ---------------------------------------------------------------------
+@dataclass
+class StepDone:
+    """What one optimizer step did on this process."""
+
+    loss: float  # mean loss over the micro-batches (nats/token for the default loss)
+    logs: list  # (name, value / accum) per micro-batch, in order: loss_fn's extra numbers
+    tokens: int  # tokens this process processed (rows x T, padding included)
+    T: int  # sequence length of the step
+    gnorm: object  # gradient norm before clipping (a tensor), None without train.grad_clip
+    seconds: float
+    trained_tokens: int | None  # chat data: tokens that carry a loss (labels != -100); else None
+
+
+def train_step(run: Run, model, optimizer, scheduler, source, loss_fn, plan: Plan, step: int) -> StepDone:
+    """Take this process's share of the step's global batch, run it as `plan.accum` micro-batches
+    (gradients accumulated, clipped and applied once), then advance the schedule."""
+    acc, accum = run.accelerator, plan.accum
+    t0 = time.perf_counter()
+    batch = source.batch(step - 1)
+    rows, T = (int(x) for x in batch["input_ids"].shape)  # [B_global, T]
+    if rows % (plan.world * accum):  # a source may return more, shorter rows (length warmup)
+        raise RuntimeError(
+            f"source returned {rows} rows at step {step}: not divisible by {plan.world * accum}"
+        )
+    r_rank, r_micro = rows // plan.world, rows // plan.world // accum
+    share = {k: v[acc.process_index * r_rank : (acc.process_index + 1) * r_rank] for k, v in batch.items()}
+    step_loss, logs, gnorm = torch.zeros((), device=acc.device), [], None
+    for m in range(accum):
+        mb = {k: v[m * r_micro : (m + 1) * r_micro].to(acc.device) for k, v in share.items()}
+        with acc.accumulate(model):
+            with acc.autocast():
+                loss, extra = loss_fn(model, mb)
+            acc.backward(loss)
+            if acc.sync_gradients:
+                clip = run.cfg.train.grad_clip
+                gnorm = acc.clip_grad_norm_(model.parameters(), clip) if clip else None
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step_loss += loss.detach() / accum
+        logs += [(k, float(v) / accum) for k, v in (extra or {}).items()]
+    scheduler.step()
+    dt = time.perf_counter() - t0
+    trained = int((share["labels"][:, 1:] != -100).sum()) if "labels" in share else None
+    return StepDone(float(step_loss), logs, r_rank * T, T, gnorm, dt, trained)
+
+
+# ---- step 7: the step's ledger charges; a non-finite loss ends the run ---------------------------------
+def charge_step(run: Run, flops: FlopCounters, done: StepDone, step: int) -> None:
+    """Charge the train phase (model and executed FLOPs, tokens, seconds), the trained-token and
+    recompute extras; a loss that is not finite fails the run (metrics row, ledger, manifest)."""
+    tokens, T = done.tokens, done.T
+    run.ledger.charge(
+        "train", flops.train(T) * tokens, tokens, done.seconds, executed_flops=flops.executed(T) * tokens
+    )
+    ex = run.ledger.extra
+    if done.trained_tokens is not None:  # chat data: every processed token costs FLOPs; only responses train
+        ex["trained_tokens"] = ex.get("trained_tokens", 0) + done.trained_tokens
+    if run.cfg.train.gradient_checkpointing:
+        ex["recompute_flops"] = ex.get("recompute_flops", 0.0) + flops.recompute(T) * tokens
+    if not math.isfinite(done.loss):
+        fail_run(
+            run, step, f"the training loss became {done.loss} at step {step}; stopped (try a lower train.lr)"
         )
 
-    model.train()
-    window_tokens, window_time, window_loss, window_n = 0.0, 0.0, 0.0, 0
-    window_logs: dict[str, float] = {}
-    step, gnorm = start_step, None
-    for step in range(start_step + 1, total_steps + 1):
-        t0 = time.perf_counter()
-        batch = source.batch(step - 1)
-        rows, T = (int(x) for x in batch["input_ids"].shape)
-        if rows % (world * accum):  # a source may return more, shorter rows (length warmup)
-            raise RuntimeError(
-                f"source returned {rows} rows at step {step}: not divisible by {world * accum}"
-            )
-        r_rank, r_micro = rows // world, rows // world // accum
-        share = {
-            k: v[acc.process_index * r_rank : (acc.process_index + 1) * r_rank] for k, v in batch.items()
+
+def fail_run(run: Run, step: int, msg: str) -> None:
+    """Record a failed run (a metrics row with the error, the ledger, the manifest) and raise RunFailed."""
+    log_row(run, {"step": step, "train_loss": None, "error": msg})
+    led = run.ledger.reduced(run.accelerator)
+    if run.is_main:
+        led.save(run.dir / "ledger.json")
+    write_manifest(run, status="failed", error=msg, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if run.rundir is not None:
+        run.rundir.unlock()
+    raise RunFailed(msg)
+
+
+# ---- step 8: window averages, the metrics row, trackers and progress -----------------------------------
+@dataclass
+class Window:
+    """Train numbers summed since the last logged step (averaged when logged)."""
+
+    tokens: float = 0.0  # over all processes
+    seconds: float = 0.0
+    loss: float = 0.0
+    n: int = 0
+    logs: dict = field(default_factory=dict)
+
+    def add(self, done: StepDone, world: int) -> None:
+        self.tokens += done.tokens * world
+        self.seconds += done.seconds
+        self.loss += done.loss
+        self.n += 1
+        for k, v in done.logs:
+            self.logs[k] = self.logs.get(k, 0.0) + v
+
+
+class StepLogger:
+    """The metrics row of a log step (an eval row at eval points: `Evaluator`), one progress line per log
+    step without a terminal (SLURM, nohup), and the progress bar's postfix with one."""
+
+    def __init__(self, run: Run, plan: Plan, flops: FlopCounters, evaluator: Evaluator, peak, bar):
+        self.run, self.plan, self.flops, self.evaluator = run, plan, flops, evaluator
+        self.peak, self.bar = peak, bar  # peak: the device's FLOP/s for MFU (None: unknown)
+
+    def due(self, step: int) -> bool:
+        return step % self.run.cfg.log.every == 0 or self.evaluator.due(step, self.plan.total_steps)
+
+    def __call__(self, step: int, window: Window, done: StepDone, scheduler) -> dict | None:
+        """Log the window's averages at `step`; returns the eval row when this step evaluated."""
+        tps = window.tokens / max(window.seconds, 1e-9)
+        fps = tps * self.flops.train(done.T)
+        peak, world = self.peak, self.plan.world
+        extra = {
+            "train_loss": window.loss / window.n,
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": float(done.gnorm) if done.gnorm is not None else None,
+            "tokens_per_s": tps,
+            "model_flops_per_s": fps,
+            "mfu": fps / peak / world if peak else None,
+            "mfu_executed": tps * self.flops.executed(done.T) / peak / world if peak else None,
+            "seq_len": done.T,
+            **{k: v / window.n for k, v in window.logs.items()},
         }
-        step_loss = torch.zeros((), device=acc.device)
-        for m in range(accum):
-            mb = {k: v[m * r_micro : (m + 1) * r_micro].to(acc.device) for k, v in share.items()}
-            with acc.accumulate(model):
-                with acc.autocast():
-                    loss, logs = loss_fn(model, mb)
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    gnorm = (
-                        acc.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                        if cfg.train.grad_clip
-                        else None
-                    )
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach() / accum
-            for k, v in (logs or {}).items():
-                window_logs[k] = window_logs.get(k, 0.0) + float(v) / accum
-        scheduler.step()
-        tokens = r_rank * T
-        dt = time.perf_counter() - t0
-        run.ledger.charge(
-            "train", flops_per_token(T) * tokens, tokens, dt, executed_flops=executed_per_token(T) * tokens
-        )
-        if "labels" in share:  # chat data: every processed token costs FLOPs; only responses train
-            ex = run.ledger.extra
-            ex["trained_tokens"] = ex.get("trained_tokens", 0) + int((share["labels"][:, 1:] != -100).sum())
-        if cfg.train.gradient_checkpointing:
-            ex = run.ledger.extra
-            ex["recompute_flops"] = ex.get("recompute_flops", 0.0) + recompute_flops_per_token(T) * tokens
-        loss_val = float(step_loss)
-        if not math.isfinite(loss_val):
-            msg = f"the training loss became {loss_val} at step {step}; stopped (try a lower train.lr)"
-            log_row({"step": step, "train_loss": None, "error": msg})
-            led = global_ledger()
-            if run.is_main:
-                led.save(run.dir / "ledger.json")
-            write_manifest(run, status="failed", error=msg, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            if run.rundir is not None:
-                run.rundir.unlock()
-            raise RunFailed(msg)
-        window_tokens += tokens * world
-        window_time += dt
-        window_loss += loss_val
-        window_n += 1
-        is_eval = step % cfg.eval.every == 0 or step == total_steps
-        is_log = step % cfg.log.every == 0 or is_eval
-        if is_log:
-            tps = window_tokens / max(window_time, 1e-9)
-            fps = tps * flops_per_token(T)
-            extra = {
-                "train_loss": window_loss / window_n,
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(gnorm) if gnorm is not None else None,
-                "tokens_per_s": tps,
-                "model_flops_per_s": fps,
-                "mfu": fps / peak / world if peak else None,
-                "mfu_executed": tps * executed_per_token(T) / peak / world if peak else None,
-                "seq_len": T,
-                **{k: v / window_n for k, v in window_logs.items()},
-            }
-            if is_eval:
-                last_eval = do_eval(step, extra)
-            else:
-                led = global_ledger()
-                log_row({"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra})
-            if run.is_main and trackers.want_lines(cfg):  # no terminal (SLURM, nohup): one line per log step
-                fl, tk = run.ledger.flops("train") * world, run.ledger.tokens("train") * world
-                run.log(
-                    trackers.progress_line(
-                        step,
-                        total_steps,
-                        extra["train_loss"],
-                        tps,
-                        fl,
-                        trackers.budget_pct(cfg, step, total_steps, fl, tk),
-                        extra["mfu"],
-                    )
-                )
-            if bar is not None:
-                post = {
-                    "loss": f"{extra['train_loss']:.3f}",
-                    "tok/s": f"{tps:,.0f}",
-                    "FLOPs": _fmt(run.ledger.flops("train") * world),
-                }
-                if last_eval and last_eval.get("step") == step:
-                    post["eval"] = f"{last_eval['eval_loss']:.3f}"
-                bar.set_postfix(post, refresh=False)
-            window_tokens, window_time, window_loss, window_n, window_logs = 0.0, 0.0, 0.0, 0, {}
-        if bar is not None:
-            bar.update(1)
-        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < total_steps:
-            save_checkpoint(run, step, {"source": source.state_dict(), "total_steps": total_steps})
-    if bar is not None:
-        bar.close()
-    if total_steps > start_step:  # the end-of-training checkpoint (checkpoint_every: 0 = only this one)
+        ev = None
+        if self.evaluator.due(step, self.plan.total_steps):
+            ev = self.evaluator(step, extra)
+        else:
+            led = self.run.ledger.reduced(self.run.accelerator)
+            log_row(self.run, {"step": step, "tokens": led.tokens("train"), "flops": flops_row(led), **extra})
+        self.show(step, extra, tps, ev)
+        return ev
+
+    def show(self, step: int, extra: dict, tps: float, ev: dict | None) -> None:
+        run, cfg, total = self.run, self.run.cfg, self.plan.total_steps
+        fl, tk = run.ledger.flops("train") * self.plan.world, run.ledger.tokens("train") * self.plan.world
+        if run.is_main and trackers.want_lines(cfg):
+            pct = trackers.budget_pct(cfg, step, total, fl, tk)
+            run.log(trackers.progress_line(step, total, extra["train_loss"], tps, fl, pct, extra["mfu"]))
+        if self.bar is not None:
+            post = {"loss": f"{extra['train_loss']:.3f}", "tok/s": f"{tps:,.0f}", "FLOPs": _fmt(fl)}
+            if ev is not None:
+                post["eval"] = f"{ev['eval_loss']:.3f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- step 9: checkpoints and the end of training -------------------------------------------------------
+def checkpoint_policy(run: Run, step: int, total_steps: int, source) -> None:
+    """Every `train.checkpoint_every` steps before the last (the last step's is `end_of_training`'s)."""
+    every = run.cfg.train.checkpoint_every
+    if every and step % every == 0 and step < total_steps:
+        save_checkpoint(run, step, {"source": source.state_dict(), "total_steps": total_steps})
+
+
+def end_of_training(run: Run, total_steps: int, start_step: int, source, evaluator, last_eval) -> dict:
+    """The end-of-training checkpoint (checkpoint_every: 0 = only this one) and the final eval row,
+    unless the last step already logged one; returns the final eval."""
+    if total_steps > start_step:
         save_checkpoint(run, total_steps, {"source": source.state_dict(), "total_steps": total_steps})
     if last_eval is None or last_eval.get("step") != total_steps:  # resumed at the very end
-        last_eval = do_eval(total_steps, {})
-    return finish(run, model, data, last_eval, total_steps, n_params)
+        last_eval = evaluator(total_steps, {})
+    return last_eval
 
 
 def _peak_flops(device) -> float | None:

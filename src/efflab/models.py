@@ -92,12 +92,16 @@ def apply_lora(model, lora_cfg):
         ) from None
 
 
-def build_model(cfg, vocab_size: int, *, config=None):
-    """The trained model: from `model.pretrained`, or freshly initialised (seeded by the caller)."""
+def build_model(cfg, vocab_size: int, *, config=None, lora: bool = True):
+    """The trained model: from `model.pretrained`, or freshly initialised (seeded by the caller), wrapped
+    in LoRA adapters when `lora.r` > 0 (base weights frozen). lora=False: the bare model, for a caller
+    that copies weights in first (upcycling) and applies `apply_lora` after."""
     from transformers import AutoModelForCausalLM
 
+    with_lora = cfg.lora if lora and cfg.lora.r else None
     if cfg.recipe == "moe":  # efflab's sparse blocks, fresh or on a pretrained MoE model
-        return build_moe_model(cfg, vocab_size, config=config)
+        model = build_moe_model(cfg, vocab_size, config=config)
+        return apply_lora(model, with_lora) if with_lora else model
     if cfg.model.pretrained:
         q4 = bool(getattr(cfg.model, "load_in_4bit", False))
         model = load_pretrained(
@@ -118,10 +122,11 @@ def build_model(cfg, vocab_size: int, *, config=None):
                 f"pretrained model {cfg.model.pretrained}: vocabulary {model.config.vocab_size} is "
                 f"smaller than its tokenizer's {vocab_size}"
             )
-        return model
+        return apply_lora(model, with_lora) if with_lora else model
     config = config or build_model_config(cfg, vocab_size)
     config._attn_implementation = cfg.model.attn_implementation
-    return AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=cfg.model.attn_implementation)
+    return apply_lora(model, with_lora) if with_lora else model
 
 
 def param_counts(model) -> dict:

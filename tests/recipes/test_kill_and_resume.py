@@ -32,7 +32,12 @@ TINY = {
     "eval": {"every": 6, "max_blocks": 8, "batch_size": 8},
     "log": {"every": 1, "progress": False},
 }
-TIMING = ("tokens_per_s", "model_flops_per_s", "mfu")  # wall-clock figures: the only fields allowed to differ
+TIMING = (
+    "tokens_per_s",
+    "model_flops_per_s",
+    "mfu",
+    "mfu_executed",
+)  # wall-clock figures: the only fields allowed to differ
 # MoE routing diagnostics accumulate in the blocks between evals and are not in the checkpoint, so the
 # first eval row after a resume describes only the steps since the resume (training itself is bitwise:
 # every loss, including the router's balance and z losses, is compared). Known gap, reported in issue 18.

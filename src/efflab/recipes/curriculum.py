@@ -135,7 +135,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     # ---- curriculum 3: order, pacing and length warmup; ramps given as fractions of the horizon ----
     ranking = None if scores is None else C.difficulty_ranking(scores, cc.order, cfg.train.seed)
     fpt_cache: dict[int, float] = {}
-    lora = cfg.lora if cfg.lora.r else None  # the loop applies LoRA itself; the count must know it
+    lora = cfg.lora if cfg.lora.r else None  # build_model put LoRA on; the count must know it
 
     def flops_per_token(t: int) -> float:  # the loop's own default: accounting at the trained length
         if t not in fpt_cache:

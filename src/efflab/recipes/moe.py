@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from efflab import loop
 from efflab.errors import UserError
-from efflab.models import active_flops_ratio, build_model, load_pretrained, torch_dtype
+from efflab.models import active_flops_ratio, apply_lora, build_model, load_pretrained, torch_dtype
 from efflab.moe_model import build_moe_config, moe_blocks, upcycle_
 from efflab.runs import ModelSource
 from efflab.techniques import moe as M
@@ -64,11 +64,12 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
             )
         config = build_moe_config(cfg, dense_config.vocab_size, rms_norm_eps=dense_config.rms_norm_eps)
         config.tie_word_embeddings = bool(dense_config.tie_word_embeddings)
-        model = build_model(cfg, dense_config.vocab_size, config=config)
+        model = build_model(cfg, dense_config.vocab_size, config=config, lora=False)  # LoRA after the copy
         upcycle_(
             model,
             load_pretrained(str(source_model.model_dir), dtype=torch_dtype(cfg.model.dtype, trained=True)),
         )
+        model = apply_lora(model, cfg.lora) if cfg.lora.r else model
     blocks = moe_blocks(model)
     impl = model.config._experts_implementation
     dense_ratio = (
