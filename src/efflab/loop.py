@@ -37,11 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from efflab import trackers
+from efflab import __version__, trackers
+from efflab.accounting import hardware
 from efflab.accounting.flops import count_flops, forward_flops_per_token, train_flops_per_token
 from efflab.accounting.ledger import Ledger
+from efflab.config import load_config
+from efflab.data import cache_root, load_tokenizer, prepare
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from efflab.models import check_pretrained_tokenizer
 from efflab.runs import UNKNOWN_BILL, ModelSource, RunDir, guarded, held_message
 from efflab.samplers import BlockSampler  # noqa: F401  (re-exported: recipes use loop.BlockSampler)
 
@@ -263,8 +267,6 @@ def _new_manifest(cfg, accelerator) -> dict:
     import accelerate
     import transformers
 
-    from efflab import __version__
-
     return {
         "efflab": __version__,
         "torch": torch.__version__,
@@ -360,12 +362,10 @@ def write_manifest(run: Run, **updates) -> None:
 # =============================================================================================
 def prepare_data(run: Run, *, tokenizer=None):
     """Corpus, tokenizer and packed blocks (main process first, so ranks share the cache)."""
-    from efflab.data import load_tokenizer, prepare
 
     cfg = run.cfg
     if tokenizer is None and cfg.model.pretrained and cfg.data.tokenizer == "train":
         # fine-tuning: the data pipeline uses the pretrained model's own tokenizer (and chat template)
-        from efflab.models import check_pretrained_tokenizer
 
         check_pretrained_tokenizer(cfg.model.pretrained)
         tokenizer = load_tokenizer(cfg.model.pretrained, cfg.model.trust_remote_code)
@@ -751,8 +751,6 @@ def setup_optimization(run: Run, model, plan: Plan):
     )
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     if cfg.train.compile:  # CPU too: pays where many runs share a shape (see compile_model)
-        from efflab.data import cache_root
-
         model = compile_model(model, cache_root(cfg.data))
     return model, optimizer, scheduler
 
@@ -1047,10 +1045,8 @@ def end_of_training(run: Run, total_steps: int, start_step: int, source, evaluat
 
 def _peak_flops(device) -> float | None:
     try:
-        from efflab.accounting import hardware
-
         return hardware.device_peak_flops(device)
-    except (ImportError, AttributeError):
+    except AttributeError:
         return None
 
 
@@ -1113,8 +1109,6 @@ def script_main(recipe: str, main: Callable, argv: list[str] | None = None) -> i
     """`python recipes/<recipe>.py --config FILE [--out DIR] [--resume] [--overwrite] [k=v ...]`."""
     import argparse
     import sys
-
-    from efflab.config import load_config
 
     ap = argparse.ArgumentParser(prog=f"recipes/{recipe}.py")
     ap.add_argument("--config", required=False)
