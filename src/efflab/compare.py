@@ -51,7 +51,7 @@ from efflab.accounting import flops as F
 from efflab.accounting.ledger import MARGINAL_PHASES, PHASES, SUNK_PHASES, Ledger
 from efflab.errors import Problems, UserError
 from efflab.io import read_json, read_jsonl
-from efflab.runs import check_run
+from efflab.rundir import check_run
 
 VIEWS = ("marginal", "total", "amortised")
 VIEW_HELP = {

@@ -23,7 +23,7 @@ import numpy as np
 from efflab import verdicts as V
 from efflab.accounting.flops import count_flops
 from efflab.io import read_json
-from efflab.runs import check_run
+from efflab.rundir import check_run
 
 CONVENTIONS = (
     "FLOPs: multiply-add = 2; forward = 2 x active matmul parameters (LM head included, embedding lookup "

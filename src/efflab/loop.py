@@ -46,7 +46,8 @@ from efflab.data import cache_root, load_tokenizer, prepare
 from efflab.errors import RunFailed, UserError
 from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
 from efflab.models import check_pretrained_tokenizer
-from efflab.runs import UNKNOWN_BILL, ModelSource, RunDir, guarded, held_message
+from efflab.rundir import RunDir, guarded, held_message
+from efflab.runs import UNKNOWN_BILL, ModelSource
 from efflab.samplers import BlockSampler  # noqa: F401  (re-exported: recipes use loop.BlockSampler)
 
 LN2 = math.log(2.0)

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from efflab import cli, loop, runs
+from efflab import cli, loop
+from efflab import rundir as runs
 
 # a seconds-long run on the shared tiny data (same corpus, tokenizer and blocks as tests/conftest.py)
 BASE = {
@@ -1005,7 +1006,7 @@ def test_bad_input(name, fixtures, pretrained_dirs, tmp_path, monkeypatch, capsy
 # =============================================================================================
 HOLDER = """
 import sys, time
-from efflab.runs import RunDir
+from efflab.rundir import RunDir
 RunDir(sys.argv[1]).lock()
 print("locked", flush=True)
 time.sleep(60)

@@ -30,7 +30,9 @@ LAYERS = [
         "efflab.laws",
         "efflab.sections",
     ],
-    ["efflab.accounting"],  # L1: FLOP math from a model config object, never a YAML run config
+    # L1: FLOP math from a model config object, never a YAML run config; the run directory (its files,
+    # checks and lock: the one reader and writer of manifest, metrics, ledger) and model-path checks
+    ["efflab.accounting", "efflab.rundir"],
     ["efflab.techniques", "efflab.samplers"],  # L2: pure functions, samplers, method cards, sections
     ["efflab.config"],  # L3: the run config, technique sections as typed fields
     ["efflab.data", "efflab.moe_model", "efflab.models", "efflab.runs"],  # L4 (in this order: WITHIN)

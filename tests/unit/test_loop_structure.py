@@ -87,8 +87,11 @@ def test_the_loop_refuses_lora_config_with_a_bare_model(tmp_path, tiny_cfg):
     cfg = _lora_cfg(tiny_cfg)
     run = loop.start_run(cfg, out=tmp_path / "bare")
     data = loop.prepare_data(run)
-    with pytest.raises(ValueError, match="no LoRA adapters"):
-        loop.train(run, build_model(cfg, data.vocab_size, lora=False), data)
+    try:
+        with pytest.raises(ValueError, match="no LoRA adapters"):
+            loop.train(run, build_model(cfg, data.vocab_size, lora=False), data)
+    finally:  # called outside a recipe's `guarded`: release the run's lock here
+        run.rundir.unlock()
 
 
 def test_a_helper_loads_bare_and_the_trained_pretrained_model_gets_lora(pretrained_dir, tiny_cfg):

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from efflab import runs
+from efflab import rundir as runs
 from efflab.io import DamagedFile, read_jsonl_checked
+from efflab.model_files import weights_file_problem
 
 
 def test_only_a_torn_last_line_is_tolerated(tmp_path):
@@ -55,22 +56,22 @@ def test_ledger_problems():
 def test_weights_files_are_checked_without_loading(tmp_path):
     st = tmp_path / "model.safetensors"
     save_file({"w": torch.zeros(64, 64)}, str(st))
-    assert runs.weights_file_problem(st) is None
+    assert weights_file_problem(st) is None
     full = st.read_bytes()
     st.write_bytes(full[:-100])
-    assert f"{len(full) - 100} of {len(full)} bytes" in runs.weights_file_problem(st)
+    assert f"{len(full) - 100} of {len(full)} bytes" in weights_file_problem(st)
     st.write_bytes(full[:4])
-    assert "truncated" in runs.weights_file_problem(st)
+    assert "truncated" in weights_file_problem(st)
     st.write_bytes(b"\xff" * 8 + b"x" * 20)
-    assert "truncated" in runs.weights_file_problem(st)  # a header longer than the file
+    assert "truncated" in weights_file_problem(st)  # a header longer than the file
     pt = tmp_path / "optimizer.bin"
     torch.save({"state": torch.ones(1000)}, pt)
-    assert runs.weights_file_problem(pt) is None
+    assert weights_file_problem(pt) is None
     b = pt.read_bytes()
     pt.write_bytes(b[: len(b) // 2])
-    assert "truncated or not a torch file" in runs.weights_file_problem(pt)
+    assert "truncated or not a torch file" in weights_file_problem(pt)
     pt.write_bytes(os.urandom(500))
-    assert "truncated or not a torch file" in runs.weights_file_problem(pt)
+    assert "truncated or not a torch file" in weights_file_problem(pt)
     assert len(runs.weights_problems(tmp_path)) == 2
 
 

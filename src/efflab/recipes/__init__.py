@@ -12,7 +12,7 @@ import importlib
 
 from efflab import RECIPES
 from efflab.errors import UserError, suggest
-from efflab.runs import guarded
+from efflab.rundir import guarded
 
 RECIPE_MODULES = {name: f"efflab.recipes.{name}" for name in RECIPES}
 

@@ -70,7 +70,7 @@ from pydantic import Field
 from efflab.accounting import flops as F
 from efflab.errors import UserError
 from efflab.io import atomic_write_json
-from efflab.model_files import source_problems
+from efflab.rundir import source_problems
 from efflab.samplers import BlockSampler
 from efflab.sections import Section
 

@@ -66,7 +66,7 @@ from pydantic import Field
 
 from efflab.errors import UserError
 from efflab.io import atomic_write_json
-from efflab.model_files import source_problems
+from efflab.rundir import source_problems
 from efflab.sections import ModelConfig, Section, TrainConfig
 
 if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it

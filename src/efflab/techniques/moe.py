@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from efflab.io import DamagedFile, read_json
-from efflab.model_files import locate, source_problems
+from efflab.rundir import locate, source_problems
 from efflab.sections import Section
 
 if TYPE_CHECKING:  # torch is imported where it runs, so that the config section loads without it

@@ -66,7 +66,7 @@ from pydantic import Field, field_validator
 from efflab.accounting.flops import generation_flops
 from efflab.errors import UserError, parse_count
 from efflab.io import append_jsonl, atomic_write_json, read_json, read_jsonl
-from efflab.model_files import source_problems
+from efflab.rundir import source_problems
 from efflab.sections import Section
 
 
