@@ -62,7 +62,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
         sampler, teacher_of = D.CachedTeacherSource(sampler, cache), D.cached_top_k
         teacher.to("cpu")  # every logit the student sees is in the cache
     else:  # a teacher forward every step (eval mode, no graph), charged to teacher_forward per rank
-        teacher_of = D.online_teacher(teacher, dc.top_k, run.ledger, teacher_fwd)
+        teacher_of = D.online_teacher(teacher, dc.top_k, run, teacher_fwd)
 
     def loss_fn(student, batch):  # alpha * CE + (1 - alpha) * T^2 * divergence(teacher, student)
         logits = student(input_ids=batch["input_ids"]).logits  # [B, T, V]

@@ -46,7 +46,16 @@ Costs it adds to the ledger (docs/conventions.md section 3).
   An external (open-weight) teacher has no known training cost: nothing is charged and the ledger
   says so.
 Distillation is therefore never free: at equal *total* FLOPs it has to beat a student (or a plain
-model) that spent the teacher's compute on training instead.
+model) that spent the teacher's compute on training instead. The ledger's marginal view answers "the
+teacher exists", its total view "we had to train it too" (`bill`).
+
+In the recipe (recipes/distill.py). The teacher is a finished efflab run, a local Hugging Face model
+directory, or trained first by the baseline recipe (`teacher_train`; a complete teacher run is
+reused). The student reads the data with the teacher's tokenizer, so their logits line up
+(`shared_tokenizer`), and is evaluated on the same held-out set as the baseline; the teacher is
+evaluated there once too (charged to `eval`). Teacher logits come from a forward pass every step
+(`online_teacher`, per rank) or from a top-k cache built once over the training split
+(`run_teacher_cache`).
 """
 
 from __future__ import annotations
@@ -747,17 +756,17 @@ def charge_cache(run, cache: LogitCache, paid: bool, top_k: int) -> dict:
     }
 
 
-def online_teacher(teacher, top_k: int, ledger, forward_fn):
+def online_teacher(teacher, top_k: int, run, forward_fn):
     """`batch -> the teacher's logits` (or TopK) from a forward pass over the batch's input_ids [B, T], in
-    eval and inference mode, each charged to the ledger's `teacher_forward`: forward_fn(T) x B x T FLOPs
-    (this rank's tokens), with its tokens and seconds."""
+    eval and inference mode, each charged to `run.ledger`'s `teacher_forward`: forward_fn(T) x B x T
+    FLOPs (this rank's tokens), with its tokens and seconds. `run.ledger` is looked up at every call:
+    a resumed run's ledger is replaced by the checkpoint's when training starts."""
 
     def teacher_of(batch: dict):
         t0, ids = time.perf_counter(), batch["input_ids"]
         out = teacher_logits(teacher, ids, top_k)
-        ledger.charge(
-            "teacher_forward", forward_fn(ids.shape[1]) * ids.numel(), ids.numel(), time.perf_counter() - t0
-        )
+        flops = forward_fn(ids.shape[1]) * ids.numel()
+        run.ledger.charge("teacher_forward", flops, ids.numel(), time.perf_counter() - t0)
         return out
 
     return teacher_of

@@ -56,6 +56,11 @@ M = moe_config_for(D):
 Mixtral-style experts (expert_width = F, 2 x D's FFN FLOPs at top-2) are a documented multiple:
 pass `expert_width=F`; `dense_config_for(M)` widens its dense partner's FFN to
 shared_expert_width + top_k x expert_width, so the pair is again at equal active FLOPs per token.
+configs/moe/small.yaml pairs this way with configs/baseline/small.yaml (same attention, FFN and FLOP
+budget).
+
+A finished run's model/ is a plain Mixtral (or Qwen2-MoE) checkpoint: AutoModelForCausalLM loads it
+without importing efflab; import efflab.moe_model first only to train it further with efflab blocks.
 """
 
 from __future__ import annotations
