@@ -852,3 +852,10 @@ def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> 
 def pack_documents(docs: list[list[int]], eos_id: int, seq_len: int) -> np.ndarray:
     """Token-id documents -> EOS-separated, packed blocks [n, seq_len] (int32), like the real data."""
     return pack(([*d, eos_id] for d in docs), seq_len)
+
+
+def require_reference_tokenizer(ref, data) -> None:
+    """UserError when the reference cannot score `data`'s blocks (`reference_tokenizer_problem`)."""
+    problem = reference_tokenizer_problem(ref.model_dir, ref.path if ref.kind == "efflab-run" else None, data)
+    if problem:
+        raise UserError(problem)

@@ -48,6 +48,7 @@ from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_j
 from efflab.models import check_pretrained_tokenizer
 from efflab.rundir import RunDir, guarded, held_message
 from efflab.runs import UNKNOWN_BILL, ModelSource
+from efflab.runs import train_helper as _train_helper
 from efflab.samplers import BlockSampler  # noqa: F401  (re-exported: recipes use loop.BlockSampler)
 
 LN2 = math.log(2.0)
@@ -1128,3 +1129,56 @@ def script_main(recipe: str, main: Callable, argv: list[str] | None = None) -> i
         print(f"efflab: run failed: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+# =============================================================================================
+# helpers recipes share (a model evaluated but not trained here; a technique's summary)
+# =============================================================================================
+def evaluate_charged(run: Run, model, data, forward_flops_per_token: float, phase: str = "eval") -> dict:
+    """`evaluate` a model this run does not train (a teacher) on the held-out set, and charge its forward
+    passes to `phase` once (`Run.charge_once`): forward_flops_per_token x eval tokens, this rank's share
+    (model FLOPs, docs/conventions.md section 2). Returns `evaluate`'s dict."""
+    t0 = time.perf_counter()
+    res = evaluate(run, model, data)
+    world = run.accelerator.num_processes
+    tokens = res["eval_tokens"] / world
+    run.charge_once(phase, forward_flops_per_token * tokens, tokens, time.perf_counter() - t0)
+    return res
+
+
+def record_technique(
+    run: Run,
+    name: str,
+    *,
+    ledger: dict | None = None,
+    manifest: dict | None = None,
+    files: dict | None = None,
+) -> None:
+    """A technique's summary under key `name`: `ledger` in ledger.extra (unless the run resumed: its ledger
+    comes back from the checkpoint with the summary in it), `manifest` in manifest.json, and `files`
+    ({file name: JSON object}) written into the run directory by the main process."""
+    if ledger is not None and not run.resumed:
+        run.ledger.extra[name] = ledger
+    if manifest is not None:
+        write_manifest(run, **{name: manifest})
+    for fname, obj in (files or {}).items():
+        if run.is_main:
+            atomic_write_json(run.dir / fname, obj)
+
+
+def train_helper(
+    run: Run, main: Callable, cfg, out_dir: str | os.PathLike, *, role: str, tokenizer: bool = False
+):
+    """`runs.train_helper` for a model `run` needs trained first (teacher, generator, reference), with the
+    run's accelerator (every process waits for it) and log. Returns its `ModelSource`."""
+    return _train_helper(
+        main, cfg, out_dir, role=role, accelerator=run.accelerator, log=run.log, tokenizer=tokenizer
+    )
+
+
+def seed_init(cfg) -> None:
+    """Seed every RNG with the model-init seed (`init_seed`), as `start_run` does, so the model built next
+    starts from the same weights whatever ran since (a helper model trained first, a generation)."""
+    from accelerate.utils import set_seed
+
+    set_seed(init_seed(cfg))

@@ -1012,3 +1012,35 @@ def flops_6nd(params_active: float, tokens: float) -> float:
     It counts every parameter (embeddings too) and no attention; the detailed count is the default.
     """
     return 6.0 * float(params_active) * float(tokens)
+
+
+def train_flops_fn(config, *, lora=None):
+    """`seq_len -> train FLOPs per trained token` for `config`, counted once per length.
+
+    The count is `train_flops_per_token(config, seq_len, lora=lora)`: model FLOPs, forward + backward,
+    attention over the full T x T score matrix (docs/conventions.md section 2), frozen base matmuls
+    without weight gradients under LoRA. It is what the training loop charges to the ledger's `train`
+    phase for every token it trains; recipes pass it to `loop.train(..., flops_per_token=...)`.
+    """
+    counted: dict[int, float] = {}
+
+    def per_token(seq_len: int) -> float:
+        if seq_len not in counted:
+            counted[seq_len] = train_flops_per_token(config, seq_len, lora=lora)
+        return counted[seq_len]
+
+    return per_token
+
+
+def forward_flops_fn(config):
+    """`seq_len -> forward FLOPs per token` for `config` (`forward_flops_per_token`: model FLOPs, full
+    T x T attention, docs/conventions.md section 2), counted once per length: what a frozen model
+    (a teacher) costs per token it reads."""
+    counted: dict[int, float] = {}
+
+    def per_token(seq_len: int) -> float:
+        if seq_len not in counted:
+            counted[seq_len] = forward_flops_per_token(config, seq_len)
+        return counted[seq_len]
+
+    return per_token

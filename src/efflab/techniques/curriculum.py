@@ -531,3 +531,120 @@ class CurriculumSampler:
         self._passes = int(state["passes"])
         bits = np.frombuffer(base64.b64decode(state["seen"]), dtype=np.uint8)
         self._seen = np.unpackbits(bits)[: self.n].astype(bool)
+
+
+# =============================================================================================
+# what a recipe does around the method: scoring with its charges and cache, the manifest, log lines
+# =============================================================================================
+def reference_difficulty(run, ref, load_model, data, section: CurriculumConfig, data_cache: Path):
+    """(scores, scoring summary): the reference's mean loss on every training block, from the score cache
+    under <data cache>/curriculum_scores when it holds them (its FLOPs shown with `record_reuse`, never
+    summed), else computed here: the model from `load_model()`, on this process's device, scores this
+    rank's share and its forward FLOPs (`scoring_flops`) are charged to `scoring` once. Every process
+    waits for the cache to be written."""
+    import time
+
+    t0 = time.perf_counter()
+    acc, (n, T) = run.accelerator, data.train.shape
+    scoring: dict = {"scorer": section.scorer}
+    cache_dir = Path(data_cache) / "curriculum_scores"
+    key = scores_cache_key(ref.identity, data.train)
+    hit = load_cached_scores(cache_dir, key) if section.cache_scores else None
+    if hit is not None:  # paid by an earlier run
+        scores, meta = hit
+        if not run.resumed:
+            note = "reference-model block scores reused from the cache"
+            run.ledger.record_reuse("scoring", meta["flops"], meta["source"], meta["tokens"], note=note)
+        scoring.update(cached=True, cache_key=key, flops=meta["flops"])
+    else:
+        ref_model = load_model().to(acc.device)
+        scores, tokens_here = reference_scores(
+            ref_model,
+            data.train,
+            batch_size=section.score_batch_size,
+            device=acc.device,
+            autocast=acc.autocast,
+            rank=acc.process_index,
+            world=acc.num_processes,
+            gather=acc.gather,
+            labels=data.train_labels,
+        )
+        # the reference's forward FLOPs over the tokens this rank scored
+        run.charge_once(
+            "scoring", scoring_flops(ref_model.config, T, tokens_here), tokens_here, time.perf_counter() - t0
+        )
+        total = scoring_flops(ref_model.config, T, n * T)
+        if run.is_main and section.cache_scores:
+            meta = {"flops": total, "tokens": n * T, "source": str(run.dir), "reference": str(ref.model_dir)}
+            save_cached_scores(cache_dir, key, scores, meta)
+        acc.wait_for_everyone()
+        scoring.update(
+            cached=False,
+            cache_key=key,
+            flops=total,
+            reference_forward_flops_per_token=scoring_flops(ref_model.config, T, 1),
+        )
+        del ref_model
+    scoring["reference"] = str(ref.model_dir)
+    return scores, {**scoring, **score_stats(scores)}
+
+
+def counted_difficulty(run, data, section: CurriculumConfig, seed: int):
+    """(scores or None, scoring summary) of the scorers that need no model: length and rarity (counting,
+    charged to `scoring` as 0 FLOPs with their tokens and seconds), random, none."""
+    import time
+
+    t0 = time.perf_counter()
+    n, T = data.train.shape
+    scores = None
+    if section.scorer == "length":
+        scores = length_scores(data.train, data.tokenizer.eos_token_id)
+    elif section.scorer == "rarity":
+        scores = rarity_scores(data.train, data.vocab_size)
+    elif section.scorer == "random":
+        scores = random_scores(n, seed)
+    if section.scorer in ("length", "rarity"):  # counting, not model FLOPs: the time shows, 0 FLOPs
+        run.charge_once("scoring", 0.0, n * T, time.perf_counter() - t0, shared=True)
+    return scores, {"scorer": section.scorer, **score_stats(scores)}
+
+
+def score_stats(scores: np.ndarray | None) -> dict:
+    """min, median, max of the difficulties ({} without scores)."""
+    if scores is None:
+        return {}
+    return {"min": float(scores.min()), "median": float(np.median(scores)), "max": float(scores.max())}
+
+
+def sampler_for(
+    section: CurriculumConfig, data, batch_size: int, seed: int, ranking: np.ndarray | None, horizon: int
+) -> CurriculumSampler:
+    """The curriculum sampler over `data.train` when training lasts `horizon` steps: pacing over
+    `ramp` and length warmup over `seq_len_ramp` (fractions of the horizon, or steps)."""
+    cc = section
+    ramp, length_ramp = resolve_steps(cc.ramp, horizon), resolve_steps(cc.seq_len_ramp, horizon)
+    pacing = Pacing(cc.pacing, cc.start_fraction, ramp, cc.root_power, cc.stages)
+    warmup = LengthWarmup(cc.seq_len_start, length_ramp, cc.seq_len_multiple, cc.seq_len_mode)
+    warmup = warmup if cc.seq_len_warmup else None
+    return CurriculumSampler(
+        data.train, batch_size, seed, ranking=ranking, pacing=pacing, warmup=warmup, labels=data.train_labels
+    )
+
+
+def order_summary(section: CurriculumConfig, sampler: CurriculumSampler, steps: int, seq_len: int):
+    """(the manifest's order entry, the log line) of a curriculum over `steps` steps."""
+    cc, ranked = section, sampler.ranking is not None
+    order = {
+        "order": cc.order,
+        "pacing": cc.pacing,
+        "start_fraction": cc.start_fraction,
+        "horizon_steps": steps,
+        "ramp_steps": sampler.pacing.ramp_steps if ranked else 0,
+        "seq_len_warmup": None,
+    }
+    said = f"scorer {cc.scorer} ({cc.order}), {cc.pacing} pacing from {cc.start_fraction:.0%} of the data"
+    said = f"{said} over {order['ramp_steps']} steps" if ranked else "uniform order"
+    if sampler.warmup is not None:
+        w = sampler.warmup
+        order["seq_len_warmup"] = {"start": w.start, "ramp_steps": w.ramp_steps, "mode": w.mode}
+        said += f"; length {w.start} -> {seq_len} over {w.ramp_steps} steps ({w.mode})"
+    return order, f"curriculum over {steps} steps: {said}"

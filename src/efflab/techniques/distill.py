@@ -46,7 +46,16 @@ Costs it adds to the ledger (docs/conventions.md section 3).
   An external (open-weight) teacher has no known training cost: nothing is charged and the ledger
   says so.
 Distillation is therefore never free: at equal *total* FLOPs it has to beat a student (or a plain
-model) that spent the teacher's compute on training instead.
+model) that spent the teacher's compute on training instead. The ledger's marginal view answers "the
+teacher exists", its total view "we had to train it too" (`bill`).
+
+In the recipe (recipes/distill.py). The teacher is a finished efflab run, a local Hugging Face model
+directory, or trained first by the baseline recipe (`teacher_train`; a complete teacher run is
+reused). The student reads the data with the teacher's tokenizer, so their logits line up
+(`shared_tokenizer`), and is evaluated on the same held-out set as the baseline; the teacher is
+evaluated there once too (charged to `eval`). Teacher logits come from a forward pass every step
+(`online_teacher`, per rank) or from a top-k cache built once over the training split
+(`run_teacher_cache`).
 """
 
 from __future__ import annotations
@@ -600,3 +609,138 @@ def bill(ledger, students: int = 1) -> dict:
         "total_amortised": ledger.marginal - built + (built + reused + sunk) / n,
         "students": n,
     }
+
+
+# =============================================================================================
+# what a recipe records (the ledger's and manifest's `distill` entries, its log lines)
+# =============================================================================================
+def describe_teacher(info, teacher_eval: dict, forward_flops_per_token: float, log=print) -> dict:
+    """The teacher's entry for the ledger and manifest (its source and bill, held-out loss in nats/token
+    and bits per byte, forward FLOPs per token at the training length), said on `log`."""
+    pretrain = (
+        f"{info.pretrain_flops:.4g} FLOPs (sunk)" if info.pretrain_flops is not None else "unknown (external)"
+    )
+    log(
+        f"teacher {info.path} ({info.kind}): eval loss {teacher_eval['eval_loss']:.4f} nats/token; forward "
+        f"{forward_flops_per_token:.4g} FLOPs/token; pretraining {pretrain}"
+    )
+    return {
+        "teacher": {
+            **info.describe(),
+            "teacher_pretrain": info.pretrain_flops
+            if info.bill
+            else f"{info.bill_text()}: no sunk cost charged",
+        },
+        "teacher_eval_loss": teacher_eval["eval_loss"],
+        "teacher_eval_bpb": teacher_eval["eval_bpb"],
+        "teacher_forward_flops_per_token": forward_flops_per_token,
+    }
+
+
+def run_teacher_cache(
+    run,
+    teacher,
+    info,
+    data,
+    section: DistillConfig,
+    data_cache: Path,
+    forward_fn,
+) -> tuple[LogitCache, dict]:
+    """`teacher_cache` of `info`'s teacher over `data.train` for `run`, under distill.cache_dir (default
+    <data cache>/teacher_logits), charged by `charge_cache`; `forward_fn(T)`: the teacher's forward
+    FLOPs per token at length T. Returns (cache, its ledger entry)."""
+    root = Path(section.cache_dir).expanduser() if section.cache_dir else Path(data_cache) / "teacher_logits"
+    train_blocks = data.train
+    cache, paid = teacher_cache(
+        root,
+        teacher,
+        train_blocks,
+        section.top_k,
+        identity=info.identity,
+        forward_flops_per_token=forward_fn(train_blocks.shape[1]),
+        accelerator=run.accelerator,
+        run_dir=str(run.dir.resolve()),
+        batch_size=run.cfg.eval.batch_size,
+        log=run.log,
+    )
+    return cache, charge_cache(run, cache, paid, section.top_k)
+
+
+def cached_top_k(batch: dict) -> TopK:
+    """The teacher's top-k a `CachedTeacherSource` batch carries ([B, T, k] values and indices)."""
+    return TopK(batch["teacher_values"], batch["teacher_indices"])
+
+
+def charge_cache(run, cache: LogitCache, paid: bool, top_k: int) -> dict:
+    """Put a logit cache on `run`'s ledger: charged to `teacher_forward` once by the run that built it
+    (the whole training split: an upper bound on what it reads), shown with `record_reuse` (never summed)
+    by a run that reuses it. Records the run among the cache's users. Returns the cache's ledger entry."""
+    users = record_cache_use(cache, str(run.dir.resolve())) if run.is_main else 0
+    if paid:
+        run.charge_once("teacher_forward", cache.flops, cache.tokens, cache.manifest["seconds"])
+    elif not run.resumed:  # paid by the run that built it
+        run.ledger.record_reuse(
+            "teacher_forward",
+            cache.flops,
+            source=str(cache.path),
+            tokens=cache.tokens,
+            note=f"top-{top_k} teacher logit cache built by {cache.manifest.get('created_by')}",
+        )
+    return {
+        "cache": {
+            "path": str(cache.path),
+            "flops": cache.flops,
+            "tokens": cache.tokens,
+            "paid_here": paid,
+            "users_so_far": users,
+        },
+        "cache_flops_charged": cache.flops if paid else 0.0,
+    }
+
+
+def online_teacher(teacher, top_k: int, run, forward_fn):
+    """`batch -> the teacher's logits` (or TopK) from a forward pass over the batch's input_ids [B, T], in
+    eval and inference mode, each charged to `run.ledger`'s `teacher_forward`: forward_fn(T) x B x T
+    FLOPs (this rank's tokens), with its tokens and seconds. `run.ledger` is looked up at every call:
+    a resumed run's ledger is replaced by the checkpoint's when training starts."""
+
+    def teacher_of(batch: dict):
+        t0, ids = time.perf_counter(), batch["input_ids"]
+        out = teacher_logits(teacher, ids, top_k)
+        flops = forward_fn(ids.shape[1]) * ids.numel()
+        run.ledger.charge("teacher_forward", flops, ids.numel(), time.perf_counter() - t0)
+        return out
+
+    return teacher_of
+
+
+def settings(section: DistillConfig) -> dict:
+    """The loss and logit settings the manifest records beside the teacher."""
+    keys = ("loss", "alpha", "temperature", "beta", "top_k", "logits")
+    return {k: getattr(section, k) for k in keys}
+
+
+def marginal_budget(
+    budget_flops: float, student_per_token: float, teacher_per_token: float, log=print
+) -> float:
+    """budget_includes=marginal: the share of `budget_flops` that trains the student when every trained
+    token also costs a teacher forward (FLOPs per token of each, at the training length)."""
+    student = budget_flops * student_per_token / (student_per_token + teacher_per_token)
+    log(
+        f"budget_includes=marginal: {student:.4g} of {budget_flops:.4g} FLOPs "
+        f"train the student; the rest pays its teacher's forwards"
+    )
+    return student
+
+
+def bill_line(views: dict, pretrain_known: bool) -> str:
+    """The log line of `bill(...)`'s views (FLOPs)."""
+    sunk = (
+        f"{views['sunk_teacher_pretrain']:.4g})"
+        if pretrain_known
+        else "unknown: an external model, not charged)"
+    )
+    return (
+        f"bill: marginal {views['marginal']:.4g} FLOPs (student {views['student_train']:.4g} + teacher forward "
+        f"{views['teacher_forward']:.4g}); total {views['total']:.4g} (+ teacher pretraining {sunk}"
+    )

@@ -56,6 +56,11 @@ M = moe_config_for(D):
 Mixtral-style experts (expert_width = F, 2 x D's FFN FLOPs at top-2) are a documented multiple:
 pass `expert_width=F`; `dense_config_for(M)` widens its dense partner's FFN to
 shared_expert_width + top_k x expert_width, so the pair is again at equal active FLOPs per token.
+configs/moe/small.yaml pairs this way with configs/baseline/small.yaml (same attention, FFN and FLOP
+budget).
+
+A finished run's model/ is a plain Mixtral (or Qwen2-MoE) checkpoint: AutoModelForCausalLM loads it
+without importing efflab; import efflab.moe_model first only to train it further with efflab blocks.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
+from efflab.errors import UserError
 from efflab.io import DamagedFile, read_json
 from efflab.rundir import locate, source_problems
 from efflab.sections import Section
@@ -402,3 +408,63 @@ def upcycle_problems(path: str, cfg, mc: MoEConfig | None = None) -> list[str]:
     if d.get("mlp_bias") or d.get("attention_bias"):
         out.append(f"moe.upcycle_from {path}: the dense model has biases, which the MoE model does not")
     return out
+
+
+# =============================================================================================
+# what a recipe records (the ledger's and manifest's `moe` entries, its log lines)
+# =============================================================================================
+def upcycle_vocab_check(source, vocab_size: int, dense_vocab: int) -> None:
+    """UserError when the data's tokenizer has more tokens than the dense model has embeddings."""
+    if vocab_size > dense_vocab:
+        raise UserError(
+            f"moe.upcycle_from {source.path}: the tokenizer has {vocab_size} tokens, the "
+            f"dense model only {dense_vocab} embeddings"
+        )
+
+
+def describe_model(
+    model, blocks: list, mc: MoEConfig, dense_ratio: float | None, dense_ffn, log=print
+) -> dict:
+    """The `moe` entry of the ledger and manifest for a built model (its experts implementation, how `auto`
+    chose it, active train FLOPs per token against the dense partner's, the partner's FFN width), said on
+    `log` with the sparse layers' shape."""
+    impl = model.config._experts_implementation
+    log(
+        f"moe: {len(blocks)} sparse layers x {blocks[0].num_experts} experts, top-{blocks[0].top_k}, "
+        f"{mc.routing} routing"
+        + (f" (capacity factor {mc.effective_capacity_factor:g})" if mc.effective_capacity_factor else "")
+        + f", experts implementation {impl}"
+        + (f"; active train FLOPs/token = {dense_ratio:.4f} x the dense partner's" if dense_ratio else "")
+    )
+    return {
+        "experts_implementation": impl,
+        "experts_choice": getattr(model, "efflab_experts_choice", None),  # how auto chose (its measurement)
+        "active_flops_ratio_vs_dense": dense_ratio,
+        "dense_partner_ffn": dense_ffn,
+    }
+
+
+def upcycled_from(source, log=print) -> str:
+    """The manifest's note of the dense checkpoint upcycled (path, kind, bill); an external model's
+    unknown cost is said on `log`."""
+    if source.bill is None:
+        log(
+            f"upcycling from {source.path}: an external model with no ledger; its pretraining "
+            f"cost is unknown and not charged"
+        )
+    return f"{source.path} ({source.kind}, {source.bill_text()})"
+
+
+def routing_observer(blocks: list, collapse_threshold: float, log=print):
+    """`model -> routing metrics row` for eval points (`routing_metrics` of the blocks' counters, which it
+    reads and resets); a collapse warning is said on `log`. An observer: it never changes training."""
+
+    def metrics_fn(_model) -> dict:
+        row, warnings = routing_metrics(
+            [b.pop_stats() for b in blocks], collapse_threshold=collapse_threshold
+        )
+        for w in warnings:
+            log(f"warning: {w}")
+        return row
+
+    return metrics_fn
