@@ -38,8 +38,8 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as nnf
 
 from efflab.errors import UserError
 from efflab.model_files import load_pretrained, torch_dtype
@@ -79,8 +79,8 @@ def efflab_experts_forward(
     outs = []
     for e, xe in enumerate(x.split(counts[:E])):
         if xe.shape[0]:
-            h = F.linear(xe, w_gate_up[e])  # [n_e, 2I]
-            outs.append(F.linear(self._apply_gate(h), w_down[e]))  # act(gate) * up: [n_e, I] -> [n_e, d]
+            h = nnf.linear(xe, w_gate_up[e])  # [n_e, 2I]
+            outs.append(nnf.linear(self._apply_gate(h), w_down[e]))  # act(gate) * up: [n_e, I] -> [n_e, d]
     out = torch.zeros_like(hidden_states)
     if not outs:
         return out
@@ -164,7 +164,7 @@ def candidate_implementations(device: str | torch.device | None = None) -> tuple
     kernel, in the autocast dtype and skipping dropped assignments) and eager (transformers' loop over
     experts). On CUDA with compute capability >= 8.0 the grouped GEMM comes first."""
     dev = _device(device)
-    grouped = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
+    grouped = hasattr(nnf, "grouped_mm") or hasattr(torch, "_grouped_mm")
     if dev.type == "cuda" and grouped and torch.cuda.get_device_capability(dev) >= (8, 0):
         return ("efflab_grouped", "efflab", "eager")
     if dev.type == "cuda":

@@ -225,18 +225,18 @@ def kd_divergence(
     student_logits [..., V]; teacher: full logits [..., V] or a TopK of [..., k] (see the method card
     for how each loss treats the student's mass outside the teacher's top-k). Computed in fp32.
     """
-    import torch.nn.functional as F
+    from torch.nn import functional as nnf
 
     if loss not in LOSSES:
         raise ValueError(f"unknown distillation loss {loss!r}; one of {', '.join(LOSSES)}")
     T = float(temperature)
-    s_logp = F.log_softmax(student_logits.float() / T, dim=-1)  # [..., V], over the full vocabulary
+    s_logp = nnf.log_softmax(student_logits.float() / T, dim=-1)  # [..., V], over the full vocabulary
     rest = None
     if isinstance(teacher, TopK):
-        t_logp = F.log_softmax(teacher.values.float() / T, dim=-1)  # [..., k], renormalised over K
+        t_logp = nnf.log_softmax(teacher.values.float() / T, dim=-1)  # [..., k], renormalised over K
         s_logp = s_logp.gather(-1, teacher.indices.long())  # [..., k], still full-vocabulary log-probs
         if loss == "reverse_kl":  # KL(q || p_K) is infinite when q has mass outside K: renormalise q too
-            s_logp = F.log_softmax(s_logp, dim=-1)
+            s_logp = nnf.log_softmax(s_logp, dim=-1)
         elif loss == "gjs":
             rest = (1.0 - s_logp.exp().sum(-1)).clamp_min(0.0)
     else:
@@ -245,7 +245,7 @@ def kd_divergence(
                 f"teacher logits have {teacher.shape[-1]} vocabulary entries, the student's "
                 f"{student_logits.shape[-1]}: teacher and student must share one vocabulary"
             )
-        t_logp = F.log_softmax(teacher.float() / T, dim=-1)
+        t_logp = nnf.log_softmax(teacher.float() / T, dim=-1)
     if loss == "forward_kl":
         d = forward_kl(t_logp, s_logp)
     elif loss == "reverse_kl":
@@ -272,14 +272,14 @@ def distill_loss(
     causal LM, so both terms use positions 0..T-2 where labels[t + 1] != -100.
     Returns (loss, {"ce": float, "kd": float}).
     """
-    import torch.nn.functional as F
+    from torch.nn import functional as nnf
 
     target = labels[:, 1:]  # [B, T-1]
     mask = target != -100
     logits = student_logits[:, :-1]  # [B, T-1, V]
     n = mask.sum().clamp_min(1)
     ce = (
-        F.cross_entropy(
+        nnf.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]),
             target.reshape(-1),
             ignore_index=-100,
