@@ -50,8 +50,8 @@ from efflab import compare_math as cm
 from efflab.accounting import flops as F
 from efflab.accounting.ledger import MARGINAL_PHASES, PHASES, SUNK_PHASES, Ledger
 from efflab.errors import Problems, UserError
-from efflab.io import read_json, read_jsonl
-from efflab.rundir import check_run
+from efflab.io import read_jsonl
+from efflab.rundir import RunDir, check_run
 
 VIEWS = ("marginal", "total", "amortised")
 VIEW_HELP = {
@@ -175,10 +175,11 @@ def run_problems(path: Path) -> list[str]:
     p = Path(path)
     if not p.is_dir():
         return [f"{p}: no such run directory"]
-    if not (p / "manifest.json").is_file():
+    rd = RunDir(p)
+    if not rd.manifest_path.is_file():
         return [f"{p}: not a run directory (no manifest.json)"]
     try:
-        man = read_json(p / "manifest.json")
+        man = rd.read_manifest()
     except (OSError, ValueError):
         return [f"{p}: unreadable manifest.json"]
     status = man.get("status")
@@ -208,7 +209,7 @@ def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> Ru
     probs = run_problems(p)
     if probs:
         raise UserError(probs)
-    man = read_json(p / "manifest.json")
+    man = RunDir(p).read_manifest()
     cfg = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
     name = cfg.get("name") or p.name
     m = RUN_NAME.match(str(name))

@@ -23,7 +23,7 @@ import numpy as np
 from efflab import verdicts as V
 from efflab.accounting.flops import count_flops
 from efflab.io import read_json
-from efflab.rundir import check_run
+from efflab.rundir import RunDir, check_run
 
 CONVENTIONS = (
     "FLOPs: multiply-add = 2; forward = 2 x active matmul parameters (LM head included, embedding lookup "
@@ -36,14 +36,14 @@ CONVENTIONS = (
 def _read_run(run_dir: Path) -> tuple[dict | None, str | None]:
     """(what the verdicts need, None) for a complete, sound run, else (None, why not)."""
 
-    mpath = run_dir / "manifest.json"
-    if not mpath.is_file():
+    rd = RunDir(run_dir)
+    if not rd.manifest_path.is_file():
         return None, "not started"
     problems = check_run(run_dir)  # not complete, failed (with its reason), or damaged (naming the file)
     if problems:
         return None, "; ".join(problems)
     try:
-        m = read_json(mpath)
+        m = rd.read_manifest()
     except (OSError, ValueError) as e:
         return None, f"manifest.json unreadable ({e})"
     if m.get("status") != "complete":
@@ -53,7 +53,7 @@ def _read_run(run_dir: Path) -> tuple[dict | None, str | None]:
     if not isinstance(loss, (int, float)) or not math.isfinite(loss):
         return None, "no finite final eval loss"
     try:
-        ledger = read_json(run_dir / "ledger.json")
+        ledger = read_json(rd.ledger_path)
     except (OSError, ValueError) as e:
         return None, f"ledger.json unreadable ({e})"
     if any(float(v.get("flops", 0.0)) < 0 for v in (ledger.get("phases") or {}).values()):

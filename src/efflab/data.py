@@ -34,8 +34,8 @@ import numpy as np
 
 from efflab.errors import UserError
 from efflab.hub import local_dir
-from efflab.io import read_json
 from efflab.model_files import load_pretrained_config
+from efflab.rundir import RunDir
 from efflab.techniques.distill import vocabulary_problems
 
 EOS = "<|endoftext|>"
@@ -833,7 +833,7 @@ def reference_tokenizer_problem(model_dir: Path, run_dir: Path | None, data) -> 
     is hashed the same way; a directory without them is checked on vocabulary size only."""
     want = data.meta.get("tokenizer_hash")
     if run_dir is not None:
-        got = (read_json(Path(run_dir) / "manifest.json").get("data") or {}).get("tokenizer_hash")
+        got = (RunDir(run_dir).read_manifest().get("data") or {}).get("tokenizer_hash")
     elif any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         got = tokenizer_hash(load_tokenizer(str(model_dir)))
     else:

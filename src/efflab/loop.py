@@ -107,7 +107,7 @@ class Run:
 
     def result(self) -> dict:
         """The finished run's summary (from manifest.json)."""
-        return read_json(self.dir / "manifest.json").get("result", {})
+        return RunDir(self.dir).read_manifest().get("result", {})
 
 
 def default_run_dir(cfg, config_path: str | None = None) -> Path:
@@ -189,17 +189,16 @@ def start_run(
     set_seed(init_seed(cfg))
     ledger = Ledger(conventions=conventions())
     rd = RunDir(run_dir)
-    manifest_path = run_dir / "manifest.json"
     _lock_on_main(rd, accelerator, resume=resume, overwrite=overwrite)
     accelerator.wait_for_everyone()
-    if resume and manifest_path.exists():
-        manifest = read_json(manifest_path)
+    if resume and rd.manifest_path.exists():
+        manifest = rd.read_manifest()
         if manifest.get("status") == "complete":
             run = Run(
                 cfg,
                 run_dir,
                 accelerator,
-                Ledger.load(run_dir / "ledger.json"),
+                Ledger.load(rd.ledger_path),
                 manifest,
                 resume=True,
                 complete=True,
@@ -217,7 +216,7 @@ def start_run(
             run_dir / "config.yaml",
             f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
         )
-        atomic_write_json(manifest_path, manifest)
+        rd.write_manifest(manifest)
         rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
     trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
     return run
@@ -356,7 +355,7 @@ def conventions(causal: bool = False) -> dict:
 def write_manifest(run: Run, **updates) -> None:
     run.manifest.update(updates)
     if run.is_main:
-        atomic_write_json(run.dir / "manifest.json", run.manifest)
+        RunDir(run.dir).write_manifest(run.manifest)
 
 
 # =============================================================================================

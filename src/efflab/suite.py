@@ -67,6 +67,7 @@ from efflab.extrapolate import extrapolate_suite
 from efflab.io import atomic_write_json, atomic_write_text, read_json
 from efflab.models import build_model_config
 from efflab.report import write_report
+from efflab.rundir import RunDir
 
 # config keys of the recipes that consume the shared model, filled in by the suite
 SHARED_USERS = {"distill": "teacher", "synthetic": "generator"}
@@ -698,9 +699,9 @@ def suite_dir_for(sc: SuiteConfig, out=None) -> Path:
 
 
 def _manifest(run_dir: Path) -> dict | None:
-    m = Path(run_dir) / "manifest.json"
+    rd = RunDir(run_dir)
     try:
-        return read_json(m) if m.is_file() else None
+        return rd.read_manifest() if rd.manifest_path.is_file() else None
     except (OSError, ValueError):
         return {"status": "unreadable"}
 
