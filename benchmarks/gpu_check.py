@@ -12,7 +12,7 @@ others still run):
 - `dense`: configs/baseline/gpu.yaml (8 layers x 512, batch 64 x 512) through efflab's step as the
   loop runs it (accelerate bf16 autocast over fp32 weights, fused AdamW, clipping), eager and
   compiled, interleaved rounds (benchmarks/throughput.py). MFU = model FLOP/s (accounting layer,
-  DESIGN.md section 5: train = 3 x forward, attention in full) / the datasheet dense BF16 peak of
+  docs/conventions.md section 2: train = 3 x forward, attention in full) / the datasheet dense BF16 peak of
   the device (accounting/hardware.py). Also the bf16 matmul rate measured here and the first
   compiled step's seconds (compile included, inductor cache as found).
 - `moe`: configs/moe/gpu.yaml against its dense partner at equal active FLOPs, forward + backward

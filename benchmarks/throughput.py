@@ -14,7 +14,7 @@ about 139,584 parameters.
 Method. Eager and compiled models start from the same weights; rounds interleave eager steps,
 compiled steps and a plain fp32 (CPU) or bf16 (GPU) n x n x n matrix product, and each figure is the
 median over rounds, so drifting load on a shared machine hits them alike. Model FLOP/s = the
-accounting layer's train FLOPs per token (DESIGN.md section 5: 3 x forward, attention in full) x
+accounting layer's train FLOPs per token (docs/conventions.md section 2: 3 x forward, attention in full) x
 tokens/s. The compile cost is measured in two child processes sharing a fresh
 TORCHINDUCTOR_CACHE_DIR: the first pays the whole compile, the second finds inductor's FX-graph and
 AOT-autograd caches warm, as every run after the first of a suite does (the loop keeps that cache in
@@ -233,7 +233,7 @@ def measure(a) -> dict:
         "batch": B,
         "seq_len": T,
         "train_flops_per_token": fpt,
-        "flop_convention": "DESIGN.md section 5: train = 3 x forward, attention in full",
+        "flop_convention": "docs/conventions.md section 2: train = 3 x forward, attention in full",
         "rounds": a.rounds,
         "steps_per_round": a.steps,
         "load_average": {

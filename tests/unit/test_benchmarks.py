@@ -1,6 +1,6 @@
 """The benchmark scripts run (so they cannot silently rot): gpu_check's CPU smoke mode, the throughput
 benchmark on the reference shape, and the moe benchmark's auto choice. Tiny shapes; nothing downloaded.
-The figures they print are measurements, not asserted here (STYLE.md: benchmarks print ratios)."""
+The figures they print are measurements, not asserted here."""
 
 import importlib.util
 import json

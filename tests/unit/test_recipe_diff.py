@@ -1,4 +1,4 @@
-"""Each technique recipe reads as a diff of recipes/baseline.py (STYLE.md 3; issue 17 item 4): it keeps
+"""Each technique recipe reads as a diff of recipes/baseline.py: it keeps
 the baseline's sections in the baseline's order, puts what it changes under `# ---- technique: <name>`
 banners, and adds at most about 60 lines to it."""
 

@@ -136,8 +136,8 @@ def test_holm_against_a_hand_computation():
 
 
 def test_oversized_prediction_matches_the_chinchilla_form():
-    # METHODOLOGY section 3: k = 4 about 0.51-0.57, k = 2 about 0.84-0.86, k = 1/4 about 0.52-0.55
-    # (compute-optimal envelope, Hoffmann et al. 2022 and Besiroglu et al. 2024 exponents).
+    # The Chinchilla form along the compute-optimal envelope: k = 4 about 0.51-0.57, k = 2 about 0.84-0.86, k = 1/4 about 0.52-0.55
+    # (Hoffmann et al. 2022 and Besiroglu et al. 2024 exponents).
     env4 = V.oversized_prediction(4, "optimal")
     assert 0.51 <= env4["lo"] <= env4["hi"] <= 0.575
     env2 = V.oversized_prediction(2, "optimal")
