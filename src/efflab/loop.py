@@ -1175,7 +1175,7 @@ def train_helper(
     )
 
 
-def seed_init(cfg) -> None:
+def reseed_for_init(cfg) -> None:
     """Seed every RNG with the model-init seed (`init_seed`), as `start_run` does, so the model built next
     starts from the same weights whatever ran since (a helper model trained first, a generation)."""
     from accelerate.utils import set_seed

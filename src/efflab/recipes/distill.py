@@ -51,7 +51,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     teacher_eval = loop.evaluate_charged(run, teacher, data, teacher_fwd(data.seq_len))
     run.charge_sunk(info, "sunk.teacher_pretrain")  # an efflab teacher's whole bill; unknown: said so
     summary = D.describe_teacher(info, teacher_eval, teacher_fwd(data.seq_len), log=run.log)
-    loop.seed_init(cfg)  # the student's init does not depend on whether a teacher was trained above
+    loop.reseed_for_init(cfg)  # the student's init does not depend on whether a teacher was trained above
     model = build_model(cfg, teacher_config.vocab_size)  # the teacher's logit width (it may pad its vocab)
 
     # ---- wiring: what a step trains on, what it minimises, what a token costs, what it logs ----

@@ -65,7 +65,7 @@ def main(cfg, *, out=None, resume=False, overwrite=False, config_path=None) -> d
     uses = S.record_use(gen_dir, run.dir) if run.is_main else None
 
     # ---- model: built from the model section, seeded by start_run -----------------------------
-    loop.seed_init(cfg)  # the same init whether or not this process trained the generator
+    loop.reseed_for_init(cfg)  # the same init whether or not this process trained the generator
     model = build_model(cfg, data.vocab_size)
 
     # ---- wiring: what a step trains on, what it minimises, what a token costs, what it logs ----
