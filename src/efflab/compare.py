@@ -198,7 +198,7 @@ def run_problems(path: Path) -> list[str]:
         out.append(f"{p}: the manifest has no final eval loss")
     return out or check_run(
         p
-    )  # damaged files (efflab.runs): garbled or duplicate metrics, ledger mismatch, ...
+    )  # damaged files (efflab.rundir): garbled or duplicate metrics, ledger mismatch, ...
 
 
 def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> RunRecord:

@@ -780,8 +780,9 @@ def _prepare(
 def shared_tokenizer(cfg, info, teacher_vocab: int, teacher_tok):
     """The one tokenizer teacher and student share; UserError naming both sizes on any mismatch.
 
-    `info`: the teacher (an efflab.runs.ModelSource). The student reads the data with the teacher's tokenizer; `data.tokenizer` (a directory), a
-    pretrained student (`model.pretrained`) or an explicit `data.vocab_size` must agree with it.
+    `info`: the teacher (an efflab.runs.ModelSource). The student reads the data with the teacher's
+    tokenizer; `data.tokenizer` (a directory), a pretrained student (`model.pretrained`) or an explicit
+    `data.vocab_size` must agree with it.
     """
     student_tok = load_tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer != "train" else None
     student_vocab = None

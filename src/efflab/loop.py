@@ -70,7 +70,7 @@ class Run:
     complete: bool = False  # the run directory already holds a complete run: nothing to do
     checkpoint: dict | None = None  # trainer state of the checkpoint being resumed
     notes: list = field(default_factory=list)
-    rundir: RunDir | None = None  # the directory's files and lock (efflab.runs); held by the main process
+    rundir: RunDir | None = None  # the directory's files and lock (efflab.rundir); held by the main process
     # resumed from a checkpoint, whose ledger already holds the one-time charges (fixed when the run starts)
     resumed: bool = field(init=False, default=False)
 
@@ -217,7 +217,7 @@ def start_run(
             f"# resolved config: efflab run {cfg.recipe} --config this file\n" + cfg.to_yaml(),
         )
         rd.write_manifest(manifest)
-        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.runs.fail_held)
+        rd.owned = True  # from here on, a failure is recorded in the manifest (efflab.rundir.fail_held)
     trackers.start(accelerator, cfg, run_dir)  # the resolved config goes to every tracker
     return run
 
@@ -288,7 +288,7 @@ def _new_manifest(cfg, accelerator) -> dict:
 def _lock_on_main(rd: RunDir, accelerator, *, resume: bool, overwrite: bool) -> None:
     """The main process takes the directory's lock (`_lock_and_check`); a refusal stops every rank."""
     refused = None
-    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.runs)
+    if accelerator.is_main_process:  # one writer: the lock is held until the run ends (efflab.rundir)
         try:
             _lock_and_check(rd, resume=resume, overwrite=overwrite)
         except UserError as e:

@@ -2,7 +2,7 @@
 or not what their name says, a missing config or tokenizer, a load setting this machine cannot honour),
 and the model loaded (`load_pretrained`, `load_pretrained_config`, `torch_dtype`). The checks run at
 config time (the run config names every problem before any work) and in the run directory's checks
-(efflab.runs).
+(efflab.rundir).
 
 Knows no efflab module but errors and hub, so that config validation, the technique sections and the
 model builders (efflab.moe_model, efflab.models) can all use it.

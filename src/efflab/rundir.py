@@ -14,8 +14,13 @@ suite); `RunDir.resume_problems()` lists why an interrupted one cannot be contin
 a torn last metrics line (a write cut short by a kill) drops it and says so; every other kind of damage
 makes the run "damaged", and the problem names the file and what is wrong with it.
 
-Weights files are checked without loading them: a safetensors file's header states how long the file
-must be; a torch file (optimizer state, `.bin` weights) is a zip archive whose directory sits at its end.
+Weights files are checked without loading them (efflab.model_files). `source_problems(path, role)` and
+`locate(path)` answer for a model a technique uses besides the one it trains (a finished run, a model
+directory or a hub id): every problem with it, found at config time; efflab.runs.ModelSource resolves it.
+
+The one reader and writer of these files: everything else goes through `RunDir`. Sits below the
+technique modules (their config sections check model paths) and imports only errors, io, hub and
+model_files.
 """
 
 from __future__ import annotations
