@@ -203,14 +203,13 @@ def run_problems(path: Path) -> list[str]:
 
 def load_run(path, *, scale: str | None = None, with_serving: bool = True) -> RunRecord:
     """Read one complete run directory. UserError if it is incomplete or lacks a file."""
-    import yaml
 
     p = Path(path)
     probs = run_problems(p)
     if probs:
         raise UserError(probs)
-    man = RunDir(p).read_manifest()
-    cfg = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+    rd = RunDir(p)
+    man, cfg = rd.read_manifest(), rd.read_config()
     name = cfg.get("name") or p.name
     m = RUN_NAME.match(str(name))
     technique = man.get("recipe") or cfg.get("recipe", "baseline")

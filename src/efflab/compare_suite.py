@@ -73,9 +73,7 @@ def _params(run_dir: Path, seq_len: int) -> dict:
 
 def _technique_config(run_dir: Path, info: dict, recipe: str, reference: dict) -> dict:
     """What the laws need to know of this arm's configuration (experts, teacher, synthetic mix)."""
-    import yaml
-
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    cfg = RunDir(run_dir).read_config()
     m = info["manifest"]
     out: dict = {}
     if recipe == "moe":

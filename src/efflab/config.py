@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from efflab import RECIPES, RecipeName, hub  # noqa: F401  (RECIPES re-exported)
 from efflab.accounting import flops as F
 from efflab.errors import Problems, UserError, suggest
+from efflab.io import read_yaml_mapping
 from efflab.model_files import check_pretrained_dir, loading_problems, pretrained_tokenizer_problems
 from efflab.preflight import horizon_problems, memory_problems
 from efflab.sections import (  # noqa: F401  (re-exported: the shared sections' home is efflab.sections)
@@ -329,17 +330,7 @@ def load_config(
     raw: dict = {}
     problems = Problems(header="invalid configuration")
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError:
-            raise UserError(f"{p}: not a YAML config (binary or not UTF-8 text)") from None
-        except yaml.YAMLError as e:
-            raise UserError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{p}: the top level must be a mapping of sections")
+        raw = read_yaml_mapping(path, "config")
     pairs, bad = parse_overrides(overrides or [])
     problems.extend(bad)
     _cli_horizon_replaces_file(raw, pairs)

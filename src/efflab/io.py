@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from efflab.errors import UserError
 
 
@@ -110,3 +112,20 @@ def read_jsonl_checked(path: str | os.PathLike) -> tuple[list[dict], bool]:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a JSON-lines file; a torn last line is dropped, any other damage raises DamagedFile."""
     return read_jsonl_checked(path)[0]
+
+
+def read_yaml_mapping(path, kind: str) -> dict:
+    """A user's YAML file (a `kind`: "config", "suite") read with the safe loader: its top-level mapping,
+    or a UserError naming the file and what is wrong with it (missing, binary, not YAML, not a mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{kind} file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a YAML {kind} file (binary or not UTF-8 text)") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: the top level must be a mapping of sections")
+    return raw

@@ -44,7 +44,7 @@ from efflab.accounting.ledger import Ledger
 from efflab.config import load_config
 from efflab.data import cache_root, load_tokenizer, prepare
 from efflab.errors import RunFailed, UserError
-from efflab.io import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from efflab.io import DamagedFile, append_jsonl, atomic_write_json, atomic_write_text, read_json
 from efflab.models import check_pretrained_tokenizer
 from efflab.rundir import RunDir, guarded, held_message
 from efflab.runs import UNKNOWN_BILL, ModelSource
@@ -224,12 +224,10 @@ def start_run(
 
 def _resume_config_problems(cfg, run_dir: Path) -> list[str]:
     """--resume: the config must be the one the run started with (`log.*` may change)."""
-    import yaml
-
     saved_cfg = run_dir / "config.yaml"
     try:
-        old = yaml.safe_load(saved_cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
+        old = RunDir(run_dir).read_config()
+    except DamagedFile:
         old = None
     if not isinstance(old, dict):
         raise UserError(

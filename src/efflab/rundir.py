@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from efflab import hub
 from efflab.errors import DamagedRun, RunFailed, UserError
 from efflab.io import DamagedFile, atomic_write_json, read_json, read_jsonl_checked
@@ -243,16 +245,25 @@ class RunDir:
             out += weights_problems(self.model_dir)
         return out
 
-    def _config_damage(self) -> list[str]:
-        import yaml
-
+    def read_config(self) -> dict:
+        """The resolved config the run was started with (config.yaml, safe loader); DamagedFile when it
+        is not UTF-8, not YAML or not a mapping of sections."""
         try:
             cfg = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
-            return [f"{self.config_path}: not UTF-8 text (binary or corrupt)"]
+            raise DamagedFile(self.config_path, "not UTF-8 text (binary or corrupt)") from None
         except yaml.YAMLError:
-            return [f"{self.config_path}: not valid YAML"]
-        return [] if isinstance(cfg, dict) else [f"{self.config_path}: not a mapping of sections"]
+            raise DamagedFile(self.config_path, "not valid YAML") from None
+        if not isinstance(cfg, dict):
+            raise DamagedFile(self.config_path, "not a mapping of sections")
+        return cfg
+
+    def _config_damage(self) -> list[str]:
+        try:
+            self.read_config()
+        except DamagedFile as e:
+            return [str(e)]
+        return []
 
     def checkpoint_problems(self) -> list[str]:
         """Why checkpoint/ cannot be resumed from ([] when it can, or when there is no checkpoint)."""

@@ -186,15 +186,10 @@ class ModelSource:
             manifest = rd.read_manifest()
         except (DamagedFile, OSError, ValueError) as e:
             raise UserError(f"{role} {path}: {e}") from None
-        run_config = {}
-        if rd.config_path.is_file():
-            import yaml
-
-            try:
-                run_config = yaml.safe_load(rd.config_path.read_text(encoding="utf-8")) or {}
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                run_config = {}
-        run_config = run_config if isinstance(run_config, dict) else {}
+        try:  # what the run was configured with (its data.vocab_size); {} when unreadable
+            run_config = rd.read_config() if rd.config_path.is_file() else {}
+        except (DamagedFile, OSError):
+            run_config = {}
         return cls(
             role, str(path), p, "efflab-run", model_dir, config, tok, bill, manifest, run_config, weights_here
         )

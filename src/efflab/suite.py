@@ -64,7 +64,7 @@ from efflab.data import prepare
 from efflab.errors import Problems, RunFailed, UserError, parse_count
 from efflab.estimate import estimate_run
 from efflab.extrapolate import extrapolate_suite
-from efflab.io import atomic_write_json, atomic_write_text, read_json
+from efflab.io import atomic_write_json, atomic_write_text, read_json, read_yaml_mapping
 from efflab.models import build_model_config
 from efflab.report import write_report
 from efflab.rundir import RunDir
@@ -267,19 +267,8 @@ class SuiteConfig(Section):
 
 def load_suite(path, overrides: list[str] | None = None) -> tuple[SuiteConfig, dict]:
     """Read and validate a suite file (yaml.safe_load); dotted overrides apply first. (config, raw dict)."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"suite file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: not a YAML suite file (binary or not UTF-8 text)") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{p}: the top level must be a mapping")
+    raw = read_yaml_mapping(p, "suite")
     probs = Problems(header=f"invalid suite file {p}")
     pairs, bad = parse_overrides(overrides or [])
     probs.extend(bad)
