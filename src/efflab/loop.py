@@ -23,6 +23,7 @@ ledger.json, model/, checkpoint/. Files are written atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -616,7 +617,8 @@ def train(
     flops = FlopCounters(base_config(model), data.seq_len, lora=counted_lora, train_fn=flops_per_token)
     plan = plan_training(run, source, flops.train)
     model, optimizer, scheduler = setup_optimization(run, model, plan)
-    start_step = restore(run, source, plan.total_steps)
+    start_step = restore(run, source, plan.total_steps, observer=metrics_fn)
+    state = functools.partial(trainer_state, source, plan.total_steps, metrics_fn)
     peak = _peak_flops(run.accelerator.device)  # here: measuring a CPU's peak draws from torch's RNG
     n_params = announce(run, model, plan, source, flops, start_step)
     evaluator = Evaluator(run, model, data, flops, eval_fn=eval_fn, metrics_fn=metrics_fn)
@@ -632,9 +634,9 @@ def train(
             last_eval = logger(step, window, done, scheduler) or last_eval
             window = Window()
         logger.tick()
-        checkpoint_policy(run, step, plan.total_steps, source)
+        checkpoint_policy(run, step, plan.total_steps, state)
     logger.close()
-    last_eval = end_of_training(run, plan.total_steps, start_step, source, evaluator, last_eval)
+    last_eval = end_of_training(run, plan.total_steps, start_step, state, evaluator, last_eval)
     return finish(run, model, data, last_eval, plan.total_steps, n_params)
 
 
@@ -755,15 +757,18 @@ def setup_optimization(run: Run, model, plan: Plan):
 
 
 # ---- step 4: resume ---------------------------------------------------------------------------------
-def restore(run: Run, source, total_steps: int) -> int:
-    """The step training starts from: the checkpoint's (state, ledger and source restored; metrics rows
-    logged after it dropped, to be logged again) on --resume, else 0 with an empty metrics.jsonl."""
+def restore(run: Run, source, total_steps: int, observer=None) -> int:
+    """The step training starts from: the checkpoint's (state, ledger, source and an observer's counters
+    restored; metrics rows logged after it dropped, to be logged again) on --resume, else 0 with an empty
+    metrics.jsonl."""
     metrics_path = run.dir / "metrics.jsonl"
     start_step = 0
     state = load_checkpoint(run) if run.resume else None
     if state is not None:
         start_step = state["step"]
         source.load_state_dict(state.get("source", {}))
+        if "observer" in state and hasattr(observer, "load_state_dict"):
+            observer.load_state_dict(state["observer"])
         run.log(f"resuming from step {start_step} of {total_steps}")
         if run.is_main:  # drop rows logged after the checkpoint: they will be logged again
             reader = RunDir(run.dir)
@@ -1025,18 +1030,29 @@ class StepLogger:
 
 
 # ---- step 9: checkpoints and the end of training -------------------------------------------------------
-def checkpoint_policy(run: Run, step: int, total_steps: int, source) -> None:
+def trainer_state(source, total_steps: int, observer=None) -> dict:
+    """What a checkpoint keeps beside accelerate's state and the ledger: the source's position, the
+    horizon, and the counters of an observer that has them (MoE routing since the last eval)."""
+    state = {"source": source.state_dict(), "total_steps": total_steps}
+    if hasattr(observer, "state_dict"):
+        state["observer"] = observer.state_dict()
+    return state
+
+
+def checkpoint_policy(run: Run, step: int, total_steps: int, state: Callable[[], dict]) -> None:
     """Every `train.checkpoint_every` steps before the last (the last step's is `end_of_training`'s)."""
     every = run.cfg.train.checkpoint_every
     if every and step % every == 0 and step < total_steps:
-        save_checkpoint(run, step, {"source": source.state_dict(), "total_steps": total_steps})
+        save_checkpoint(run, step, state())
 
 
-def end_of_training(run: Run, total_steps: int, start_step: int, source, evaluator, last_eval) -> dict:
+def end_of_training(
+    run: Run, total_steps: int, start_step: int, state: Callable[[], dict], evaluator, last_eval
+) -> dict:
     """The end-of-training checkpoint (checkpoint_every: 0 = only this one) and the final eval row,
     unless the last step already logged one; returns the final eval."""
     if total_steps > start_step:
-        save_checkpoint(run, total_steps, {"source": source.state_dict(), "total_steps": total_steps})
+        save_checkpoint(run, total_steps, state())
     if last_eval is None or last_eval.get("step") != total_steps:  # resumed at the very end
         last_eval = evaluator(total_steps, {})
     return last_eval

@@ -370,10 +370,24 @@ class SparseMoeBlock(nn.Module):
 
     def pop_stats(self) -> dict | None:
         """Routing statistics since the last call, as Python numbers (see techniques.moe.routing_metrics)."""
-        s, self._stats = self._stats, None
-        if s is None:
-            return None
-        return {k: (v.tolist() if k == "counts" else float(v)) for k, v in s.items()}
+        out = self.stats_state()
+        self._stats = None
+        return out
+
+    def stats_state(self) -> dict | None:
+        """The routing statistics gathered since the last `pop_stats`, as Python numbers (float64 counters
+        convert exactly), for a checkpoint; None when there are none."""
+        s = self._stats
+        return None if s is None else {k: (v.tolist() if k == "counts" else float(v)) for k, v in s.items()}
+
+    def load_stats_state(self, state: dict | None) -> None:
+        """Put back what `stats_state` returned (a resumed run's first eval row then covers its window)."""
+        dev = self.gate.weight.device
+        self._stats = (
+            None
+            if state is None
+            else {k: torch.tensor(v, dtype=torch.float64, device=dev) for k, v in state.items()}
+        )
 
 
 def _in_backward() -> bool:

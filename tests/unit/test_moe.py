@@ -1,6 +1,7 @@
 """MoE technique: router losses, capacity routing, experts implementations, FLOP cross-check, upcycling,
 the ladder pairing and bad input. Tiny models built here; nothing downloaded."""
 
+import json
 import math
 
 import pytest
@@ -460,3 +461,27 @@ def test_gradient_checkpointing_recompute_is_not_counted_twice():
     stats = [b.pop_stats() for b in blocks]
     assert [s["assigned"] for s in stats] == [2 * 32 * 2] * 2 and [s["forwards"] for s in stats] == [1, 1]
     assert blocks[0].gate.weight.grad is not None and blocks[0].gate.weight.grad.abs().sum() > 0
+
+
+def test_the_routing_observer_carries_its_window_through_a_checkpoint():
+    """A checkpoint between two eval points keeps the routing counters gathered so far: the observer
+    restored from it reports at the next eval exactly what the uninterrupted one reports."""
+    _, model = _model()
+    model.train()
+    torch.manual_seed(1)
+    first, second = torch.randint(0, 256, (2, 32)), torch.randint(0, 256, (2, 32))
+    logs = []
+    obs = M.routing_observer(moe_blocks(model), 0.25, log=logs.append)
+    model(input_ids=first)
+    state = json.loads(json.dumps(obs.state_dict()))  # as the per-rank trainer state stores it
+    assert all(s is not None and s["forwards"] == 1.0 for s in state["blocks"])
+    model(input_ids=second)
+    whole = obs(model)  # the uninterrupted run's eval row (resets the counters)
+
+    model(input_ids=second)  # a resumed run: counters from the checkpoint, then the steps after it
+    obs.load_state_dict(state)
+    assert [s["forwards"] for s in obs.state_dict()["blocks"]] == [1.0, 1.0]
+    model(input_ids=second)
+    assert obs(model) == whole
+    with pytest.raises(ValueError, match="routing state of 1 layers"):
+        obs.load_state_dict({"blocks": state["blocks"][:1]})

@@ -455,16 +455,33 @@ def upcycled_from(source, log=print) -> str:
     return f"{source.path} ({source.kind}, {source.bill_text()})"
 
 
-def routing_observer(blocks: list, collapse_threshold: float, log=print):
+class RoutingObserver:
     """`model -> routing metrics row` for eval points (`routing_metrics` of the blocks' counters, which it
-    reads and resets); a collapse warning is said on `log`. An observer: it never changes training."""
+    reads and resets); a collapse warning is said on `log`. An observer: it never changes training. Its
+    counters between two eval points go into a checkpoint (`state_dict`), so a resumed run's first eval
+    row covers the whole window, as an uninterrupted run's does."""
 
-    def metrics_fn(_model) -> dict:
-        row, warnings = routing_metrics(
-            [b.pop_stats() for b in blocks], collapse_threshold=collapse_threshold
-        )
+    def __init__(self, blocks: list, collapse_threshold: float, log=print):
+        self.blocks, self.collapse_threshold, self.log = blocks, collapse_threshold, log
+
+    def __call__(self, _model) -> dict:
+        stats = [b.pop_stats() for b in self.blocks]
+        row, warnings = routing_metrics(stats, collapse_threshold=self.collapse_threshold)
         for w in warnings:
-            log(f"warning: {w}")
+            self.log(f"warning: {w}")
         return row
 
-    return metrics_fn
+    def state_dict(self) -> dict:
+        return {"blocks": [b.stats_state() for b in self.blocks]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("blocks") or []
+        if len(saved) != len(self.blocks):
+            raise ValueError(f"routing state of {len(saved)} layers for a model of {len(self.blocks)}")
+        for b, s in zip(self.blocks, saved, strict=True):
+            b.load_stats_state(s)
+
+
+def routing_observer(blocks: list, collapse_threshold: float, log=print) -> RoutingObserver:
+    """The recipe's `metrics_fn`: routing diagnostics at eval points, resumable (RoutingObserver)."""
+    return RoutingObserver(blocks, collapse_threshold, log=log)
